@@ -1,0 +1,68 @@
+# vla-dipole: the README's two commands are `make demo` and `make test`.
+# Every target installs what it needs first; re-running is cheap (stamp files keyed on pyproject.toml).
+SHELL := /bin/bash
+PY_BOOT ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SHARED ?= ../shared
+WHEELS := $(SHARED)/wheels
+export DS_BUILD_OPS := 0
+export DS_ACCELERATOR := cpu
+export TOKENIZERS_PARALLELISM := false
+DEMO_OUT ?= demo_out
+
+.PHONY: install install-navsim install-slurm test test-fast demo bench lint verify-algo clean
+
+$(PY):
+	$(PY_BOOT) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.stamp-install: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+# The official navsim + nuplan-devkit wheels (not on PyPI), used as the reference in tests.
+$(VENV)/.stamp-navsim: $(VENV)/.stamp-install
+	@if [ -d "$(WHEELS)" ]; then \
+	  $(PIP) install -q -r $(WHEELS)/requirements.txt && \
+	  $(PIP) install -q --no-deps $(WHEELS)/*.whl; \
+	else echo "note: $(WHEELS) not found; tests against the official navsim will be skipped"; fi
+	touch $@
+
+install: $(VENV)/.stamp-install
+
+install-navsim: $(VENV)/.stamp-navsim
+
+# A real single-node SLURM (Debian packages) for the sbatch tests.
+install-slurm:
+	@if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null) \
+	      || echo "note: could not install SLURM; SLURM tests will be skipped"; \
+	  else echo "note: SLURM not installed and not root; SLURM tests will be skipped"; fi; \
+	fi
+
+test: install install-navsim install-slurm
+	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not slurm and not distributed" tests
+
+demo: install
+	$(PY) -m data_prep.demo --out $(DEMO_OUT)
+
+bench: install install-navsim
+	$(PY) -m navsim_adapter.bench
+	$(PY) -m vla_dipole.bench
+	$(PY) -m data_prep.bench
+
+verify-algo: install
+	$(PY) -m vla_dipole.verify_algo --out $(DEMO_OUT)/verify_algo
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache
