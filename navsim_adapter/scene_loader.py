@@ -103,7 +103,9 @@ class _FrameReader:
             self.fail(prefix + key, "is missing")
         return container[key]
 
-    def array(self, key: str, shape: tuple[int | None, ...], container: dict | None = None, prefix: str = "") -> np.ndarray:
+    def array(
+        self, key: str, shape: tuple[int | None, ...], container: dict | None = None, prefix: str = "", finite: bool = True
+    ) -> np.ndarray:
         """Float array whose shape matches `shape` (None = any length); empty (N=0) arrays are reshaped."""
         value = self.get(key, container, prefix)
         try:
@@ -115,7 +117,7 @@ class _FrameReader:
         if arr.ndim != len(shape) or any(e is not None and e != a for e, a in zip(shape, arr.shape, strict=True)):
             expected = "(" + ", ".join("N" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
             self.fail(prefix + key, f"has shape {arr.shape}, expected {expected}")
-        if not np.all(np.isfinite(arr)):
+        if finite and not np.isfinite(arr).all():
             self.fail(prefix + key, "contains NaN or inf")
         return arr
 
@@ -141,9 +143,10 @@ def _read_cameras(r: _FrameReader, sensor_root: Path) -> Cameras:
         distortion = entry.get("distortion")
         out[name] = Camera(
             camera_path=sensor_root / str(r.get("data_path", entry, prefix)),
-            intrinsics=r.array("cam_intrinsic", (3, 3), entry, prefix),
-            sensor2lidar_rotation=r.array("sensor2lidar_rotation", (3, 3), entry, prefix),
-            sensor2lidar_translation=r.array("sensor2lidar_translation", (3,), entry, prefix),
+            # calibration is only shape-checked: it never enters poses or scores
+            intrinsics=r.array("cam_intrinsic", (3, 3), entry, prefix, finite=False),
+            sensor2lidar_rotation=r.array("sensor2lidar_rotation", (3, 3), entry, prefix, finite=False),
+            sensor2lidar_translation=r.array("sensor2lidar_translation", (3,), entry, prefix, finite=False),
             distortion=None if distortion is None else np.asarray(distortion, dtype=np.float64),
         )
     return Cameras(**out)
