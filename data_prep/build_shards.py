@@ -1,0 +1,522 @@
+"""Turn a NAVSIM split into scored webdataset shards: one sample per scene with images, ego status,
+the human future, K candidate trajectories and every PDM sub-score (schema: docs/shards.md).
+
+    python -m data_prep.build_shards --data-root DATA --split NAME --out OUT \
+        [--sources vocab,perturb] [--num-candidates 16] [--vocabulary DIR] [--workers 2] [--shard-size 256]
+
+Shards are built in parallel (one job per shard, a process pool) and are resumable: a shard is
+written to a temporary file and renamed only when complete, with a sidecar in OUT/.build/; a
+re-run with the same command builds only the missing shards, byte-identical to a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import shutil
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep import candidates as cands
+from data_prep.shard_format import (
+    JPEG_QUALITY,
+    NUM_POSES,
+    SCHEMA_VERSION,
+    SCORE_NAMES,
+    SOURCES,
+    Sample,
+    TrajStatsAccumulator,
+    decode_jpeg,
+    encode_jpeg,
+    encode_sample,
+    read_manifest,
+    sha256_file,
+    shard_name,
+    shard_writer,
+    source_codes,
+    write_manifest,
+)
+from data_prep.vocabulary import fit_vocabulary, load_vocabulary, save_vocabulary
+
+BUILD_DIR = ".build"
+MAX_HISTORY = 4  # NAVSIM scenes have 4 history frames
+SCORE_CHUNK = 16  # scenes scored per PDM call
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that determines shard bytes (compared on resume); `workers` is deliberately absent."""
+
+    data_root: str
+    split: str
+    cameras: tuple[str, ...]
+    image_size: tuple[int, int]  # (W, H)
+    history_frames: int
+    sources: tuple[tuple[str, int], ...]  # (source, count) in candidate order
+    shard_size: int
+    limit: int | None
+    seed: int
+    jpeg_quality: int = JPEG_QUALITY
+    vocab_mode: str = "mixed"
+    vocabulary_sha256: str | None = None
+    policy: Mapping[str, Any] | None = None
+    scorer_version: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sources"] = dict(self.sources)
+        d["policy"] = dict(self.policy) if self.policy else None
+        return json.loads(json.dumps(d))
+
+
+@dataclass
+class ShardJob:
+    index: int
+    scenes: list[tuple[str, str]]  # (log_name, token)
+
+    @property
+    def logs(self) -> list[str]:
+        return sorted({log for log, _ in self.scenes})
+
+
+@dataclass
+class _WorkerState:
+    settings: BuildSettings
+    out: Path
+    vocab: np.ndarray | None
+    policy_sampler: Any = None
+    loaders: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------- options
+
+
+def parse_sources(sources: str | Sequence[str] | Mapping[str, int], num_candidates: int | str | Mapping[str, int]):
+    """-> ((source, count), ...). `sources` "vocab,perturb" or a list; counts one int for all, "vocab:8,perturb:4"
+    or a mapping; a count given inside `sources` ("vocab:8") wins."""
+    if isinstance(sources, Mapping):
+        items = [(k, int(v)) for k, v in sources.items()]
+    else:
+        parts = sources.split(",") if isinstance(sources, str) else list(sources)
+        per = num_candidates if isinstance(num_candidates, Mapping) else None
+        if isinstance(num_candidates, str) and ":" in num_candidates:
+            per = {k: int(v) for k, v in (p.split(":") for p in num_candidates.split(","))}
+        items = []
+        for part in (p.strip() for p in parts if p.strip()):
+            name, _, count = part.partition(":")
+            n = int(count) if count else (per[name] if per and name in per else None)
+            if n is None:
+                if per is not None:
+                    raise ValueError(f"--num-candidates {num_candidates!r} gives no count for source {name!r}")
+                n = int(num_candidates)
+            items.append((name, n))
+    source_codes([k for k, _ in items])  # validates the names
+    if not items or len({k for k, _ in items}) != len(items) or any(n < 1 for _, n in items):
+        raise ValueError(f"sources must be distinct names from {SOURCES} with counts >= 1, got {items}")
+    return tuple(items)
+
+
+def parse_image_size(size: int | str | Sequence[int]) -> tuple[int, int]:
+    """224 | "224" | "256x144" (W x H) | (W, H) -> (W, H)."""
+    if isinstance(size, str):
+        parts = size.lower().split("x")
+        size = (int(parts[0]), int(parts[-1]))
+    elif isinstance(size, int):
+        size = (size, size)
+    w, h = (int(v) for v in size)
+    if w < 8 or h < 8:
+        raise ValueError(f"image_size must be at least 8x8 pixels, got {w}x{h}")
+    return w, h
+
+
+# ----------------------------------------------------------------------------------- planning
+
+
+def plan_shards(data_root: str | Path, split: str, shard_size: int, limit: int | None) -> list[ShardJob]:
+    """Scenes in (log, time) order, cut to `limit`, in shards of `shard_size` consecutive scenes."""
+    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+    loader = SceneLoader(split, data_root, SceneFilter(num_history_frames=MAX_HISTORY))
+    scenes = [(scene.metadata.log_name, scene.token) for scene in loader.iter_scenes()]  # logs sorted, time order
+    scenes = sorted(scenes, key=lambda item: item[0])[:limit]  # stable: keeps time order within a log
+    return [ShardJob(i // shard_size, scenes[i : i + shard_size]) for i in range(0, len(scenes), shard_size)]
+
+
+def _scene_loader(state: _WorkerState, logs: list[str]):
+    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+    key = tuple(logs)
+    if key not in state.loaders:
+        state.loaders.clear()
+        s = state.settings
+        state.loaders[key] = SceneLoader(s.split, s.data_root, SceneFilter(num_history_frames=MAX_HISTORY, log_names=logs))
+    return state.loaders[key]
+
+
+# ------------------------------------------------------------------------------------ per scene
+
+
+def scene_rng(seed: int, token: str) -> np.random.Generator:
+    """Per-scene generator: the same scene gets the same candidates whatever worker builds it."""
+    return np.random.default_rng([seed, int(hashlib.sha256(token.encode()).hexdigest()[:15], 16)])
+
+
+def _scene_sample(scene, settings: BuildSettings) -> Sample:
+    """Everything of a sample except candidates and scores."""
+    h = settings.history_frames
+    agent = scene.get_agent_input(cameras=settings.cameras, history_indices=list(range(-h, 0)))
+    statuses = agent.ego_statuses[-h:]
+    images = []
+    for i, cams in enumerate(agent.cameras[-h:]):
+        for cam in settings.cameras:
+            image = getattr(cams, cam).image
+            if image is None:
+                raise ValueError(f"scene {scene.token} (log {scene.metadata.log_name}): camera {cam} has no image "
+                                 f"in history frame {i - h + 1} (check the log's cams entries)")
+            images.append(encode_jpeg(image, settings.image_size, settings.jpeg_quality))
+    current = scene.current_frame
+    empty = np.zeros((0, NUM_POSES, 3), np.float32)
+    return Sample(
+        token=scene.token, log_name=scene.metadata.log_name, map_name=scene.metadata.map_name, split=settings.split,
+        timestamp_us=int(current.timestamp), cameras=list(settings.cameras), image_size=settings.image_size,
+        images=images,
+        ego_pose=np.stack([s.ego_pose for s in statuses]), ego_velocity=np.stack([s.ego_velocity for s in statuses]),
+        ego_acceleration=np.stack([s.ego_acceleration for s in statuses]),
+        driving_command=np.stack([s.driving_command for s in statuses]),
+        human=scene.get_future_trajectory(NUM_POSES).astype(np.float32),
+        candidates=empty, sources=np.zeros(0, np.uint8),
+        candidate_scores=np.zeros((0, len(SCORE_NAMES)), np.float32), human_scores=np.zeros(len(SCORE_NAMES), np.float32),
+    )
+
+
+def _decoded_view(sample: Sample) -> dict[str, Any]:
+    """What the loader would yield for this sample (for policy sampling at build time)."""
+    return {
+        "images": np.stack([decode_jpeg(j) for j in sample.images]), "ego_pose": sample.ego_pose,
+        "ego_velocity": sample.ego_velocity, "ego_acceleration": sample.ego_acceleration,
+        "driving_command": sample.driving_command, "human": sample.human, "token": sample.token,
+        "log_name": sample.log_name,
+    }
+
+
+def _add_candidates(samples: list[Sample], state: _WorkerState) -> None:
+    s = state.settings
+    per_source: list[list[np.ndarray]] = [[] for _ in samples]
+    for name, n in s.sources:
+        if name == "policy":
+            trajs = state.policy_sampler.sample(
+                [_decoded_view(x) for x in samples], n, seed=int(scene_rng(s.seed, samples[0].token).integers(2**31))
+            )
+            for j in range(len(samples)):
+                per_source[j].append(trajs[j])
+            continue
+        for j, sample in enumerate(samples):
+            rng = scene_rng(s.seed + SOURCES.index(name), sample.token)
+            if name == "vocab":
+                per_source[j].append(cands.vocab_candidates(state.vocab, sample.human, n, rng, s.vocab_mode))
+            else:
+                per_source[j].append(cands.perturb_candidates(sample.human, n, rng))
+    codes = np.concatenate([np.full(n, SOURCES.index(name), np.uint8) for name, n in s.sources])
+    for sample, parts in zip(samples, per_source, strict=True):
+        sample.candidates = np.concatenate(parts).astype(np.float32)
+        sample.sources = codes
+
+
+def _add_scores(samples: list[Sample], scenes: list, score_fn) -> None:
+    from navsim_adapter.pdm import build_context
+
+    contexts = [build_context(scene) for scene in scenes]
+    trajs = np.stack([np.concatenate([x.candidates, x.human[None]]) for x in samples])
+    result = score_fn(contexts, trajs)
+    table = np.stack([np.asarray(getattr(result, name), dtype=np.float32) for name in SCORE_NAMES], axis=-1)
+    if table.shape != (*trajs.shape[:2], len(SCORE_NAMES)):
+        raise ValueError(f"PDM score returned shape {table.shape[:-1]}, expected {trajs.shape[:2]}")
+    for sample, row in zip(samples, table, strict=True):
+        sample.candidate_scores, sample.human_scores = row[:-1], row[-1]
+
+
+# ---------------------------------------------------------------------------------- per shard
+
+
+_STATE: _WorkerState | None = None
+
+
+def _init_worker(settings: BuildSettings, out: str, vocab: np.ndarray | None, policy: Mapping[str, Any] | None) -> None:
+    global _STATE
+    sampler = None
+    if policy:
+        sampler = cands.PolicySampler(policy["checkpoint"], policy["omega"], policy.get("num_steps"))
+    _STATE = _WorkerState(settings, Path(out), vocab, sampler)
+
+
+def _build_shard(job: ShardJob) -> dict[str, Any]:
+    """Write one shard (tmp file, then rename) and its sidecar; returns the sidecar record."""
+    from navsim_adapter.pdm import score
+
+    state = _STATE
+    assert state is not None, "worker not initialised"
+    s = state.settings
+    loader = _scene_loader(state, job.logs)
+    name = shard_name(s.split, job.index)
+    final, tmp = state.out / name, state.out / f"{name}.tmp"
+    stats = TrajStatsAccumulator()
+    histogram = {src: np.zeros(10, np.int64) for src, _ in s.sources}
+    with open(tmp, "wb") as fh, shard_writer(fh) as writer:
+        for start in range(0, len(job.scenes), SCORE_CHUNK):
+            tokens = [tok for _, tok in job.scenes[start : start + SCORE_CHUNK]]
+            scenes = [loader.get_scene(t) for t in tokens]
+            samples = [_scene_sample(scene, s) for scene in scenes]
+            _add_candidates(samples, state)
+            _add_scores(samples, scenes, score)
+            for sample in samples:
+                writer.write(encode_sample(sample))
+                stats.add(sample.human)
+                stats.add(sample.candidates)
+                pdms = sample.candidate_scores[:, SCORE_NAMES.index("pdms")]
+                for src, _ in s.sources:
+                    mask = sample.sources == SOURCES.index(src)
+                    histogram[src] += np.histogram(pdms[mask], bins=10, range=(0.0, 1.0))[0]
+    record = {"name": name, "samples": len(job.scenes), "sha256": sha256_file(tmp), "bytes": tmp.stat().st_size,
+              "stats": stats.state(), "pdms_histogram": {k: v.tolist() for k, v in histogram.items()}}
+    sidecar = state.out / BUILD_DIR / f"{name}.json"
+    sidecar.with_suffix(".tmp").write_text(json.dumps(record, sort_keys=True))
+    sidecar.with_suffix(".tmp").replace(sidecar)
+    tmp.replace(final)
+    return record
+
+
+def _done_record(out: Path, name: str) -> dict[str, Any] | None:
+    """The sidecar of a finished shard whose bytes still match it, else None."""
+    sidecar, tar = out / BUILD_DIR / f"{name}.json", out / name
+    if not (sidecar.is_file() and tar.is_file()):
+        return None
+    record = json.loads(sidecar.read_text())
+    return record if record.get("sha256") == sha256_file(tar) else None
+
+
+# ---------------------------------------------------------------------------------------- build
+
+
+def _prepare_vocabulary(settings_args: dict, out: Path, jobs: list[ShardJob], vocabulary, seed: int):
+    """Load the given vocabulary (copied into OUT/vocabulary) or fit one on the planned scenes."""
+    target = out / "vocabulary"
+    if vocabulary is not None:
+        vocab, config = load_vocabulary(vocabulary)
+        if Path(vocabulary).resolve() != target.resolve():
+            save_vocabulary(target, vocab, {k: v for k, v in config.items() if k not in ("size", "sha256")})
+        return vocab, config
+    if (target / "vocabulary.npy").is_file():
+        return load_vocabulary(target)
+    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+    loader = SceneLoader(settings_args["split"], settings_args["data_root"], SceneFilter(num_history_frames=MAX_HISTORY))
+    tokens = [tok for job in jobs for _, tok in job.scenes]
+    trajs = np.stack([loader.get_scene(t).get_future_trajectory(NUM_POSES) for t in tqdm(tokens, desc="vocabulary")])
+    size = min(256, len(trajs))
+    vocab = fit_vocabulary(trajs, size, seed)
+    config = {"split": settings_args["split"], "data_root": settings_args["data_root"], "requested_size": size,
+              "seed": seed, "num_trajectories": len(trajs), "method": "kmeans2(x,y)++", "built_by": "build_shards"}
+    return vocab, save_vocabulary(target, vocab, config)
+
+
+def build_shards(
+    data_root: str | Path,
+    split: str,
+    out: str | Path,
+    *,
+    cameras: Sequence[str] = ("cam_f0",),
+    image_size: int | str | Sequence[int] = (224, 224),
+    history_frames: int = 1,
+    sources: str | Sequence[str] | Mapping[str, int] = ("vocab", "perturb"),
+    num_candidates: int | str | Mapping[str, int] = 8,
+    workers: int = 1,
+    shard_size: int = 256,
+    limit: int | None = None,
+    seed: int = 0,
+    vocabulary: str | Path | None = None,
+    policy: str | Path | None = None,
+    omega: float = 0.0,
+    policy_steps: int | None = None,
+    vocab_mode: str = "mixed",
+    jpeg_quality: int = JPEG_QUALITY,
+    overwrite: bool = False,
+    command: str | None = None,
+    max_shards: int | None = None,
+) -> dict[str, Any]:
+    """Build (or finish) the shards of one split; returns the manifest (also written to OUT/manifest.json).
+
+    `max_shards` stops after building that many new shards without writing the manifest (used to
+    test resuming; a normal run leaves it None).
+    """
+    from navsim_adapter.pdm import SCORER_VERSION
+
+    out = Path(out)
+    src = parse_sources(sources, num_candidates)
+    names = [k for k, _ in src]
+    if "policy" in names and policy is None:
+        raise ValueError("candidate source 'policy' needs --policy CKPT (a DipolePolicy checkpoint directory)")
+    if policy is not None and "policy" not in names:
+        src = (*src, ("policy", int(num_candidates) if isinstance(num_candidates, int) else 8))
+    if not 1 <= history_frames <= MAX_HISTORY:
+        raise ValueError(f"history_frames must be in 1..{MAX_HISTORY}, got {history_frames}")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if vocab_mode not in cands.VOCAB_MODES:
+        raise ValueError(f"vocab_mode must be one of {cands.VOCAB_MODES}, got {vocab_mode!r}")
+    cameras = tuple(cameras.split(",") if isinstance(cameras, str) else cameras)
+    from navsim_adapter.scene import CAMERA_NAMES
+
+    unknown = [c for c in cameras if c not in CAMERA_NAMES]
+    if unknown or not cameras:
+        raise ValueError(f"cameras {list(cameras)}: expected a non-empty subset of {CAMERA_NAMES}")
+    data_root = str(Path(data_root).resolve())
+
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    (out / BUILD_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.tmp"):
+        stale.unlink()
+
+    jobs = plan_shards(data_root, split, shard_size, limit)
+    vocab, vocab_config = None, None
+    if "vocab" in [k for k, _ in src]:
+        vocab, vocab_config = _prepare_vocabulary({"split": split, "data_root": data_root}, out, jobs, vocabulary, seed)
+        n_vocab = dict(src)["vocab"]
+        if n_vocab > len(vocab):
+            raise ValueError(f"{n_vocab} vocab candidates per scene but the vocabulary has {len(vocab)} entries")
+    policy_config = None
+    if policy is not None:
+        policy_config = {"checkpoint": str(Path(policy).resolve()), "omega": float(omega), "num_steps": policy_steps}
+        cands.PolicySampler(policy, omega, policy_steps)  # fail fast with a clear error before spawning workers
+    settings = BuildSettings(
+        data_root=data_root, split=split, cameras=cameras, image_size=parse_image_size(image_size),
+        history_frames=history_frames, sources=src, shard_size=shard_size, limit=limit, seed=seed,
+        jpeg_quality=jpeg_quality, vocab_mode=vocab_mode,
+        vocabulary_sha256=vocab_config["sha256"] if vocab_config else None, policy=policy_config,
+        scorer_version=str(SCORER_VERSION),
+    )
+    _check_settings(out, settings)
+
+    records = {job.index: _done_record(out, shard_name(split, job.index)) for job in jobs}
+    todo = [job for job in jobs if records[job.index] is None][:max_shards]
+    bar = tqdm(total=sum(len(j.scenes) for j in jobs), initial=sum(len(j.scenes) for j in jobs if records[j.index]),
+               desc=f"shards {split}", unit="scene")
+    init_args = (settings, str(out), vocab, policy_config)
+    if workers <= 1 or len(todo) <= 1:
+        _init_worker(*init_args)
+        for job in todo:
+            records[job.index] = _build_shard(job)
+            bar.update(len(job.scenes))
+    else:
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn"),
+                                 initializer=_init_worker, initargs=init_args) as pool:
+            futures = {pool.submit(_build_shard, job): job for job in todo}
+            for future in as_completed(futures):
+                records[futures[future].index] = future.result()
+                bar.update(len(futures[future].scenes))
+    bar.close()
+    if any(r is None for r in records.values()):
+        return {"complete": False, "shards_done": sum(r is not None for r in records.values()), "shards": len(jobs)}
+
+    ordered = [records[job.index] for job in jobs]
+    stats = TrajStatsAccumulator()
+    for r in ordered:
+        stats.merge(TrajStatsAccumulator(**r["stats"]))
+    config = settings.to_json()
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "split": split, "data_root": data_root,
+        "command": command or _python_call(data_root, split, out, config), "config": config,
+        "image": {"cameras": list(cameras), "size": list(settings.image_size), "history_frames": history_frames,
+                  "format": "jpeg", "quality": jpeg_quality},
+        "scorer_version": str(SCORER_VERSION), "score_names": list(SCORE_NAMES), "source_names": list(SOURCES),
+        "candidate_sources": dict(src), "num_candidates": sum(n for _, n in src),
+        "vocabulary": None if vocab_config is None else {"path": "vocabulary", "sha256": vocab_config["sha256"],
+                                                         "size": vocab_config["size"]},
+        "policy": policy_config,
+        "num_samples": sum(r["samples"] for r in ordered),
+        "shards": [{k: r[k] for k in ("name", "samples", "sha256", "bytes")} for r in ordered],
+        "pdms_histogram": _merge_histograms(r["pdms_histogram"] for r in ordered),
+        "traj_stats": stats.result(),
+    }
+    write_manifest(out, manifest)
+    return read_manifest(out)
+
+
+def _merge_histograms(parts: Iterable[Mapping[str, list[int]]]) -> dict[str, list[int]]:
+    total: dict[str, np.ndarray] = {}
+    for part in parts:
+        for k, v in part.items():
+            total[k] = total.get(k, 0) + np.asarray(v)
+    return {k: v.tolist() for k, v in total.items()}
+
+
+def _python_call(data_root: str, split: str, out: Path, config: Mapping[str, Any]) -> str:
+    return f"build_shards({data_root!r}, {split!r}, {str(out)!r}, **{dict(config)!r})"
+
+
+def _check_settings(out: Path, settings: BuildSettings) -> None:
+    """Refuse to resume into a directory built with other settings (its shards would not match)."""
+    path = out / BUILD_DIR / "settings.json"
+    current = settings.to_json()
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if diff:
+            raise ValueError(f"{out} holds shards built with other settings (differences: {diff}); "
+                             "use a new --out or pass --overwrite")
+    else:
+        path.write_text(json.dumps(current, indent=2, sort_keys=True))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", required=True, help="OpenScene-format root (navsim_logs/<split>/*.pkl, sensor_blobs/)")
+    p.add_argument("--split", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--cameras", default="cam_f0", help="comma-separated camera names (cam_f0, cam_l0, ...)")
+    p.add_argument("--image-size", default="224x224", help="stored image size WxH (or one number)")
+    p.add_argument("--history-frames", type=int, default=1, help="frames of images / ego status to store (1-4)")
+    p.add_argument("--sources", default="vocab,perturb", help="candidate sources: vocab, perturb, policy (src:N sets a count)")
+    p.add_argument("--num-candidates", default="8", help="candidates per source (N or vocab:N,perturb:M)")
+    p.add_argument("--vocabulary", default=None, help="vocabulary artifact dir (default: fit one on the split)")
+    p.add_argument("--vocab-mode", default="mixed", choices=cands.VOCAB_MODES)
+    p.add_argument("--policy", default=None, help="DipolePolicy checkpoint for the 'policy' source")
+    p.add_argument("--samples", type=int, default=None, help="policy samples per scene (default: --num-candidates)")
+    p.add_argument("--omega", type=float, default=0.0, help="guidance weight for policy samples")
+    p.add_argument("--policy-steps", type=int, default=None, help="denoising steps for policy samples")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--shard-size", type=int, default=256, help="scenes per shard")
+    p.add_argument("--limit", type=int, default=None, help="only the first N scenes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
+    p.add_argument("--overwrite", action="store_true", help="delete OUT first")
+    a = p.parse_args(argv)
+    num: int | str = int(a.num_candidates) if a.num_candidates.isdigit() else a.num_candidates
+    sources = a.sources
+    if a.policy is not None and a.samples is not None:
+        sources = ",".join([s for s in sources.split(",") if not s.startswith("policy")] + [f"policy:{a.samples}"])
+    manifest = build_shards(
+        a.data_root, a.split, a.out, cameras=a.cameras.split(","), image_size=a.image_size,
+        history_frames=a.history_frames, sources=sources, num_candidates=num, workers=a.workers,
+        shard_size=a.shard_size, limit=a.limit, seed=a.seed, vocabulary=a.vocabulary, policy=a.policy, omega=a.omega,
+        policy_steps=a.policy_steps, vocab_mode=a.vocab_mode, jpeg_quality=a.jpeg_quality, overwrite=a.overwrite,
+        command=shlex.join([Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]),
+    )
+    print(f"{manifest['num_samples']} scenes x {manifest['num_candidates']} candidates in "
+          f"{len(manifest['shards'])} shards -> {a.out}/manifest.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""One place for the shard sample schema and manifest: the writer, validator and loader all use it.
+
+The schema is documented in docs/shards.md; change both together and bump SCHEMA_VERSION.
+Encoding is deterministic (np.save, sorted JSON, fixed JPEG settings) so shards built twice from
+the same inputs are byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+SCORE_NAMES = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
+SOURCES = ("vocab", "perturb", "policy")
+NUM_POSES = 8
+MANIFEST_NAME = "manifest.json"
+JPEG_QUALITY = 90
+
+# member name -> (dtype, shape with -1 for a per-build size: H history frames, K candidates)
+ARRAY_MEMBERS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "ego_pose.npy": ("float32", ("H", 3)),
+    "ego_velocity.npy": ("float32", ("H", 2)),
+    "ego_acceleration.npy": ("float32", ("H", 2)),
+    "driving_command.npy": ("uint8", ("H", 4)),
+    "human.npy": ("float32", (NUM_POSES, 3)),
+    "candidates.npy": ("float32", ("K", NUM_POSES, 3)),
+    "sources.npy": ("uint8", ("K",)),
+    "candidate_scores.npy": ("float32", ("K", len(SCORE_NAMES))),
+    "human_scores.npy": ("float32", (len(SCORE_NAMES),)),
+}
+META_KEYS = ("token", "log_name", "map_name", "split", "timestamp_us", "cameras", "history_frames", "image_size")
+
+
+class SampleFormatError(ValueError):
+    """A sample that does not follow the schema; the message names the shard, sample and member."""
+
+
+def image_member(camera: str, index: int) -> str:
+    """Tar member suffix of camera `camera` at stored history index `index` (0 = oldest stored)."""
+    return f"{camera}_h{index}.jpg"
+
+
+@dataclass
+class Sample:
+    """One scene's training record, in memory (numpy arrays + JPEG bytes)."""
+
+    token: str
+    log_name: str
+    map_name: str
+    split: str
+    timestamp_us: int
+    cameras: list[str]
+    image_size: tuple[int, int]  # (W, H)
+    images: list[bytes]  # history-major: for each stored history frame, for each camera
+    ego_pose: np.ndarray
+    ego_velocity: np.ndarray
+    ego_acceleration: np.ndarray
+    driving_command: np.ndarray
+    human: np.ndarray
+    candidates: np.ndarray
+    sources: np.ndarray
+    candidate_scores: np.ndarray
+    human_scores: np.ndarray
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def history_frames(self) -> int:
+        return int(self.ego_pose.shape[0])
+
+
+def encode_jpeg(image: np.ndarray, size: tuple[int, int], quality: int = JPEG_QUALITY) -> bytes:
+    """Resize (W, H) without cropping and JPEG-encode an RGB uint8 image, deterministically."""
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).convert("RGB")
+    if img.size != tuple(size):
+        img = img.resize(tuple(size), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False, subsampling=0)
+    return buf.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes -> uint8 (H, W, 3)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _npy(array: np.ndarray, dtype: str) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
+    return buf.getvalue()
+
+
+def encode_sample(sample: Sample) -> dict[str, bytes | str]:
+    """Sample -> webdataset dict {"__key__": token, member: bytes}."""
+    if "." in sample.token or "/" in sample.token:
+        raise SampleFormatError(f"scene token {sample.token!r} may not contain '.' or '/' (webdataset keys)")
+    meta = {
+        "token": sample.token,
+        "log_name": sample.log_name,
+        "map_name": sample.map_name,
+        "split": sample.split,
+        "timestamp_us": int(sample.timestamp_us),
+        "cameras": list(sample.cameras),
+        "history_frames": sample.history_frames,
+        "image_size": [int(v) for v in sample.image_size],
+        "schema_version": SCHEMA_VERSION,
+        **sample.extra_meta,
+    }
+    out: dict[str, bytes | str] = {"__key__": sample.token, "meta.json": json.dumps(meta, sort_keys=True).encode()}
+    expected_images = sample.history_frames * len(sample.cameras)
+    if len(sample.images) != expected_images:
+        raise SampleFormatError(
+            f"sample {sample.token}: {len(sample.images)} images, expected history_frames x cameras = {expected_images}"
+        )
+    for i in range(sample.history_frames):
+        for c, cam in enumerate(sample.cameras):
+            out[image_member(cam, i)] = sample.images[i * len(sample.cameras) + c]
+    for member, (dtype, _) in ARRAY_MEMBERS.items():
+        out[member] = _npy(getattr(sample, member[: -len(".npy")]), dtype)
+    check_arrays({m: np.load(io.BytesIO(out[m])) for m in ARRAY_MEMBERS}, where=f"sample {sample.token}")
+    return out
+
+
+def check_arrays(arrays: Mapping[str, np.ndarray], where: str) -> tuple[int, int]:
+    """Check dtypes, shapes (consistent H and K) and finiteness; returns (H, K)."""
+    sizes: dict[str, int] = {}
+    for member, (dtype, shape) in ARRAY_MEMBERS.items():
+        if member not in arrays:
+            raise SampleFormatError(f"{where}: missing member {member!r}")
+        arr = arrays[member]
+        if arr.dtype != np.dtype(dtype) or arr.ndim != len(shape):
+            raise SampleFormatError(f"{where}: {member} is {arr.dtype}{arr.shape}, expected {dtype} with shape {shape}")
+        for got, want in zip(arr.shape, shape, strict=True):
+            if isinstance(want, str):
+                if sizes.setdefault(want, got) != got:
+                    raise SampleFormatError(f"{where}: {member} has {want}={got}, other members have {sizes[want]}")
+            elif got != want:
+                raise SampleFormatError(f"{where}: {member} has shape {arr.shape}, expected {shape}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise SampleFormatError(f"{where}: {member} contains non-finite values")
+    if sizes["H"] < 1:
+        raise SampleFormatError(f"{where}: no history frames")
+    if (arrays["sources.npy"] >= len(SOURCES)).any():
+        raise SampleFormatError(f"{where}: sources.npy has codes >= {len(SOURCES)} (expected indices into {SOURCES})")
+    return sizes["H"], sizes["K"]
+
+
+def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[str, Any]:
+    """webdataset dict of bytes -> dict of numpy arrays (+ `images` uint8 (N, h, w, 3) or raw JPEG list).
+
+    Raises SampleFormatError naming the shard (`__url__`), the sample key and the member at fault.
+    """
+    where = f"shard {raw.get('__url__', '?')} sample {raw.get('__key__', '?')}"
+    if "meta.json" not in raw:
+        raise SampleFormatError(f"{where}: missing member 'meta.json'")
+    try:
+        meta = json.loads(raw["meta.json"])
+        arrays = {m: np.load(io.BytesIO(raw[m]), allow_pickle=False) for m in ARRAY_MEMBERS if m in raw}
+    except (ValueError, OSError, TypeError) as exc:
+        raise SampleFormatError(f"{where}: undecodable member: {exc}") from exc
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise SampleFormatError(f"{where}: meta.json lacks keys {missing}")
+    h, _ = check_arrays(arrays, where)
+    if meta["history_frames"] != h:
+        raise SampleFormatError(f"{where}: meta.json history_frames={meta['history_frames']} but arrays have H={h}")
+    jpegs = []
+    for i in range(h):
+        for cam in meta["cameras"]:
+            name = image_member(cam, i)
+            if name not in raw:
+                raise SampleFormatError(f"{where}: missing member {name!r}")
+            jpegs.append(raw[name])
+    out: dict[str, Any] = {m[: -len(".npy")]: a for m, a in arrays.items()}
+    out["meta"] = meta
+    out["token"] = meta["token"]
+    out["log_name"] = meta["log_name"]
+    out["__url__"] = raw.get("__url__")
+    if decode_images:
+        try:
+            images = [decode_jpeg(j) for j in jpegs]
+        except OSError as exc:
+            raise SampleFormatError(f"{where}: undecodable JPEG: {exc}") from exc
+        want = tuple(meta["image_size"][::-1])
+        bad = [img.shape for img in images if img.shape[:2] != want]
+        if bad:
+            raise SampleFormatError(f"{where}: image shapes {bad} differ from meta image_size (W, H)={meta['image_size']}")
+        out["images"] = np.stack(images)
+    else:
+        out["images"] = jpegs
+    return out
+
+
+# ----------------------------------------------------------------------------------------- manifest
+
+
+def shard_writer(fileobj):
+    """A webdataset TarWriter with fixed owner, mode and mtime (members sorted per sample): same input, same bytes."""
+    import webdataset as wds
+
+    return wds.TarWriter(fileobj, user="", group="", mtime=0, encoder=False)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}.tar"
+
+
+MANIFEST_KEYS = (
+    "schema_version",
+    "split",
+    "config",
+    "image",
+    "scorer_version",
+    "score_names",
+    "source_names",
+    "candidate_sources",
+    "num_candidates",
+    "num_samples",
+    "shards",
+    "traj_stats",
+)
+
+
+def write_manifest(out: str | Path, manifest: Mapping[str, Any]) -> Path:
+    """Write OUT/manifest.json atomically (its presence marks a complete build)."""
+    path = Path(out) / MANIFEST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """Load and check OUT/manifest.json; errors name the file and the field."""
+    path = Path(out) / MANIFEST_NAME if Path(out).is_dir() else Path(out)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no shard manifest (build the shards with python -m data_prep.build_shards)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise ValueError(f"{path}: manifest lacks fields {missing}")
+    if manifest["schema_version"] != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {manifest['schema_version']}, this code reads {SCHEMA_VERSION}")
+    if tuple(manifest["score_names"]) != SCORE_NAMES:
+        raise ValueError(f"{path}: field score_names is {manifest['score_names']}, expected {list(SCORE_NAMES)}")
+    for i, shard in enumerate(manifest["shards"]):
+        for key in ("name", "samples", "sha256"):
+            if key not in shard:
+                raise ValueError(f"{path}: shards[{i}] lacks field {key!r}")
+    return manifest
+
+
+def shard_paths(out: str | Path, manifest: Mapping[str, Any] | None = None) -> list[str]:
+    """Absolute paths of a build's shards in manifest order."""
+    manifest = manifest or read_manifest(out)
+    root = Path(out) if Path(out).is_dir() else Path(out).parent
+    return [str(root / s["name"]) for s in manifest["shards"]]
+
+
+class TrajStatsAccumulator:
+    """Running sums of (x, y, heading) over trajectory poses; mergeable across shards and processes."""
+
+    def __init__(self, count: int = 0, total: Sequence[float] = (0, 0, 0), total_sq: Sequence[float] = (0, 0, 0)):
+        self.count = int(count)
+        self.total = np.asarray(total, dtype=np.float64).copy()
+        self.total_sq = np.asarray(total_sq, dtype=np.float64).copy()
+
+    def add(self, poses: np.ndarray) -> None:
+        flat = np.asarray(poses, dtype=np.float64).reshape(-1, 3)
+        self.count += len(flat)
+        self.total += flat.sum(0)
+        self.total_sq += (flat**2).sum(0)
+
+    def merge(self, other: TrajStatsAccumulator) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.total_sq += other.total_sq
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count, "total": self.total.tolist(), "total_sq": self.total_sq.tolist()}
+
+    def result(self) -> dict[str, Any]:
+        """{"mean", "std", "count"} as stored in the manifest's traj_stats."""
+        n = max(self.count, 1)
+        mean = self.total / n
+        std = np.sqrt(np.maximum(self.total_sq / n - mean**2, 0.0))
+        return {"mean": mean.tolist(), "std": np.maximum(std, 1e-6).tolist(), "count": self.count}
+
+
+def source_codes(names: Sequence[str]) -> np.ndarray:
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        raise ValueError(f"unknown candidate sources {unknown}; expected some of {SOURCES}")
+    return np.array([SOURCES.index(n) for n in names], dtype=np.uint8)

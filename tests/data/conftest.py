@@ -1,0 +1,74 @@
+"""Fixtures of the data area: shards written from samples constructed here (no scenes, no scorer),
+so the format and loader tests do not depend on the synthetic world or the PDM engine."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_prep.shard_format import (
+    SCHEMA_VERSION,
+    SCORE_NAMES,
+    SOURCES,
+    Sample,
+    TrajStatsAccumulator,
+    encode_jpeg,
+    encode_sample,
+    sha256_file,
+    shard_name,
+    shard_writer,
+    write_manifest,
+)
+
+
+def make_sample(token: str, rng: np.random.Generator, k: int = 6, history: int = 2, size=(32, 24)) -> Sample:
+    cams = ["cam_f0"]
+    images = [encode_jpeg(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), size) for _ in range(history * len(cams))]
+    t = np.arange(1, 9)[:, None] * 0.5
+    human = np.concatenate([t * rng.uniform(2, 10), t * rng.normal(0, 0.2), np.zeros_like(t)], axis=1)
+    return Sample(
+        token=token, log_name=f"log{int(token[-2:]) % 3}", map_name="synthetic_town", split="unit",
+        timestamp_us=int(rng.integers(1e12)), cameras=cams, image_size=size, images=images,
+        ego_pose=rng.normal(size=(history, 3)), ego_velocity=rng.normal(size=(history, 2)),
+        ego_acceleration=rng.normal(size=(history, 2)),
+        driving_command=np.eye(4, dtype=np.uint8)[rng.integers(0, 4, history)],
+        human=human, candidates=human[None] + rng.normal(size=(k, 8, 3)),
+        sources=np.array([i % 2 for i in range(k)], np.uint8),
+        candidate_scores=rng.uniform(size=(k, len(SCORE_NAMES))), human_scores=rng.uniform(size=len(SCORE_NAMES)),
+    )
+
+
+def write_build(out: Path, num_shards: int, per_shard: int, seed: int = 0, **sample_kw) -> dict:
+    """Write num_shards shards of per_shard samples plus a manifest the loader accepts."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shards, acc, n = [], TrajStatsAccumulator(), 0
+    for s in range(num_shards):
+        name = shard_name("unit", s)
+        with open(out / name, "wb") as fh, shard_writer(fh) as writer:
+            for _ in range(per_shard):
+                token = hashlib.sha1(f"{seed}-{n}".encode()).hexdigest()[:14] + f"{n % 100:02d}"
+                sample = make_sample(token, rng, **sample_kw)
+                writer.write(encode_sample(sample))
+                acc.add(sample.human)
+                acc.add(sample.candidates)
+                n += 1
+        shards.append({"name": name, "samples": per_shard, "sha256": sha256_file(out / name),
+                       "bytes": (out / name).stat().st_size})
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "split": "unit", "config": {}, "image": {}, "scorer_version": "none",
+        "score_names": list(SCORE_NAMES), "source_names": list(SOURCES), "candidate_sources": {"vocab": 3, "perturb": 3},
+        "num_candidates": sample_kw.get("k", 6), "num_samples": n, "shards": shards, "traj_stats": acc.result(),
+    }
+    write_manifest(out, manifest)
+    return manifest
+
+
+@pytest.fixture
+def shard_dir(tmp_path: Path) -> Path:
+    """4 shards x 10 samples."""
+    write_build(tmp_path / "shards", num_shards=4, per_shard=10)
+    return tmp_path / "shards"

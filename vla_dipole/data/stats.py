@@ -1,0 +1,86 @@
+"""Trajectory normalisation statistics (mean / std of x, y, heading over human + candidate poses).
+
+The builder stores them in the manifest's `traj_stats`; `python -m vla_dipole.data.stats OUT`
+recomputes them from the shards (e.g. after editing shards by hand) and rewrites the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from data_prep.shard_format import TrajStatsAccumulator, read_manifest, shard_paths, write_manifest
+
+
+@dataclass(frozen=True)
+class TrajectoryStats:
+    """Standardises x, y of (..., 3) trajectories; heading is left in radians."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any] | str | Path) -> TrajectoryStats:
+        if not isinstance(manifest, Mapping):
+            manifest = read_manifest(manifest)
+        stats = manifest.get("traj_stats")
+        if not stats or len(stats.get("mean", ())) != 3 or len(stats.get("std", ())) != 3:
+            raise ValueError("manifest field traj_stats must hold 3-element mean and std "
+                             "(recompute with python -m vla_dipole.data.stats OUT)")
+        return cls(tuple(stats["mean"]), tuple(stats["std"]))
+
+    def _params(self, like: np.ndarray | torch.Tensor):
+        mean = np.array([self.mean[0], self.mean[1], 0.0], np.float32)
+        std = np.array([self.std[0], self.std[1], 1.0], np.float32)
+        if isinstance(like, torch.Tensor):
+            return torch.from_numpy(mean).to(like), torch.from_numpy(std).to(like)
+        return mean, std
+
+    def normalize(self, traj):
+        mean, std = self._params(traj)
+        return (traj - mean) / std
+
+    def denormalize(self, traj):
+        mean, std = self._params(traj)
+        return traj * std + mean
+
+
+def compute_stats(out: str | Path) -> dict[str, Any]:
+    """Stream every shard of a build and return {"mean", "std", "count"}."""
+    import webdataset as wds
+    from tqdm import tqdm
+
+    from data_prep.shard_format import decode_sample
+
+    acc = TrajStatsAccumulator()
+    manifest = read_manifest(out)
+    dataset = wds.DataPipeline(wds.SimpleShardList(shard_paths(out, manifest)), wds.tarfile_to_samples())
+    for raw in tqdm(dataset, total=manifest["num_samples"], desc="trajectory stats", unit="sample"):
+        sample = decode_sample(raw, decode_images=False)
+        acc.add(sample["human"])
+        acc.add(sample["candidates"])
+    return acc.result()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", help="shard directory (holding manifest.json)")
+    parser.add_argument("--dry-run", action="store_true", help="print, do not rewrite the manifest")
+    args = parser.parse_args(argv)
+    stats = compute_stats(args.out)
+    print(f"traj_stats over {stats['count']} poses: mean {np.round(stats['mean'], 4).tolist()} "
+          f"std {np.round(stats['std'], 4).tolist()}")
+    if not args.dry_run:
+        manifest = read_manifest(args.out)
+        manifest["traj_stats"] = stats
+        write_manifest(args.out, manifest)
+
+
+if __name__ == "__main__":
+    main()
