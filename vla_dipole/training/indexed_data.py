@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from data_prep import shard_format
@@ -99,21 +97,3 @@ def _index_tar(path: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     except tarfile.TarError as exc:
         raise ConfigError(f"config field 'data.shards': shard {path} is not a readable tar: {exc}") from exc
     return list(samples.items())
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack numpy members into tensors (batch-first), keep strings as lists; same keys as docs/shards.md."""
-    out: dict[str, Any] = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        first = values[0]
-        if isinstance(first, np.ndarray):
-            t = torch.from_numpy(np.stack(values))
-            if key == "driving_command":
-                t = t.float()
-            elif key == "sources":
-                t = t.long()
-            out[key] = t
-        elif isinstance(first, str) or key in ("token", "log_name"):
-            out[key] = values
-    return out

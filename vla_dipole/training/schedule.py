@@ -94,3 +94,22 @@ class SampleOrder:
 
     def epoch_of(self, position: int) -> int:
         return position // self.num_samples
+
+
+class StepBatches:
+    """Batch sampler: the dataset indices of this rank's micro-batches, from `start_step` to the end.
+
+    Used as a DataLoader `batch_sampler`, so workers prefetch exactly the samples the schedule assigns,
+    and a resumed run starts at its data position without replaying the stream.
+    """
+
+    def __init__(self, plan: BatchPlan, order: SampleOrder, rank: int, start_step: int = 0) -> None:
+        self.plan, self.order, self.rank, self.start_step = plan, order, rank, start_step
+
+    def __iter__(self):
+        for step in range(self.start_step, self.plan.total_steps):
+            for micro in range(self.plan.grad_accum):
+                yield self.order.indices(self.plan.positions(step, micro, self.rank)).tolist()
+
+    def __len__(self) -> int:
+        return max(self.plan.total_steps - self.start_step, 0) * self.plan.grad_accum
