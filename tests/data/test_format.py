@@ -1,0 +1,72 @@
+"""Sample encode/decode round trip, schema errors and deterministic shard bytes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from data_prep.shard_format import (
+    SampleFormatError,
+    decode_sample,
+    encode_sample,
+    read_manifest,
+    sha256_file,
+    shard_writer,
+)
+
+from .conftest import make_sample, write_build
+
+
+def test_round_trip_keeps_every_field():
+    rng = np.random.default_rng(1)
+    sample = make_sample("abcdef0123456701", rng, k=5, history=3)
+    raw = encode_sample(sample)
+    out = decode_sample({**raw, "__url__": "x.tar"})
+    assert out["token"] == sample.token and out["log_name"] == sample.log_name
+    for name in ("ego_pose", "ego_velocity", "ego_acceleration", "human", "candidates", "candidate_scores",
+                 "human_scores"):
+        np.testing.assert_allclose(out[name], getattr(sample, name), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(out["driving_command"], sample.driving_command)
+    np.testing.assert_array_equal(out["sources"], sample.sources)
+    assert out["images"].shape == (3, 24, 32, 3) and out["images"].dtype == np.uint8
+    assert out["meta"]["history_frames"] == 3 and out["meta"]["image_size"] == [32, 24]
+
+
+def test_missing_member_names_shard_sample_and_member():
+    raw = encode_sample(make_sample("abcdef0123456702", np.random.default_rng(2)))
+    del raw["candidates.npy"]
+    with pytest.raises(SampleFormatError, match=r"shard s-7\.tar sample abcdef0123456702: missing member 'candidates.npy'"):
+        decode_sample({**raw, "__url__": "s-7.tar"})
+
+
+def test_non_finite_and_inconsistent_k_are_rejected():
+    rng = np.random.default_rng(3)
+    bad = make_sample("abcdef0123456703", rng)
+    bad.candidates[0, 0, 0] = np.nan
+    with pytest.raises(SampleFormatError, match="candidates.npy contains non-finite"):
+        encode_sample(bad)
+    raw = encode_sample(make_sample("abcdef0123456704", rng, k=6))
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(5, np.uint8))
+    raw["sources.npy"] = buf.getvalue()
+    with pytest.raises(SampleFormatError, match="sources.npy has K=5, other members have 6"):
+        decode_sample(raw)
+
+
+def test_shards_are_byte_identical(tmp_path):
+    rng_a, rng_b = np.random.default_rng(4), np.random.default_rng(4)
+    for path, rng in ((tmp_path / "a.tar", rng_a), (tmp_path / "b.tar", rng_b)):
+        with open(path, "wb") as fh, shard_writer(fh) as writer:
+            for i in range(3):
+                writer.write(encode_sample(make_sample(f"abcdef01234567{i:02d}", rng)))
+    assert sha256_file(tmp_path / "a.tar") == sha256_file(tmp_path / "b.tar")
+
+
+def test_manifest_errors_name_file_and_field(tmp_path):
+    write_build(tmp_path, 1, 2)
+    manifest = (tmp_path / "manifest.json").read_text()
+    (tmp_path / "manifest.json").write_text(manifest.replace('"traj_stats"', '"traj_statz"'))
+    with pytest.raises(ValueError, match=r"manifest.json: manifest lacks fields \['traj_stats'\]"):
+        read_manifest(tmp_path)
