@@ -16,16 +16,18 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
 
 
 def quaternion_to_yaw(quaternion: np.ndarray) -> np.ndarray:
-    """Yaw (rotation about z, intrinsic z-y'-x'' order) of quaternions given as (..., 4) w, x, y, z.
+    """Heading of quaternions given as (..., 4) w, x, y, z: the angle NAVSIM reads.
 
-    Same angle as pyquaternion's `yaw_pitch_roll[0]`, which NAVSIM uses; non-unit quaternions are
-    accepted because atan2 is scale invariant.
+    NAVSIM takes `pyquaternion.Quaternion(q).yaw_pitch_roll[0]`, i.e. the z angle of the extrinsic
+    z-y-x decomposition R = Rx(roll) Ry(pitch) Rz(yaw). It equals the usual intrinsic z-y'-x'' yaw
+    for level vehicles and differs by O(roll * pitch) otherwise; we follow NAVSIM so scores agree.
+    Non-unit quaternions are fine: both atan2 arguments scale with the squared norm.
     """
     q = np.asarray(quaternion, dtype=np.float64)
     if q.shape[-1] != 4:
         raise ValueError(f"quaternion must have last dimension 4 (w, x, y, z), got shape {q.shape}")
     w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.arctan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
+    return np.arctan2(2.0 * (w * z - x * y), w * w + x * x - y * y - z * z)
 
 
 def yaw_to_quaternion(yaw: np.ndarray | float) -> np.ndarray:

@@ -127,6 +127,10 @@ class Frame:
 
 @dataclass
 class SceneMetadata:
+    """`scene_token` and `initial_token` are both the current frame's token: the key NAVSIM's loaders,
+    metric caches and csvs use. (Official navsim copies OpenScene's log-level `scene_token` here;
+    our consumers key scenes by the frame token, so that is what `scene_token` holds.)"""
+
     log_name: str
     scene_token: str
     map_name: str

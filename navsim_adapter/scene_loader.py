@@ -325,11 +325,12 @@ class SceneLoader:
             raise KeyError(f"token {token!r} is not a scene of split '{self.split}' under this filter ({len(self)} scenes)") from None
         f = self.scene_filter
         frames = self._log_frames(log_name)[start : start + f.num_frames]
+        current = frames[f.num_history_frames - 1]
         metadata = SceneMetadata(
-            log_name=log_name,
+            log_name=current.log_name,
             scene_token=token,
-            map_name=frames[f.num_history_frames - 1].map_name,
-            initial_token=frames[0].token,
+            map_name=current.map_name,
+            initial_token=token,  # NAVSIM sets it to the current frame's token too
             num_history_frames=f.num_history_frames,
             num_future_frames=f.num_future_frames,
         )

@@ -51,7 +51,8 @@ def make_frame(
 ) -> dict:
     """One frame dict with every key NAVSIM reads (shared/docs/navsim.md §2)."""
     token = f"{log_name[-6:]}{index:010d}"
-    quat = Rotation.from_euler("ZYX", [yaw, pitch, roll]).as_quat(scalar_first=True)
+    # extrinsic z-y-x: the heading NAVSIM reads back (pyquaternion's yaw) is exactly `yaw`
+    quat = Rotation.from_euler("zyx", [yaw, pitch, roll]).as_quat(scalar_first=True)
     boxes = np.array([[10.0 + 3 * a, -2.0 + a, 0.5, 4.5, 1.9, 1.6, 0.1 * a] for a in range(num_agents)]).reshape(-1, 7)
     cams = {}
     for cam in CAMS:

@@ -23,11 +23,21 @@ def se2_matrix(pose):
     return np.array([[c, -s, pose[0]], [s, c, pose[1]], [0, 0, 1]])
 
 
-def test_quaternion_yaw_matches_scipy_intrinsic_zyx_for_tilted_unnormalised_quaternions():
+def test_quaternion_yaw_is_the_extrinsic_zyx_angle_for_tilted_unnormalised_quaternions():
     eulers = np.column_stack([rng.uniform(-np.pi, np.pi, 200), rng.uniform(-0.4, 0.4, 200), rng.uniform(-0.4, 0.4, 200)])
-    quats = Rotation.from_euler("ZYX", eulers).as_quat(scalar_first=True) * rng.uniform(0.5, 3.0, (200, 1))
+    quats = Rotation.from_euler("zyx", eulers).as_quat(scalar_first=True) * rng.uniform(0.5, 3.0, (200, 1))
     np.testing.assert_allclose(quaternion_to_yaw(quats), eulers[:, 0], atol=1e-12)
     assert quaternion_to_yaw(quats.reshape(20, 10, 4)).shape == (20, 10)
+    # level vehicles: the same as the intrinsic z-y'-x'' yaw
+    level = Rotation.from_euler("ZYX", np.column_stack([eulers[:, 0], 0 * eulers[:, :2]])).as_quat(scalar_first=True)
+    np.testing.assert_allclose(quaternion_to_yaw(level), eulers[:, 0], atol=1e-12)
+
+
+def test_quaternion_yaw_equals_pyquaternion_as_navsim_reads_it():
+    pyquaternion = pytest.importorskip("pyquaternion", reason="pyquaternion comes with the navsim extra")
+    quats = Rotation.random(100, random_state=1).as_quat(scalar_first=True)
+    expected = [pyquaternion.Quaternion(*q).yaw_pitch_roll[0] for q in quats]
+    np.testing.assert_allclose(quaternion_to_yaw(quats), expected, atol=1e-12)
 
 
 def test_yaw_to_quaternion_inverts_yaw():

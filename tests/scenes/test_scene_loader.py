@@ -49,7 +49,7 @@ def test_scene_metadata_and_frame_fields_follow_openscene_keys(arc_split):
     log = logs[0]
     scene = loader.get_scene(log.frames[3]["token"])  # first window of log_a
     md = scene.metadata
-    assert (md.log_name, md.map_name, md.initial_token) == (log.log_name, "synthetic-town", log.frames[0]["token"])
+    assert (md.log_name, md.map_name, md.initial_token) == (log.log_name, "synthetic-town", log.frames[3]["token"])
     assert scene.current_frame.token == md.scene_token == log.frames[3]["token"]
     assert [f.token for f in scene.frames] == [f["token"] for f in log.frames[:14]]
     frame = scene.frames[5]
