@@ -64,3 +64,28 @@ def test_trajectories_ego_status_and_annotations_match_navsim(arc_split, officia
         for s_mine, s_ref in zip(mine_input.ego_statuses, ref_input.ego_statuses, strict=True):
             np.testing.assert_allclose(s_mine.ego_pose, s_ref.ego_pose, atol=1e-5)
             assert s_mine.in_global_frame == s_ref.in_global_frame
+
+
+def test_cameras_match_navsim(arc_split, official, monkeypatch):
+    dataloader, dataclasses = official
+    root, logs = arc_split
+    monkeypatch.setattr(dataclasses.Scene, "_build_map_api", classmethod(lambda cls, name: None))
+    log_c = logs[2].log_name  # the log with images on disk
+    ours = SceneLoader("mini", data_root=root, scene_filter=SceneFilter(log_names=[log_c]))
+    frames_by_token, _ = dataloader.filter_scenes(root / "navsim_logs" / "mini", dataclasses.SceneFilter(log_names=[log_c]))
+    sensors = dataclasses.SensorConfig(
+        cam_f0=True, cam_l0=False, cam_l1=[3], cam_l2=False, cam_r0=False, cam_r1=False, cam_r2=False, cam_b0=True, lidar_pc=False
+    )
+    (token,) = ours.tokens
+    ref = dataclasses.Scene.from_scene_dict_list(frames_by_token[token], root / "sensor_blobs" / "mini", 4, 10, sensors)
+    mine = ours.get_scene(token)
+    for i in range(4):
+        for name in ("cam_f0", "cam_l1", "cam_b0"):
+            r, m = getattr(ref.frames[i].cameras, name), getattr(mine.frames[i].cameras, name)
+            if r.image is None:
+                continue
+            np.testing.assert_array_equal(m.image, r.image)
+            np.testing.assert_allclose(m.intrinsics, r.intrinsics)
+            np.testing.assert_allclose(m.sensor2lidar_rotation, r.sensor2lidar_rotation)
+            np.testing.assert_allclose(m.sensor2lidar_translation, r.sensor2lidar_translation)
+    assert ref.frames[3].cameras.cam_l1.image is not None
