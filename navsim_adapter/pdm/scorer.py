@@ -1,0 +1,194 @@
+"""Batch PDM scoring: B scenes x N candidates -> one [B, N] array per sub-score.
+
+Per scene the batch gets two extra rows, the PDM-Closed reference (progress normaliser) and the
+logged human trajectory (v2 human filter); all rows of all scenes are simulated in one call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from navsim_adapter.pdm import metrics as M
+from navsim_adapter.pdm.context import ScoringContext
+from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM, TRAJ_POSES, interpolate_candidates, simulate
+
+SCORER_VERSION = "pdm-navsim2.0.0-np1"
+
+# v2 weights (EPDMS) and v1 weights (PDMS).
+W_EP, W_TTC, W_LK, W_HC, W_EC = 5.0, 5.0, 2.0, 2.0, 2.0
+W1_EP, W1_TTC, W1_C = 5.0, 5.0, 2.0
+
+# Columns the v2 human filter may lift to 1 (a sub-score the logged human also fails).
+FILTERED = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "lk", "hc")
+
+
+@dataclass
+class PDMResult:
+    """Scores [B, N] per sub-metric. `ec` is NaN when no previous-frame states were given (then
+    EPDMS re-normalises without it, as NAVSIM does). `pdms` is NAVSIM v1's score, `epdms` v2's."""
+
+    nc: np.ndarray
+    dac: np.ndarray
+    ddc: np.ndarray
+    tlc: np.ndarray
+    ep: np.ndarray
+    ttc: np.ndarray
+    comfort: np.ndarray
+    lk: np.ndarray
+    hc: np.ndarray
+    ec: np.ndarray
+    pdms: np.ndarray
+    epdms: np.ndarray
+    valid: np.ndarray
+    simulated_states: np.ndarray | None
+    progress: np.ndarray  # raw centreline progress [m]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    SUBSCORES = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in self.SUBSCORES}
+
+
+def _check_trajectories(contexts, trajectories, on_invalid) -> tuple[np.ndarray, np.ndarray]:
+    traj = np.asarray(trajectories, dtype=np.float64)
+    b = len(contexts)
+    if traj.ndim != 4 or traj.shape[0] != b or traj.shape[2:] != (TRAJ_POSES, 3):
+        raise ValueError(
+            f"trajectories: expected shape [B={b}, N, {TRAJ_POSES}, 3] (x, y, heading local, 0.5 s), got {traj.shape}"
+        )
+    valid = np.isfinite(traj).all(axis=(2, 3))
+    if not valid.all():
+        if on_invalid == "raise":
+            bi, ni = np.argwhere(~valid)[0]
+            raise ValueError(
+                f"trajectories: non-finite pose in scene {bi} (token {contexts[bi].token!r}), candidate {ni}; "
+                "pass on_invalid='zero' to score such candidates 0 and flag them in PDMResult.valid"
+            )
+        if on_invalid != "zero":
+            raise ValueError(f"on_invalid: expected 'raise' or 'zero', got {on_invalid!r}")
+        traj = np.where(valid[..., None, None], traj, 0.0)
+    return traj, valid
+
+
+def _check_prev_states(prev, b: int, n: int) -> np.ndarray | None:
+    if prev is None:
+        return None
+    prev = np.asarray(prev, dtype=np.float64)
+    if prev.shape == (b, NUM_STEPS + 1, STATE_DIM):
+        prev = np.broadcast_to(prev[:, None], (b, n, NUM_STEPS + 1, STATE_DIM))
+    if prev.shape != (b, n, NUM_STEPS + 1, STATE_DIM):
+        raise ValueError(
+            f"prev_simulated_states: expected [B, {NUM_STEPS + 1}, {STATE_DIM}] or [B, N, {NUM_STEPS + 1}, "
+            f"{STATE_DIM}] (previous frame's simulated states), got {prev.shape}"
+        )
+    return prev
+
+
+def score(
+    contexts: list[ScoringContext],
+    trajectories: np.ndarray,
+    *,
+    human_filter: bool = True,
+    prev_simulated_states: np.ndarray | None = None,
+    on_invalid: Literal["raise", "zero"] = "raise",
+    return_states: bool = True,
+) -> PDMResult:
+    """Score trajectories [B, N, 8, 3] (local to each scene's current rear axle, 0.5 s steps)."""
+    traj, valid = _check_trajectories(contexts, trajectories, on_invalid)
+    b, n = traj.shape[:2]
+    prev = _check_prev_states(prev_simulated_states, b, n)
+    timings = {"simulation": 0.0, "geometry": 0.0, "metrics": 0.0}
+
+    # ---- simulation: all candidates + reference + human of all scenes in one batch ----------
+    t0 = time.perf_counter()
+    rows, inits = [], []
+    for ctx, cand in zip(contexts, traj, strict=True):
+        pose = ctx.ego_state[:3]
+        human = ctx.human_trajectory if ctx.human_trajectory is not None else np.zeros((TRAJ_POSES, 3))
+        refs = interpolate_candidates(np.concatenate([cand, human[None]]), pose, ctx.timestamp_us)
+        rows.append(np.concatenate([refs[:n], ctx.reference_poses[None], refs[n:]]))
+        inits.append(np.broadcast_to(ctx.ego_state, (n + 2, STATE_DIM)))
+    states = simulate(np.concatenate(rows), np.concatenate(inits)).reshape(b, n + 2, NUM_STEPS + 1, STATE_DIM)
+    timings["simulation"] = time.perf_counter() - t0
+
+    out = {k: np.zeros((b, n)) for k in PDMResult.SUBSCORES}
+    progress = np.zeros((b, n))
+    for i, ctx in enumerate(contexts):
+        t1 = time.perf_counter()
+        g = M.scene_geometry(ctx, states[i])
+        t2 = time.perf_counter()
+        res = _scene_scores(ctx, states[i], g, n, human_filter, None if prev is None else prev[i])
+        timings["geometry"] += t2 - t1
+        timings["metrics"] += time.perf_counter() - t2
+        for k, v in res.items():
+            out[k][i] = v
+        progress[i] = g.progress[:n]
+
+    for k in PDMResult.SUBSCORES:
+        out[k] = np.where(valid, out[k], 0.0)
+    return PDMResult(
+        **out,
+        valid=valid,
+        simulated_states=states[:, :n].copy() if return_states else None,
+        progress=np.where(valid, progress, 0.0),
+        timings=timings,
+    )
+
+
+def _scene_scores(ctx, states, g, n, human_filter, prev) -> dict[str, np.ndarray]:
+    """Sub-scores for the n candidates of one scene (rows n, n+1 = reference, human)."""
+    nc = M.no_at_fault_collision(ctx, states, g)
+    dac = M.drivable_area_compliance(g)
+    ddc = M.driving_direction_compliance(g)
+    tlc = M.traffic_light_compliance(g)
+    ttc = M.time_to_collision(ctx, states, g)
+    lk = M.lane_keeping(g)
+    multi = nc * dac * ddc * tlc
+    ref, hum = n, n + 1
+
+    cand = slice(0, n)
+    s = {
+        "nc": nc[cand], "dac": dac[cand], "ddc": ddc[cand], "tlc": tlc[cand], "ttc": ttc[cand], "lk": lk[cand],
+        "ep": M.normalized_progress(g.progress[cand], multi[cand], g.progress[ref] * multi[ref]),
+        "hc": M.history_comfort(states[cand], ctx.past_states),
+    }
+
+    # v1 PDMS from the unfiltered sub-scores (v1 has no human filter, no DDC/TLC, TTC on all steps).
+    multi_v1 = nc * dac
+    ep_v1 = M.normalized_progress_v1(g.progress[cand], multi_v1[cand], g.progress[ref] * multi_v1[ref])
+    ttc_v1 = M.time_to_collision(ctx, states[cand], _rows(g, cand), full_horizon=True)
+    c = M.comfort(states[cand])
+    pdms = nc[cand] * dac[cand] * (W1_EP * ep_v1 + W1_TTC * ttc_v1 + W1_C * c) / (W1_EP + W1_TTC + W1_C)
+
+    if human_filter and not ctx.is_synthetic and ctx.human_trajectory is not None:
+        # The human row is scored alone (EP normalised by itself) and without history comfort.
+        human = {
+            "nc": nc[hum], "dac": dac[hum], "ddc": ddc[hum], "tlc": tlc[hum], "ttc": ttc[hum], "lk": lk[hum],
+            "ep": M.normalized_progress(g.progress[hum], multi[hum], 0.0), "hc": 1.0,
+        }
+        for key in FILTERED:
+            if human[key] == 0:
+                s[key] = np.ones(n)
+
+    ec = np.full(n, np.nan) if prev is None else M.extended_comfort(states[cand], prev)
+    multi_c = s["nc"] * s["dac"] * s["ddc"] * s["tlc"]
+    weighted = W_EP * s["ep"] + W_TTC * s["ttc"] + W_LK * s["lk"] + W_HC * s["hc"]
+    if prev is None:
+        epdms = multi_c * weighted / (W_EP + W_TTC + W_LK + W_HC)
+    else:
+        epdms = multi_c * (weighted + W_EC * ec) / (W_EP + W_TTC + W_LK + W_HC + W_EC)
+    return {**s, "comfort": c, "ec": ec, "pdms": pdms, "epdms": epdms}
+
+
+def _rows(g: M.SceneGeometry, rows: slice) -> M.SceneGeometry:
+    """The geometry of a subset of rows."""
+    fields = {}
+    for name in g.__dataclass_fields__:
+        v = getattr(g, name)
+        fields[name] = v if name == "active_agents" else v[rows]
+    return M.SceneGeometry(**fields)

@@ -1,0 +1,251 @@
+"""Closed-loop simulation of candidate trajectories: NAVSIM's LQR tracker + kinematic bicycle model.
+
+Everything runs on flat batches [K, ...] of float64 numpy arrays (K = all candidates of all scenes),
+with the constants of ../shared/docs/navsim.md §3. Re-derived, not copied: the 10-step lateral
+LQR prediction is accumulated in closed form (the step matrices are unit upper-triangular), and the
+velocity least-squares normal matrix does not depend on the poses, so it is factorised once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from navsim_adapter.pdm.geometry import PACIFICA, VehicleParameters
+
+# State vector layout (NAVSIM's StateIndex).
+X, Y, HEADING, VX, VY, AX, AY, STEER, STEER_RATE, YAW_RATE, YAW_ACCEL = range(11)
+STATE_DIM = 11
+
+DT = 0.1  # [s] simulation step (LQR discretisation)
+# The motion model integrates over a nuPlan TimeDuration: 100000 µs * 1e-6, one ulp below 0.1.
+DT_PROPAGATE = 100_000 * 1e-6
+NUM_STEPS = 40  # 4 s at 10 Hz -> 41 states including t = 0
+TRAJ_INTERVAL_S = 0.5  # candidate pose spacing
+TRAJ_POSES = 8
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    q_longitudinal: float = 10.0
+    r_longitudinal: float = 1.0
+    q_lateral: tuple[float, float, float] = (1.0, 10.0, 0.0)
+    r_lateral: float = 1.0
+    horizon: int = 10
+    jerk_penalty: float = 1e-4
+    curvature_rate_penalty: float = 1e-2
+    initial_curvature_penalty: float = 1e-10
+    stopping_gain: float = 0.5
+    stopping_velocity: float = 0.2
+    max_steering: float = np.pi / 3
+    accel_time_constant: float = 0.2
+    steering_time_constant: float = 0.05
+
+
+TRACKER = TrackerConfig()
+
+
+def wrap_angle(a: np.ndarray) -> np.ndarray:
+    """Angle in [-pi, pi] via atan2 (NAVSIM's normalize_angle)."""
+    return np.arctan2(np.sin(a), np.cos(a))
+
+
+def principal_value(a: np.ndarray) -> np.ndarray:
+    """Angle in [-pi, pi) via modulo (nuPlan's principal_value)."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def local_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Poses [..., 3] relative to `origin` [..., 3] (broadcast) -> global poses."""
+    c, s = np.cos(origin[..., 2]), np.sin(origin[..., 2])
+    c, s = c[..., None], s[..., None]
+    x = origin[..., 0, None] + c * poses[..., 0] - s * poses[..., 1]
+    y = origin[..., 1, None] + s * poses[..., 0] + c * poses[..., 1]
+    h = np.arctan2(np.sin(origin[..., 2, None] + poses[..., 2]), np.cos(origin[..., 2, None] + poses[..., 2]))
+    return np.stack([x, y, h], axis=-1)
+
+
+def sample_times_us(timestamp_us: int, horizon_s: float = NUM_STEPS * DT, step_s: float = DT) -> np.ndarray:
+    """Query times [µs] relative to t0, truncated to whole microseconds the way NAVSIM does.
+
+    NAVSIM adds t0 in float seconds and truncates with int(): the offsets are therefore sometimes
+    one microsecond short of the round value, which moves the interpolated pose measurably at speed.
+    """
+    times_s = np.arange(0.0, horizon_s + step_s, step_s) + timestamp_us * 1e-6
+    return np.array([int(t * 1e6) for t in times_s], dtype=np.int64) - int(timestamp_us)
+
+
+def _knot_times_us(timestamp_us: int, num_poses: int = TRAJ_POSES, interval: float = TRAJ_INTERVAL_S) -> np.ndarray:
+    """Knot times [µs] rel. t0 of the candidate poses (t0 itself first), as nuPlan stamps them."""
+    ts = (np.arange(0.0, num_poses * interval, interval) + interval) + timestamp_us * 1e-6
+    return np.concatenate([[0], np.array([int(t * 1e6) for t in ts], dtype=np.int64) - int(timestamp_us)])
+
+
+def interpolate_candidates(
+    local_poses: np.ndarray, ego_pose: np.ndarray, timestamp_us: int, num_steps: int = NUM_STEPS
+) -> np.ndarray:
+    """Candidates [N, P, 3] local at 0.5 s -> global reference poses [N, num_steps+1, 3] at 0.1 s.
+
+    The current rear-axle pose is the first knot; positions are linear in time, heading is
+    unwrapped, interpolated and wrapped back (nuPlan's InterpolatedTrajectory).
+    """
+    n, p, _ = local_poses.shape
+    glob = local_to_global(local_poses, ego_pose[None, :])
+    knots = np.concatenate([np.broadcast_to(ego_pose, (n, 1, 3)), glob], axis=1)  # [N, P+1, 3]
+    knots[..., 2] = np.unwrap(knots[..., 2], axis=1)
+    kt = _knot_times_us(timestamp_us, p).astype(np.float64)
+    qt = np.clip(sample_times_us(timestamp_us, num_steps * DT), kt[0], kt[-1]).astype(np.float64)
+    hi = np.clip(np.searchsorted(kt, qt, side="left"), 1, len(kt) - 1)
+    lo = hi - 1
+    slope = (knots[:, hi] - knots[:, lo]) / (kt[hi] - kt[lo])[None, :, None]
+    out = slope * (qt - kt[lo])[None, :, None] + knots[:, lo]
+    out[..., 2] = principal_value(out[..., 2])
+    return out
+
+
+@lru_cache(maxsize=8)
+def _velocity_fit_operator(num_disp: int, dt: float, jerk_penalty: float) -> np.ndarray:
+    """Linear map from along-heading displacements [M] to (v0, a_0..a_{M-2}).
+
+    With rows (cos h_i, sin h_i) * c_ij, A^T A = C^T C does not depend on the headings, so the
+    regularised normal matrix is the same for every trajectory: pinv(C^T C + λ R^T R) C^T.
+    """
+    c = np.tril(np.full((num_disp, num_disp), dt * dt), k=0)
+    c[:, 0] = dt
+    # NAVSIM zeroes the strict upper triangle of the full matrix incl. column 0 -> column j>i is 0.
+    c[np.triu_indices(num_disp, k=1)] = 0.0
+    # NAVSIM's "banded difference" matrix: its second block assignment overwrites the +1 band,
+    # leaving -I plus a single +1 in the last column. Reproduced as-is so the fits agree.
+    band = np.zeros((num_disp - 2, num_disp - 1))
+    band[:, 1:] = np.eye(num_disp - 2)
+    band[:, :-1] = -np.eye(num_disp - 2)
+    r = np.concatenate([np.zeros((num_disp - 2, 1)), band], axis=1)
+    normal = c.T @ c + jerk_penalty * r.T @ r
+    return np.linalg.pinv(normal) @ c.T
+
+
+def _profile(initial: np.ndarray, derivs: np.ndarray, dt: float) -> np.ndarray:
+    return initial[:, None] + np.pad(np.cumsum(derivs * dt, axis=-1), [(0, 0), (1, 0)])
+
+
+def fit_velocity_curvature(poses: np.ndarray, cfg: TrackerConfig = TRACKER, dt: float = DT):
+    """Velocity [K, T-1] and curvature [K, T-1] profiles fitted to reference poses [K, T, 3]."""
+    diff = np.diff(poses, axis=1)
+    heading_disp = wrap_angle(diff[..., 2])
+    h = poses[:, :-1, 2]
+    along = np.cos(h) * diff[..., 0] + np.sin(h) * diff[..., 1]  # [K, M]
+    m = along.shape[1]
+    sol = along @ _velocity_fit_operator(m, dt, cfg.jerk_penalty).T
+    velocity = _profile(sol[:, 0], sol[:, 1:], dt)  # [K, M]
+
+    # Curvature: y = A x with A lower-triangular, column 0 = v*dt, columns j>0 scaled by v_i dt^2.
+    k = poses.shape[0]
+    a = np.broadcast_to(np.tri(m), (k, m, m)).copy()
+    a[:, :, 0] = velocity * dt
+    a[:, 1:, 1:] *= (velocity * dt * dt)[:, 1:, None]
+    q = cfg.curvature_rate_penalty * np.eye(m)
+    q[0, 0] = cfg.initial_curvature_penalty
+    at = a.transpose(0, 2, 1)
+    x = np.linalg.solve(at @ a + q, (at @ heading_disp[..., None]))[..., 0]
+    curvature = _profile(x[:, 0], x[:, 1:], dt)
+    return velocity, curvature
+
+
+def _lqr_commands(state, ref_pose, v_ref, curv, cfg: TrackerConfig, dt: float, wheel_base: float):
+    """Acceleration and steering-rate commands [K] for one step."""
+    v0 = state[:, VX]
+    dx, dy = state[:, X] - ref_pose[:, 0], state[:, Y] - ref_pose[:, 1]
+    href = ref_pose[:, 2]
+    lat_err = -dx * np.sin(href) + dy * np.cos(href)
+    head_err = wrap_angle(state[:, HEADING] - href)
+    steer = state[:, STEER]
+
+    stop = (v_ref <= cfg.stopping_velocity) & (v0 <= cfg.stopping_velocity)
+    b_lon = cfg.horizon * dt
+    lqr_accel = -1.0 / (b_lon * cfg.q_longitudinal * b_lon + cfg.r_longitudinal) * b_lon * cfg.q_longitudinal * (v0 - v_ref)
+    accel = np.where(stop, -cfg.stopping_gain * (v0 - v_ref), lqr_accel)
+
+    # Lateral: accumulate the horizon's affine prediction x_H = A x0 + B u + g in closed form.
+    alpha = np.zeros_like(v0)
+    beta = np.zeros_like(v0)
+    gamma = np.zeros_like(v0)
+    b0 = np.zeros_like(v0)
+    b1 = np.zeros_like(v0)
+    b2 = np.zeros_like(v0)
+    g0 = np.zeros_like(v0)
+    g1 = np.zeros_like(v0)
+    for i in range(cfg.horizon):
+        v_i = v0 + accel * dt * i
+        a_i = v_i * dt
+        b_i = v_i * dt / wheel_base
+        c_i = -v_i * curv[:, i] * dt
+        gamma = gamma + a_i * beta
+        alpha = alpha + a_i
+        beta = beta + b_i
+        b0, b1, b2 = b0 + a_i * b1, b1 + b_i * b2, b2 + dt
+        g0, g1 = g0 + a_i * g1, g1 + c_i
+    e0 = lat_err + alpha * head_err + gamma * steer + g0
+    e1 = head_err + beta * steer + g1
+    e2 = steer
+    e1 = np.arctan2(np.sin(e1), np.cos(e1))
+    e2 = np.arctan2(np.sin(e2), np.cos(e2))
+    q0, q1, q2 = cfg.q_lateral
+    tail = q0 * b0 * e0 + q1 * b1 * e1 + q2 * b2 * e2
+    inv = -1.0 / (q0 * b0 * b0 + q1 * b1 * b1 + q2 * b2 * b2 + cfg.r_lateral)
+    steer_rate = np.where(stop, 0.0, inv * tail)
+    return accel, steer_rate
+
+
+def _propagate(state, accel_cmd, steer_rate_cmd, cfg: TrackerConfig, dt: float, wheel_base: float):
+    """One bicycle-model step with first-order actuator lag (NAVSIM's BatchKinematicBicycleModel)."""
+    accel = state[:, AX]
+    steer = state[:, STEER]
+    new_accel = dt / (dt + cfg.accel_time_constant) * (accel_cmd - accel) + accel
+    ideal_steer = dt * steer_rate_cmd + steer
+    new_steer = dt / (dt + cfg.steering_time_constant) * (ideal_steer - steer) + steer
+    steer_rate = (new_steer - steer) / dt
+
+    vx = state[:, VX]
+    out = state.copy()
+    out[:, X] = state[:, X] + vx * np.cos(state[:, HEADING]) * dt
+    out[:, Y] = state[:, Y] + vx * np.sin(state[:, HEADING]) * dt
+    out[:, HEADING] = principal_value(state[:, HEADING] + vx * np.tan(steer) / wheel_base * dt)
+    out[:, VX] = vx + new_accel * dt
+    out[:, VY] = 0.0
+    out[:, STEER] = np.clip(steer + steer_rate * dt, -cfg.max_steering, cfg.max_steering)
+    out[:, YAW_RATE] = out[:, VX] * np.tan(out[:, STEER]) / wheel_base
+    out[:, AX] = new_accel
+    out[:, AY] = 0.0
+    out[:, YAW_ACCEL] = (out[:, YAW_RATE] - state[:, YAW_RATE]) / dt
+    out[:, STEER_RATE] = steer_rate
+    return out
+
+
+def simulate(
+    reference_poses: np.ndarray,
+    initial_states: np.ndarray,
+    cfg: TrackerConfig = TRACKER,
+    vehicle: VehicleParameters = PACIFICA,
+    dt: float = DT,
+) -> np.ndarray:
+    """Track reference poses [K, T, 3] from initial states [K, 11] -> simulated states [K, T, 11]."""
+    k, t, _ = reference_poses.shape
+    velocity, curvature = fit_velocity_curvature(reference_poses, cfg, dt)
+    n_prof = velocity.shape[1]
+    out = np.empty((k, t, STATE_DIM), dtype=np.float64)
+    out[:, 0] = initial_states
+    for i in range(1, t):
+        cur = i - 1
+        ref_idx = min(cur + cfg.horizon, n_prof - 1)
+        length = ref_idx - cur
+        curv = np.empty((k, cfg.horizon))
+        curv[:, :length] = curvature[:, cur:ref_idx]
+        if length < cfg.horizon:
+            curv[:, length:] = curvature[:, ref_idx, None]
+        accel, steer_rate = _lqr_commands(
+            out[:, cur], reference_poses[:, cur], velocity[:, ref_idx], curv, cfg, dt, vehicle.wheel_base
+        )
+        out[:, i] = _propagate(out[:, cur], accel, steer_rate, cfg, DT_PROPAGATE, vehicle.wheel_base)
+    return out
