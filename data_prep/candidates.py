@@ -151,6 +151,8 @@ class PolicySampler:
     """
 
     def __init__(self, checkpoint: str | Path, omega: float = 0.0, num_steps: int | None = None, seed: int = 0):
+        if not Path(checkpoint).exists():
+            raise FileNotFoundError(f"--policy {checkpoint}: policy checkpoint directory does not exist")
         try:
             from vla_dipole.model.policy import DipolePolicy
             from vla_dipole.model.processor import DrivingProcessor  # noqa: F401  (checked: needed by sample)
@@ -159,8 +161,6 @@ class PolicySampler:
                 "candidate source 'policy' needs vla_dipole.model.policy.DipolePolicy and "
                 f"vla_dipole.model.processor.DrivingProcessor, which are not available ({exc})"
             ) from exc
-        if not Path(checkpoint).exists():
-            raise FileNotFoundError(f"--policy {checkpoint}: checkpoint directory does not exist")
         self.checkpoint, self.omega, self.num_steps, self.seed = str(checkpoint), float(omega), num_steps, seed
         self.policy = DipolePolicy.from_pretrained(checkpoint).eval()
 
