@@ -33,10 +33,14 @@ def _time(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
     return best, count
 
 
-def run(data_root: Path, split: str, scene_filter: SceneFilter | None = None, repeats: int = 3) -> list[tuple[str, int, float]]:
+def run(
+    data_root: Path, split: str, scene_filter: SceneFilter | None = None, repeats: int = 3
+) -> list[tuple[str, int, float]]:
     """(case, scenes, seconds) per case; the best of `repeats` runs."""
     scene_filter = scene_filter or SceneFilter(frame_interval=1)
-    index_s, num = _time(lambda: len(SceneLoader(split, data_root=data_root, scene_filter=scene_filter)), repeats)
+    index_s, num = _time(
+        lambda: len(SceneLoader(split, data_root=data_root, scene_filter=scene_filter)), repeats
+    )
     loader = SceneLoader(split, data_root=data_root, scene_filter=scene_filter)
 
     def read(cameras: tuple[str, ...]) -> Callable[[], int]:
@@ -52,7 +56,11 @@ def run(data_root: Path, split: str, scene_filter: SceneFilter | None = None, re
         return fn
 
     rows = [("index split (read + validate pickles)", num, index_s)]
-    for case, cams in (("scenes, no images", ()), ("scenes + cam_f0 image", ("cam_f0",)), ("scenes + 8 images", CAMERA_NAMES)):
+    for case, cams in (
+        ("scenes, no images", ()),
+        ("scenes + cam_f0 image", ("cam_f0",)),
+        ("scenes + 8 images", CAMERA_NAMES),
+    ):
         seconds, n = _time(read(cams), repeats)
         rows.append((case, n, seconds))
     return rows
@@ -79,7 +87,12 @@ def main(argv: list[str] | None = None) -> list[tuple[str, int, float]]:
             root = Path(tmp)
             synthesize(root, args.split, args.logs, seed=0)
         rows = run(root, args.split, repeats=args.repeats)
-    print(format_table(rows, f"scene reader: split '{args.split}' under {root} (frame_interval=1, best of {args.repeats})"))
+    print(
+        format_table(
+            rows,
+            f"scene reader: split '{args.split}' under {root} (frame_interval=1, best of {args.repeats})",
+        )
+    )
     return rows
 
 

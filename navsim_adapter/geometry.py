@@ -79,10 +79,15 @@ def box_corners(boxes: np.ndarray) -> np.ndarray:
     starting front-left."""
     boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.ndim != 2 or boxes.shape[1] < 7:
-        raise ValueError(f"boxes must be (N, 7) [x, y, z, length, width, height, heading], got shape {boxes.shape}")
+        raise ValueError(
+            f"boxes must be (N, 7) [x, y, z, length, width, height, heading], got shape {boxes.shape}"
+        )
     half_l, half_w = boxes[:, 3:4] / 2.0, boxes[:, 4:5] / 2.0
     local = np.stack(
-        [np.concatenate([half_l, -half_l, -half_l, half_l], 1), np.concatenate([half_w, half_w, -half_w, -half_w], 1)],
+        [
+            np.concatenate([half_l, -half_l, -half_l, half_l], 1),
+            np.concatenate([half_w, half_w, -half_w, -half_w], 1),
+        ],
         axis=-1,
     )
     c, s = _rotation(boxes[:, 6:7])
@@ -93,4 +98,6 @@ def box_corners(boxes: np.ndarray) -> np.ndarray:
 
 def _check_pose_array(poses: np.ndarray, name: str) -> None:
     if poses.ndim == 0 or poses.shape[-1] not in (2, 3):
-        raise ValueError(f"{name} must have last dimension 2 (x, y) or 3 (x, y, heading), got shape {poses.shape}")
+        raise ValueError(
+            f"{name} must have last dimension 2 (x, y) or 3 (x, y, heading), got shape {poses.shape}"
+        )

@@ -22,7 +22,9 @@ def _resolve(value: str | os.PathLike | None, env_var: str, what: str, must_exis
     if value is None or str(value) == "":
         value = os.environ.get(env_var)
         if not value:
-            raise DataPathError(f"{what}: no path given and environment variable {env_var} is not set; pass it or export {env_var}=<dir>")
+            raise DataPathError(
+                f"{what}: no path given and environment variable {env_var} is not set; pass it or export {env_var}=<dir>"
+            )
         source = f"${env_var}"
     else:
         source = "argument"

@@ -38,7 +38,13 @@ class Camera:
 
     def unloaded(self) -> Camera:
         """A copy without the cached image, so each scene owns (and frees) the images it loads."""
-        return Camera(self.camera_path, self.intrinsics, self.sensor2lidar_rotation, self.sensor2lidar_translation, self.distortion)
+        return Camera(
+            self.camera_path,
+            self.intrinsics,
+            self.sensor2lidar_rotation,
+            self.sensor2lidar_translation,
+            self.distortion,
+        )
 
     @property
     def image(self) -> np.ndarray | None:
@@ -48,7 +54,9 @@ class Camera:
 
             path = Path(self.camera_path)
             if not path.is_file():
-                raise FileNotFoundError(f"camera image {path} does not exist (data_path in the log's cams entry)")
+                raise FileNotFoundError(
+                    f"camera image {path} does not exist (data_path in the log's cams entry)"
+                )
             with Image.open(path) as img:
                 self._image = np.asarray(img.convert("RGB"))
         return self._image
@@ -72,7 +80,12 @@ class Cameras:
         unknown = set(names) - set(CAMERA_NAMES)
         if unknown:
             raise ValueError(f"unknown camera names {sorted(unknown)}; expected a subset of {CAMERA_NAMES}")
-        return Cameras(**{f.name: getattr(self, f.name).unloaded() if f.name in names else Camera() for f in fields(self)})
+        return Cameras(
+            **{
+                f.name: getattr(self, f.name).unloaded() if f.name in names else Camera()
+                for f in fields(self)
+            }
+        )
 
 
 @dataclass
@@ -158,7 +171,9 @@ class Scene:
     def __post_init__(self) -> None:
         expected = self.metadata.num_history_frames + self.metadata.num_future_frames
         if len(self.frames) != expected:
-            raise ValueError(f"scene {self.metadata.scene_token}: {len(self.frames)} frames, expected {expected}")
+            raise ValueError(
+                f"scene {self.metadata.scene_token}: {len(self.frames)} frames, expected {expected}"
+            )
 
     @property
     def token(self) -> str:

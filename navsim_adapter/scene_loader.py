@@ -104,7 +104,12 @@ class _FrameReader:
         return container[key]
 
     def array(
-        self, key: str, shape: tuple[int | None, ...], container: dict | None = None, prefix: str = "", finite: bool = True
+        self,
+        key: str,
+        shape: tuple[int | None, ...],
+        container: dict | None = None,
+        prefix: str = "",
+        finite: bool = True,
     ) -> np.ndarray:
         """Float array whose shape matches `shape` (None = any length); empty (N=0) arrays are reshaped."""
         value = self.get(key, container, prefix)
@@ -114,8 +119,15 @@ class _FrameReader:
             self.fail(prefix + key, f"is not numeric (got {type(value).__name__})")
         if arr.size == 0 and len(shape) > 1 and shape[0] in (None, 0):  # pickles store "no agents" as []
             arr = arr.reshape((0, *shape[1:]))
-        if arr.ndim != len(shape) or any(e is not None and e != a for e, a in zip(shape, arr.shape, strict=True)):
-            expected = "(" + ", ".join("N" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
+        if arr.ndim != len(shape) or any(
+            e is not None and e != a for e, a in zip(shape, arr.shape, strict=True)
+        ):
+            expected = (
+                "("
+                + ", ".join("N" if e is None else str(e) for e in shape)
+                + ("," if len(shape) == 1 else "")
+                + ")"
+            )
             self.fail(prefix + key, f"has shape {arr.shape}, expected {expected}")
         if finite and not np.isfinite(arr).all():
             self.fail(prefix + key, "contains NaN or inf")
@@ -164,7 +176,11 @@ def _read_annotations(r: _FrameReader) -> Annotations:
         "instance_tokens": r.strings("instance_tokens", anns, "anns."),
         "track_tokens": r.strings("track_tokens", anns, "anns."),
     }
-    for key, log_key in (("names", "gt_names"), ("instance_tokens", "instance_tokens"), ("track_tokens", "track_tokens")):
+    for key, log_key in (
+        ("names", "gt_names"),
+        ("instance_tokens", "instance_tokens"),
+        ("track_tokens", "track_tokens"),
+    ):
         if len(fields[key]) != n:
             r.fail(f"anns.{log_key}", f"has {len(fields[key])} entries, expected {n} (one per gt_boxes row)")
     return Annotations(boxes=boxes, **fields)
@@ -225,7 +241,9 @@ def read_log(path: Path, sensor_root: Path) -> list[Frame]:
         with path.open("rb") as fh:
             raw = pickle.load(fh)
     except (EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, ValueError) as err:
-        raise MalformedLogError(f"{path}: truncated or not a pickle of frame dicts ({type(err).__name__}: {err})") from err
+        raise MalformedLogError(
+            f"{path}: truncated or not a pickle of frame dicts ({type(err).__name__}: {err})"
+        ) from err
     if not isinstance(raw, list):
         raise MalformedLogError(f"{path}: holds a {type(raw).__name__}, expected a list of frame dicts")
     return [frame_from_dict(frame, sensor_root, path, i) for i, frame in enumerate(raw)]
@@ -253,7 +271,9 @@ class SceneLoader:
         self.split = split
         self.data_root = openscene_data_root(data_root)
         self.log_dir = navsim_log_dir(self.data_root, split)
-        self.sensor_root = Path(sensor_root) if sensor_root is not None else sensor_blobs_dir(self.data_root, split)
+        self.sensor_root = (
+            Path(sensor_root) if sensor_root is not None else sensor_blobs_dir(self.data_root, split)
+        )
         self.scene_filter = scene_filter if scene_filter is not None else SceneFilter()
         self._log_frames = lru_cache(maxsize=cache_size)(self._read_log)
         self._index: dict[str, tuple[str, int]] = {}
@@ -322,7 +342,9 @@ class SceneLoader:
         try:
             log_name, start = self._index[token]
         except KeyError:
-            raise KeyError(f"token {token!r} is not a scene of split '{self.split}' under this filter ({len(self)} scenes)") from None
+            raise KeyError(
+                f"token {token!r} is not a scene of split '{self.split}' under this filter ({len(self)} scenes)"
+            ) from None
         f = self.scene_filter
         frames = self._log_frames(log_name)[start : start + f.num_frames]
         current = frames[f.num_history_frames - 1]

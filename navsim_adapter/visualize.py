@@ -74,7 +74,11 @@ def _draw_map(ax: Axes, scene: Scene, map_api, radius: float) -> int:
         face, edge, z = MAP_STYLE.get(obj.layer.value, ("none", "#bbbbbb", 1))
         for part in shapely.get_parts(obj.polygon):
             xy = to_plot(global_to_local(np.asarray(part.exterior.coords)[:, :2], origin))
-            ax.add_patch(PolygonPatch(xy, closed=True, facecolor=face, edgecolor=edge, lw=0.6, zorder=z, gid=f"map:{obj.id}"))
+            ax.add_patch(
+                PolygonPatch(
+                    xy, closed=True, facecolor=face, edgecolor=edge, lw=0.6, zorder=z, gid=f"map:{obj.id}"
+                )
+            )
             count += 1
         if isinstance(obj, LaneLike) and len(obj.baseline):
             line = to_plot(global_to_local(obj.baseline[:, :2], origin))
@@ -89,7 +93,18 @@ def _draw_map(ax: Axes, scene: Scene, map_api, radius: float) -> int:
 
 
 def _draw_box(ax: Axes, corners: np.ndarray, color: str, gid: str, z: int) -> None:
-    ax.add_patch(PolygonPatch(to_plot(corners), closed=True, facecolor=color, edgecolor="black", lw=0.6, alpha=0.85, zorder=z, gid=gid))
+    ax.add_patch(
+        PolygonPatch(
+            to_plot(corners),
+            closed=True,
+            facecolor=color,
+            edgecolor="black",
+            lw=0.6,
+            alpha=0.85,
+            zorder=z,
+            gid=gid,
+        )
+    )
     front = to_plot(corners[[0, 3]].mean(axis=0))
     centre = to_plot(corners.mean(axis=0))
     ax.plot([centre[0], front[0]], [centre[1], front[1]], color="black", lw=0.6, zorder=z + 1)
@@ -118,7 +133,9 @@ def plot_scene(
     _draw_box(ax, box_corners(ego)[0], EGO_COLOR, "ego", 6)
 
     history = to_plot(scene.get_history_trajectory()[:, :2])
-    ax.plot(history[:, 0], history[:, 1], "o-", color=HISTORY_COLOR, ms=3, lw=1.2, zorder=7, label="ego history")
+    ax.plot(
+        history[:, 0], history[:, 1], "o-", color=HISTORY_COLOR, ms=3, lw=1.2, zorder=7, label="ego history"
+    )
     if show_human and scene.metadata.num_future_frames:
         future = to_plot(scene.get_future_trajectory(min(8, scene.metadata.num_future_frames))[:, :2])
         ax.plot(future[:, 0], future[:, 1], "o-", color=HUMAN_COLOR, ms=3, lw=1.5, zorder=8, label="human")
@@ -160,12 +177,21 @@ def render_scene(
     else:
         note = f"{camera}: not in this log"
     if image is None:
-        cam_ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True, fontsize=8, transform=cam_ax.transAxes)
+        cam_ax.text(
+            0.5, 0.5, note, ha="center", va="center", wrap=True, fontsize=8, transform=cam_ax.transAxes
+        )
     else:
         cam_ax.imshow(image)
         cam_ax.set_title(camera, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _parse_trajectory(spec: str) -> tuple[str, np.ndarray]:
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise SystemExit(f"--trajectory expects NAME=FILE.npy, got {spec!r}")
+    return name, np.load(path)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -180,7 +206,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--num-future-frames", type=int, default=10)
     parser.add_argument("--camera", default="cam_f0")
     parser.add_argument("--radius", type=float, default=40.0)
+    parser.add_argument(
+        "--trajectory",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="overlay a (T, 3) local trajectory saved with numpy.save; repeatable",
+    )
     args = parser.parse_args(argv)
+    trajectories = dict(_parse_trajectory(spec) for spec in args.trajectory)
 
     scene_filter = SceneFilter(
         num_history_frames=args.num_history_frames,
@@ -191,7 +225,9 @@ def main(argv: list[str] | None = None) -> Path:
         max_scenes=1,
     )
     loader = SceneLoader(args.split, data_root=args.data_root, scene_filter=scene_filter)
-    fig = render_scene(loader.get_scene(loader.tokens[0]), camera=args.camera, radius=args.radius)
+    fig = render_scene(
+        loader.get_scene(loader.tokens[0]), trajectories, camera=args.camera, radius=args.radius
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     print(f"wrote {args.out}")

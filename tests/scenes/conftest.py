@@ -53,7 +53,9 @@ def make_frame(
     token = f"{log_name[-6:]}{index:010d}"
     # extrinsic z-y-x: the heading NAVSIM reads back (pyquaternion's yaw) is exactly `yaw`
     quat = Rotation.from_euler("zyx", [yaw, pitch, roll]).as_quat(scalar_first=True)
-    boxes = np.array([[10.0 + 3 * a, -2.0 + a, 0.5, 4.5, 1.9, 1.6, 0.1 * a] for a in range(num_agents)]).reshape(-1, 7)
+    boxes = np.array(
+        [[10.0 + 3 * a, -2.0 + a, 0.5, 4.5, 1.9, 1.6, 0.1 * a] for a in range(num_agents)]
+    ).reshape(-1, 7)
     cams = {}
     for cam in CAMS:
         cams[cam] = {
@@ -144,7 +146,9 @@ def arc_split(tmp_path: Path) -> tuple[Path, list[ArcLog]]:
     """Three logs of 30, 30 and 16 frames in split 'mini'; log_b has no route at frames 3 and 17."""
     logs = [
         write_arc_log(tmp_path, "mini", "2021.05.12.log_a", 30),
-        write_arc_log(tmp_path, "mini", "2021.05.12.log_b", 30, radius=-45.0, start_angle=2.0, no_route=(3, 17)),
+        write_arc_log(
+            tmp_path, "mini", "2021.05.12.log_b", 30, radius=-45.0, start_angle=2.0, no_route=(3, 17)
+        ),
         write_arc_log(tmp_path, "mini", "2021.06.01.log_c", 16, radius=120.0, speed=12.0, with_images=True),
     ]
     return tmp_path, logs

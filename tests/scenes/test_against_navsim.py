@@ -19,7 +19,9 @@ FILTERS = [
 
 @pytest.fixture(scope="module")
 def official():
-    dataloader = pytest.importorskip("navsim.common.dataloader", reason="official navsim not installed (make install-navsim)")
+    dataloader = pytest.importorskip(
+        "navsim.common.dataloader", reason="official navsim not installed (make install-navsim)"
+    )
     dataclasses = pytest.importorskip("navsim.common.dataclasses")
     return dataloader, dataclasses
 
@@ -29,7 +31,9 @@ def test_same_scene_tokens_as_navsim(arc_split, official, kwargs):
     dataloader, dataclasses = official
     root, _ = arc_split
     ours = SceneLoader("mini", data_root=root, scene_filter=SceneFilter(**kwargs))
-    frames_by_token, _ = dataloader.filter_scenes(root / "navsim_logs" / "mini", dataclasses.SceneFilter(**kwargs))
+    frames_by_token, _ = dataloader.filter_scenes(
+        root / "navsim_logs" / "mini", dataclasses.SceneFilter(**kwargs)
+    )
     assert sorted(ours.tokens) == sorted(frames_by_token)
 
 
@@ -45,9 +49,15 @@ def test_trajectories_ego_status_and_annotations_match_navsim(arc_split, officia
     sensors = dataclasses.SensorConfig.build_no_sensors()
     for token in ours.tokens:
         mine = ours.get_scene(token)
-        ref = dataclasses.Scene.from_scene_dict_list(frames_by_token[token], root / "sensor_blobs" / "mini", 4, 10, sensors)
-        np.testing.assert_allclose(mine.get_future_trajectory(10), ref.get_future_trajectory().poses, atol=1e-5)
-        np.testing.assert_allclose(mine.get_history_trajectory(), ref.get_history_trajectory().poses, atol=1e-5)
+        ref = dataclasses.Scene.from_scene_dict_list(
+            frames_by_token[token], root / "sensor_blobs" / "mini", 4, 10, sensors
+        )
+        np.testing.assert_allclose(
+            mine.get_future_trajectory(10), ref.get_future_trajectory().poses, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            mine.get_history_trajectory(), ref.get_history_trajectory().poses, atol=1e-5
+        )
         assert mine.metadata.initial_token == ref.scene_metadata.initial_token
         assert mine.metadata.log_name == ref.scene_metadata.log_name
         for f_mine, f_ref in zip(mine.frames, ref.frames, strict=True):
@@ -72,12 +82,24 @@ def test_cameras_match_navsim(arc_split, official, monkeypatch):
     monkeypatch.setattr(dataclasses.Scene, "_build_map_api", classmethod(lambda cls, name: None))
     log_c = logs[2].log_name  # the log with images on disk
     ours = SceneLoader("mini", data_root=root, scene_filter=SceneFilter(log_names=[log_c]))
-    frames_by_token, _ = dataloader.filter_scenes(root / "navsim_logs" / "mini", dataclasses.SceneFilter(log_names=[log_c]))
+    frames_by_token, _ = dataloader.filter_scenes(
+        root / "navsim_logs" / "mini", dataclasses.SceneFilter(log_names=[log_c])
+    )
     sensors = dataclasses.SensorConfig(
-        cam_f0=True, cam_l0=False, cam_l1=[3], cam_l2=False, cam_r0=False, cam_r1=False, cam_r2=False, cam_b0=True, lidar_pc=False
+        cam_f0=True,
+        cam_l0=False,
+        cam_l1=[3],
+        cam_l2=False,
+        cam_r0=False,
+        cam_r1=False,
+        cam_r2=False,
+        cam_b0=True,
+        lidar_pc=False,
     )
     (token,) = ours.tokens
-    ref = dataclasses.Scene.from_scene_dict_list(frames_by_token[token], root / "sensor_blobs" / "mini", 4, 10, sensors)
+    ref = dataclasses.Scene.from_scene_dict_list(
+        frames_by_token[token], root / "sensor_blobs" / "mini", 4, 10, sensors
+    )
     mine = ours.get_scene(token)
     for i in range(4):
         for name in ("cam_f0", "cam_l1", "cam_b0"):

@@ -24,12 +24,16 @@ def se2_matrix(pose):
 
 
 def test_quaternion_yaw_is_the_extrinsic_zyx_angle_for_tilted_unnormalised_quaternions():
-    eulers = np.column_stack([rng.uniform(-np.pi, np.pi, 200), rng.uniform(-0.4, 0.4, 200), rng.uniform(-0.4, 0.4, 200)])
+    eulers = np.column_stack(
+        [rng.uniform(-np.pi, np.pi, 200), rng.uniform(-0.4, 0.4, 200), rng.uniform(-0.4, 0.4, 200)]
+    )
     quats = Rotation.from_euler("zyx", eulers).as_quat(scalar_first=True) * rng.uniform(0.5, 3.0, (200, 1))
     np.testing.assert_allclose(quaternion_to_yaw(quats), eulers[:, 0], atol=1e-12)
     assert quaternion_to_yaw(quats.reshape(20, 10, 4)).shape == (20, 10)
     # level vehicles: the same as the intrinsic z-y'-x'' yaw
-    level = Rotation.from_euler("ZYX", np.column_stack([eulers[:, 0], 0 * eulers[:, :2]])).as_quat(scalar_first=True)
+    level = Rotation.from_euler("ZYX", np.column_stack([eulers[:, 0], 0 * eulers[:, :2]])).as_quat(
+        scalar_first=True
+    )
     np.testing.assert_allclose(quaternion_to_yaw(level), eulers[:, 0], atol=1e-12)
 
 
@@ -57,7 +61,13 @@ def test_wrap_angle_range_and_equivalence():
 
 def test_global_to_local_matches_homogeneous_matrices_and_round_trips():
     origin = np.array([664_123.4, 3_997_654.3, 2.9])
-    poses = np.column_stack([origin[0] + rng.normal(0, 50, 100), origin[1] + rng.normal(0, 50, 100), rng.uniform(-np.pi, np.pi, 100)])
+    poses = np.column_stack(
+        [
+            origin[0] + rng.normal(0, 50, 100),
+            origin[1] + rng.normal(0, 50, 100),
+            rng.uniform(-np.pi, np.pi, 100),
+        ]
+    )
     local = global_to_local(poses, origin)
     inv = np.linalg.inv(se2_matrix(origin))
     for pose, loc in zip(poses, local, strict=True):
@@ -77,6 +87,10 @@ def test_box_corners_match_shapely_rotated_rectangles():
     assert corners.shape == (2, 4, 2)
     np.testing.assert_allclose(corners[0, 0], [3.0, 3.0])  # front-left of the unrotated box
     for b, c in zip(boxes, corners, strict=True):
-        ref = affinity.rotate(shapely_box(b[0] - b[3] / 2, b[1] - b[4] / 2, b[0] + b[3] / 2, b[1] + b[4] / 2), b[6], use_radians=True)
+        ref = affinity.rotate(
+            shapely_box(b[0] - b[3] / 2, b[1] - b[4] / 2, b[0] + b[3] / 2, b[1] + b[4] / 2),
+            b[6],
+            use_radians=True,
+        )
         ours = shapely_box(0, 0, 1, 1).__class__(c)
         assert ours.symmetric_difference(ref).area < 1e-9

@@ -23,7 +23,12 @@ def test_argument_wins_over_environment(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "resolver, var", [(openscene_data_root, "OPENSCENE_DATA_ROOT"), (nuplan_maps_root, "NUPLAN_MAPS_ROOT"), (navsim_exp_root, "NAVSIM_EXP_ROOT")]
+    "resolver, var",
+    [
+        (openscene_data_root, "OPENSCENE_DATA_ROOT"),
+        (nuplan_maps_root, "NUPLAN_MAPS_ROOT"),
+        (navsim_exp_root, "NAVSIM_EXP_ROOT"),
+    ],
 )
 def test_unset_variable_is_named(resolver, var, monkeypatch, tmp_path):
     monkeypatch.delenv(var, raising=False)

@@ -21,7 +21,9 @@ class SquareMap(MapAPI):
         corners = local_to_global(np.array([[-5.0, -5.0], [25.0, -5.0], [25.0, 5.0], [-5.0, 5.0]]), origin)
         baseline = local_to_global(np.column_stack([np.linspace(0, 20, 5), np.zeros(5), np.zeros(5)]), origin)
         self.roadblock = MapObject("rb1", MapLayer.ROADBLOCK, Polygon(corners))
-        self.lane_obj = LaneLike("lane1", MapLayer.LANE, Polygon(corners).buffer(-2), baseline=baseline, roadblock_id="rb1")
+        self.lane_obj = LaneLike(
+            "lane1", MapLayer.LANE, Polygon(corners).buffer(-2), baseline=baseline, roadblock_id="rb1"
+        )
         self.far = MapObject("far", MapLayer.ROADBLOCK, Polygon(corners + 5_000.0))
 
     @property
@@ -70,15 +72,33 @@ def test_map_polygons_are_transformed_into_the_ego_frame(scene):
     patches = {p.get_gid(): p for p in ax.patches}
     assert "map:far" not in patches  # outside the plotted radius
     xy = patches["map:rb1"].get_xy()
-    expected = to_plot(global_to_local(np.asarray(SquareMap(origin).roadblock.polygon.exterior.coords), origin))
+    expected = to_plot(
+        global_to_local(np.asarray(SquareMap(origin).roadblock.polygon.exterior.coords), origin)
+    )
     np.testing.assert_allclose(xy[: len(expected)], expected, atol=1e-6)
     assert "map:lane1" in patches
 
 
 def test_cli_writes_bev_and_camera_png(arc_split, tmp_path):
     root, logs = arc_split
-    token = SceneLoader("mini", data_root=root, scene_filter=SceneFilter(log_names=[logs[2].log_name])).tokens[0]
-    out = main(["--data-root", str(root), "--split", "mini", "--token", token, "--out", str(tmp_path / "bev" / "scene.png")])
+    token = SceneLoader(
+        "mini", data_root=root, scene_filter=SceneFilter(log_names=[logs[2].log_name])
+    ).tokens[0]
+    np.save(tmp_path / "straight.npy", np.column_stack([np.arange(1, 9) * 3.0, np.zeros((8, 2))]))
+    out = main(
+        [
+            "--data-root",
+            str(root),
+            "--split",
+            "mini",
+            "--token",
+            token,
+            "--out",
+            str(tmp_path / "bev" / "scene.png"),
+            "--trajectory",
+            f"straight={tmp_path / 'straight.npy'}",
+        ]
+    )
     image = np.asarray(Image.open(out).convert("RGB"))
     assert image.shape == (600, 1400, 3)
     right = image[100:500, 800:1300].reshape(-1, 3)
