@@ -52,6 +52,7 @@ from data_prep.vocabulary import fit_vocabulary, load_vocabulary, save_vocabular
 BUILD_DIR = ".build"
 MAX_HISTORY = 4  # NAVSIM scenes have 4 history frames
 SCORE_CHUNK = 16  # scenes scored per PDM call
+EC_FILL = 1.0  # stored extended comfort when it cannot be computed (see docs/shards.md)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,10 @@ def _add_scores(samples: list[Sample], scenes: list, score_fn) -> None:
     trajs = np.stack([np.concatenate([x.candidates, x.human[None]]) for x in samples])
     result = score_fn(contexts, trajs)
     table = np.stack([np.asarray(getattr(result, name), dtype=np.float32) for name in SCORE_NAMES], axis=-1)
+    # EC needs the previous frame's simulated states of the same policy, which candidates do not have:
+    # the scorer leaves it NaN (and EPDMS re-normalises without it, as NAVSIM does); we store 1.0.
+    ec = SCORE_NAMES.index("ec")
+    table[..., ec] = np.nan_to_num(table[..., ec], nan=EC_FILL)
     if table.shape != (*trajs.shape[:2], len(SCORE_NAMES)):
         raise ValueError(f"PDM score returned shape {table.shape[:-1]}, expected {trajs.shape[:2]}")
     for sample, row in zip(samples, table, strict=True):

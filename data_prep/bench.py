@@ -1,0 +1,85 @@
+"""Shard benchmarks (run by `make bench`): build rate on a synthetic split and loader throughput.
+
+    python -m data_prep.bench [--logs 2] [--limit 48] [--samples 1500] [--train-step-ms 100 --train-batch 8]
+
+Prints two tables: scenes/s and candidates/s of build_shards (1 and 2 workers), and samples/s of
+the streaming loader with 0, 1 and 2 workers against the rate the training step consumes
+(the loader must be at least 5x faster so it never limits training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _table(title: str, header: Sequence[str], rows: list[Sequence]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda r: "  ".join(str(x).rjust(w) for x, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([title, line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def bench_build(data_root: Path, split: str, out: Path, limit: int, workers: int, **kw) -> tuple[float, float, dict]:
+    from data_prep.build_shards import build_shards
+
+    t0 = time.perf_counter()
+    manifest = build_shards(data_root, split, out, limit=limit, workers=workers, overwrite=True, **kw)
+    dt = time.perf_counter() - t0
+    return manifest["num_samples"] / dt, manifest["num_samples"] * manifest["num_candidates"] / dt, manifest
+
+
+def bench_loader(out: Path, workers: int, samples: int, batch_size: int = 8) -> float:
+    """Steady-state samples/s of a resampled stream (first batch, i.e. worker start-up, excluded)."""
+    from vla_dipole.data import make_loader
+
+    loader = make_loader(out, batch_size=batch_size, num_workers=workers, resampled=True, epoch_samples=samples,
+                         shuffle_buffer=64)
+    it = iter(loader)
+    first = next(it)
+    t0, n = time.perf_counter(), 0
+    for batch in it:
+        n += len(batch["token"])
+    del first
+    return n / max(time.perf_counter() - t0, 1e-9)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from data_prep.synthesize import synthesize
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--logs", type=int, default=2)
+    p.add_argument("--limit", type=int, default=48, help="scenes to build")
+    p.add_argument("--samples", type=int, default=1500, help="samples streamed per loader measurement")
+    p.add_argument("--image-size", default="224x224")
+    p.add_argument("--train-step-ms", type=float, default=100.0, help="training step time to compare against")
+    p.add_argument("--train-batch", type=int, default=8)
+    p.add_argument("--workdir", default=None)
+    a = p.parse_args(argv)
+    root = Path(a.workdir or tempfile.mkdtemp(prefix="data_bench_"))
+    split = "bench"
+    synthesize(root / "data", split, a.logs, 0)
+    rows = []
+    out = root / "shards"
+    for workers in (1, 2):
+        scenes_s, cands_s, manifest = bench_build(
+            root / "data", split, out, a.limit, workers, sources=("vocab", "perturb"), num_candidates=8,
+            image_size=a.image_size, shard_size=max(a.limit // 4, 1),
+        )
+        rows.append((workers, manifest["num_samples"], manifest["num_candidates"], f"{scenes_s:.2f}", f"{cands_s:.1f}"))
+    print(_table("build_shards (synthetic split, vocab+perturb, PDM-scored)",
+                 ("workers", "scenes", "K", "scenes/s", "candidates/s"), rows))
+    need = a.train_batch / (a.train_step_ms / 1000.0)
+    rows = []
+    for workers in (0, 1, 2):
+        rate = bench_loader(out, workers, a.samples, a.train_batch)
+        rows.append((workers, f"{rate:.0f}", f"{rate / need:.1f}x", "ok" if rate >= 5 * need else "TOO SLOW"))
+    print()
+    print(_table(f"loader ({a.image_size} JPEG, batch {a.train_batch}; training consumes {need:.0f} samples/s "
+                 f"at {a.train_step_ms:.0f} ms/step, target >= 5x)", ("workers", "samples/s", "vs train", "status"), rows))
+
+
+if __name__ == "__main__":
+    main()
