@@ -15,18 +15,14 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import shapely
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # no pyplot: figures render with Agg, headless on CI and SLURM nodes
+from matplotlib.patches import Polygon as PolygonPatch
 
-matplotlib.use("Agg")  # headless everywhere: CI, SLURM nodes
-
-import numpy as np  # noqa: E402
-import shapely  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Polygon as PolygonPatch  # noqa: E402
-
-from navsim_adapter.geometry import box_corners, global_to_local  # noqa: E402
-from navsim_adapter.scene import Scene  # noqa: E402
+from navsim_adapter.geometry import box_corners, global_to_local
+from navsim_adapter.scene import Scene
 
 log = logging.getLogger(__name__)
 
