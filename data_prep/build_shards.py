@@ -20,7 +20,6 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -47,10 +46,11 @@ from data_prep.shard_format import (
     source_codes,
     write_manifest,
 )
-from data_prep.vocabulary import fit_vocabulary, load_vocabulary, save_vocabulary
+from data_prep.vocabulary import build_vocabulary, load_vocabulary, open_split, save_vocabulary
 
 BUILD_DIR = ".build"
 MAX_HISTORY = 4  # NAVSIM scenes have 4 history frames
+DEFAULT_VOCAB_SIZE = 256  # when build_shards fits the vocabulary itself
 SCORE_CHUNK = 16  # scenes scored per PDM call
 EC_FILL = 1.0  # stored extended comfort when it cannot be computed (see docs/shards.md)
 
@@ -68,6 +68,7 @@ class BuildSettings:
     shard_size: int
     limit: int | None
     seed: int
+    frame_interval: int = 1
     jpeg_quality: int = JPEG_QUALITY
     vocab_mode: str = "mixed"
     vocabulary_sha256: str | None = None
@@ -145,24 +146,21 @@ def parse_image_size(size: int | str | Sequence[int]) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------- planning
 
 
-def plan_shards(data_root: str | Path, split: str, shard_size: int, limit: int | None) -> list[ShardJob]:
+def plan_shards(data_root: str | Path, split: str, shard_size: int, limit: int | None,
+                frame_interval: int = 1) -> list[ShardJob]:
     """Scenes in (log, time) order, cut to `limit`, in shards of `shard_size` consecutive scenes."""
-    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
-
-    loader = SceneLoader(split, data_root, SceneFilter(num_history_frames=MAX_HISTORY))
+    loader = open_split(data_root, split, frame_interval)
     scenes = [(scene.metadata.log_name, scene.token) for scene in loader.iter_scenes()]  # logs sorted, time order
     scenes = sorted(scenes, key=lambda item: item[0])[:limit]  # stable: keeps time order within a log
     return [ShardJob(i // shard_size, scenes[i : i + shard_size]) for i in range(0, len(scenes), shard_size)]
 
 
 def _scene_loader(state: _WorkerState, logs: list[str]):
-    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
-
     key = tuple(logs)
     if key not in state.loaders:
         state.loaders.clear()
         s = state.settings
-        state.loaders[key] = SceneLoader(s.split, s.data_root, SceneFilter(num_history_frames=MAX_HISTORY, log_names=logs))
+        state.loaders[key] = open_split(s.data_root, s.split, s.frame_interval, log_names=logs)
     return state.loaders[key]
 
 
@@ -314,8 +312,9 @@ def _done_record(out: Path, name: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------- build
 
 
-def _prepare_vocabulary(settings_args: dict, out: Path, jobs: list[ShardJob], vocabulary, seed: int):
-    """Load the given vocabulary (copied into OUT/vocabulary) or fit one on the planned scenes."""
+def _prepare_vocabulary(data_root: str, split: str, out: Path, limit: int | None, frame_interval: int,
+                        vocabulary: str | Path | None, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Load the given vocabulary (copied into OUT/vocabulary) or fit one on the scenes being built."""
     target = out / "vocabulary"
     if vocabulary is not None:
         vocab, config = load_vocabulary(vocabulary)
@@ -324,16 +323,8 @@ def _prepare_vocabulary(settings_args: dict, out: Path, jobs: list[ShardJob], vo
         return vocab, config
     if (target / "vocabulary.npy").is_file():
         return load_vocabulary(target)
-    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
-
-    loader = SceneLoader(settings_args["split"], settings_args["data_root"], SceneFilter(num_history_frames=MAX_HISTORY))
-    tokens = [tok for job in jobs for _, tok in job.scenes]
-    trajs = np.stack([loader.get_scene(t).get_future_trajectory(NUM_POSES) for t in tqdm(tokens, desc="vocabulary")])
-    size = min(256, len(trajs))
-    vocab = fit_vocabulary(trajs, size, seed)
-    config = {"split": settings_args["split"], "data_root": settings_args["data_root"], "requested_size": size,
-              "seed": seed, "num_trajectories": len(trajs), "method": "kmeans2(x,y)++", "built_by": "build_shards"}
-    return vocab, save_vocabulary(target, vocab, config)
+    config = build_vocabulary(data_root, split, target, DEFAULT_VOCAB_SIZE, seed, limit, frame_interval)
+    return load_vocabulary(target)[0], config
 
 
 def build_shards(
@@ -351,6 +342,7 @@ def build_shards(
     limit: int | None = None,
     seed: int = 0,
     vocabulary: str | Path | None = None,
+    frame_interval: int = 1,
     policy: str | Path | None = None,
     omega: float = 0.0,
     policy_steps: int | None = None,
@@ -394,10 +386,10 @@ def build_shards(
     for stale in out.glob("*.tmp"):
         stale.unlink()
 
-    jobs = plan_shards(data_root, split, shard_size, limit)
+    jobs = plan_shards(data_root, split, shard_size, limit, frame_interval)
     vocab, vocab_config = None, None
     if "vocab" in [k for k, _ in src]:
-        vocab, vocab_config = _prepare_vocabulary({"split": split, "data_root": data_root}, out, jobs, vocabulary, seed)
+        vocab, vocab_config = _prepare_vocabulary(data_root, split, out, limit, frame_interval, vocabulary, seed)
         n_vocab = dict(src)["vocab"]
         if n_vocab > len(vocab):
             raise ValueError(f"{n_vocab} vocab candidates per scene but the vocabulary has {len(vocab)} entries")
@@ -408,7 +400,7 @@ def build_shards(
     settings = BuildSettings(
         data_root=data_root, split=split, cameras=cameras, image_size=parse_image_size(image_size),
         history_frames=history_frames, sources=src, shard_size=shard_size, limit=limit, seed=seed,
-        jpeg_quality=jpeg_quality, vocab_mode=vocab_mode,
+        frame_interval=frame_interval, jpeg_quality=jpeg_quality, vocab_mode=vocab_mode,
         vocabulary_sha256=vocab_config["sha256"] if vocab_config else None, policy=policy_config,
         scorer_version=str(SCORER_VERSION),
     )
@@ -505,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--shard-size", type=int, default=256, help="scenes per shard")
     p.add_argument("--limit", type=int, default=None, help="only the first N scenes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frame-interval", type=int, default=1, help="a scene every N frames (1 = every frame)")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
     p.add_argument("--overwrite", action="store_true", help="delete OUT first")
     a = p.parse_args(argv)
@@ -515,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     manifest = build_shards(
         a.data_root, a.split, a.out, cameras=a.cameras.split(","), image_size=a.image_size,
         history_frames=a.history_frames, sources=sources, num_candidates=num, workers=a.workers,
-        shard_size=a.shard_size, limit=a.limit, seed=a.seed, vocabulary=a.vocabulary, policy=a.policy, omega=a.omega,
+        shard_size=a.shard_size, limit=a.limit, seed=a.seed, frame_interval=a.frame_interval, vocabulary=a.vocabulary, policy=a.policy, omega=a.omega,
         policy_steps=a.policy_steps, vocab_mode=a.vocab_mode, jpeg_quality=a.jpeg_quality, overwrite=a.overwrite,
         command=shlex.join([Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]),
     )

@@ -155,6 +155,7 @@ class PolicySampler:
             raise FileNotFoundError(f"--policy {checkpoint}: policy checkpoint directory does not exist")
         try:
             from vla_dipole.model.policy import DipolePolicy
+
             from vla_dipole.model.processor import DrivingProcessor  # noqa: F401  (checked: needed by sample)
         except ImportError as exc:
             raise NotImplementedError(

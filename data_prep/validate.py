@@ -16,12 +16,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.shard_format import SCORE_NAMES, SOURCES, SampleFormatError, decode_sample, read_manifest, sha256_file
+from data_prep.shard_format import (
+    SCORE_NAMES,
+    SOURCES,
+    SampleFormatError,
+    decode_sample,
+    read_manifest,
+    sha256_file,
+)
 
 BINS = np.linspace(0.0, 1.0, 11)
 

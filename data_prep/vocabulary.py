@@ -91,29 +91,37 @@ def load_vocabulary(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     return vocab.astype(np.float32), {**config, "size": int(len(vocab)), "sha256": digest}
 
 
-def human_trajectories(data_root: str | Path, split: str, limit: int | None = None) -> np.ndarray:
-    """(N, 8, 3) future trajectories of the split's scenes (no images or maps are loaded)."""
-    from tqdm import tqdm
-
+def open_split(data_root: str | Path, split: str, frame_interval: int = 1, log_names: list[str] | None = None):
+    """The split's SceneLoader as the shard tools see it: NAVSIM's 4 history + 10 future frames,
+    a scene at every `frame_interval`-th frame (1 = every frame, as navtest/navtrain do)."""
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
-    loader = SceneLoader(split, data_root, SceneFilter())
-    tokens = sorted(loader.tokens)[:limit] if limit else sorted(loader.tokens)
-    if not tokens:
-        raise ValueError(f"split {split!r} under {data_root} has no scenes")
+    scene_filter = SceneFilter(num_history_frames=4, num_future_frames=10, frame_interval=frame_interval,
+                               log_names=log_names)
+    return SceneLoader(split, data_root, scene_filter)
+
+
+def human_trajectories(data_root: str | Path, split: str, limit: int | None = None, frame_interval: int = 1) -> np.ndarray:
+    """(N, 8, 3) future trajectories of the split's first `limit` scenes in (log, time) order."""
+    from tqdm import tqdm
+
+    loader = open_split(data_root, split, frame_interval)
+    tokens = loader.tokens[:limit]
     return np.stack(
         [loader.get_scene(t).get_future_trajectory(NUM_POSES) for t in tqdm(tokens, desc="human trajectories")]
     ).astype(np.float32)
 
 
 def build_vocabulary(
-    data_root: str | Path, split: str, out: str | Path, size: int = 256, seed: int = 0, limit: int | None = None
+    data_root: str | Path, split: str, out: str | Path, size: int = 256, seed: int = 0, limit: int | None = None,
+    frame_interval: int = 1,
 ) -> dict[str, Any]:
     """Fit on the split's human trajectories and save; returns the artifact config."""
-    trajs = human_trajectories(data_root, split, limit)
-    vocab = fit_vocabulary(trajs, size, seed)
+    trajs = human_trajectories(data_root, split, limit, frame_interval)
+    vocab = fit_vocabulary(trajs, min(size, len(trajs)), seed)
     config = {"split": split, "data_root": str(data_root), "requested_size": size, "seed": seed,
-              "num_trajectories": int(len(trajs)), "limit": limit, "method": "kmeans2(x,y)++"}
+              "num_trajectories": int(len(trajs)), "limit": limit, "frame_interval": frame_interval,
+              "method": "kmeans2(x,y)++"}
     return save_vocabulary(out, vocab, config)
 
 
@@ -125,8 +133,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=256, help="number of clusters (256-8192 typical)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N scenes")
+    parser.add_argument("--frame-interval", type=int, default=1, help="a scene every N frames")
     args = parser.parse_args(argv)
-    config = build_vocabulary(args.data_root, args.split, args.out, args.size, args.seed, args.limit)
+    config = build_vocabulary(args.data_root, args.split, args.out, args.size, args.seed, args.limit,
+                              args.frame_interval)
     print(f"vocabulary of {config['size']} trajectories from {config['num_trajectories']} scenes -> {args.out} "
           f"(sha256 {config['sha256'][:12]})")
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.shard_format import encode_sample, read_manifest, sha256_file, shard_name, shard_writer, write_manifest
+from data_prep.shard_format import (
+    encode_sample,
+    read_manifest,
+    sha256_file,
+    shard_name,
+    shard_writer,
+    write_manifest,
+)
 from vla_dipole.data import CorruptShardsError, TrajectoryStats, make_loader, openvla_pixel_values
 from vla_dipole.data.transforms import DINO_MEAN, DINO_STD
 
