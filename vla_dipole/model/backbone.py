@@ -200,7 +200,7 @@ class PrismaticBackbone(nn.Module):
         """Checkpoint every ViT block and Llama layer (non-reentrant)."""
         self.vision_backbone.featurizer.set_grad_checkpointing(True)
         self.vision_backbone.fused_featurizer.set_grad_checkpointing(True)
-        self.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.language_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
 def apply_trainability(model: PrismaticBackbone) -> None:
