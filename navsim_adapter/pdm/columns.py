@@ -1,0 +1,33 @@
+"""NAVSIM csv column names for our sub-score keys (v2 `run_pdm_score*` output and v1 csv)."""
+
+from __future__ import annotations
+
+# v2 (EPDMS) csv columns, in NAVSIM's order; "score" is EPDMS after re-injecting EC.
+V2_COLUMNS: dict[str, str] = {
+    "nc": "no_at_fault_collisions",
+    "dac": "drivable_area_compliance",
+    "ddc": "driving_direction_compliance",
+    "tlc": "traffic_light_compliance",
+    "ep": "ego_progress",
+    "ttc": "time_to_collision_within_bound",
+    "lk": "lane_keeping",
+    "hc": "history_comfort",
+    "ec": "two_frame_extended_comfort",
+    "epdms": "score",
+}
+
+# v1 (PDMS) csv columns.
+V1_COLUMNS: dict[str, str] = {
+    "nc": "no_at_fault_collisions",
+    "dac": "drivable_area_compliance",
+    "ep": "ego_progress",
+    "ttc": "time_to_collision_within_bound",
+    "comfort": "comfort",
+    "pdms": "score",
+}
+
+# Short labels for printed tables.
+LABELS: dict[str, str] = {
+    "nc": "NC", "dac": "DAC", "ddc": "DDC", "tlc": "TLC", "ep": "EP", "ttc": "TTC", "comfort": "C",
+    "lk": "LK", "hc": "HC", "ec": "EC", "pdms": "PDMS", "epdms": "EPDMS",
+}
