@@ -1,0 +1,102 @@
+"""`DipoleAgent`: a vla-dipole checkpoint as a NAVSIM `AbstractAgent` for the official `run_pdm_score`.
+
+navsim is imported here and only here; without it this module raises an ImportError that names
+the extra to install. The agent is non-privileged (it never reads the scene): it sees the cameras
+and ego status of `AgentInput`, converted exactly like our training shards (resize + JPEG round
+trip), and returns NAVSIM's `Trajectory` (8 poses at 0.5 s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    from navsim.agents.abstract_agent import AbstractAgent
+    from navsim.common.dataclasses import AgentInput, SensorConfig, Trajectory
+except ImportError as _err:  # pragma: no cover - exercised by the no-navsim test in a subprocess
+    raise ImportError(
+        "navsim_adapter.agent needs the official navsim and nuplan-devkit packages "
+        f"({_err}). Install them with `pip install 'vla-dipole[navsim]'` (from their git repositories) "
+        "or, offline, from wheels: `make install-navsim`."
+    ) from _err
+
+from navsim_adapter.observation import ObservationSpec, PolicyRunner
+
+
+def consensus_scores(trajs: np.ndarray) -> np.ndarray:
+    """Non-privileged best-of-N: prefer the sample closest to the others (the mode), [B, N] -> higher is better."""
+    xy = np.asarray(trajs)[..., :2]
+    d = np.linalg.norm(xy[:, :, None] - xy[:, None, :], axis=-1).mean(axis=-1)  # [B, N, N]
+    return -d.mean(axis=-1)
+
+
+def observation_from_agent_input(agent_input: AgentInput, spec: ObservationSpec) -> dict[str, Any]:
+    """The training-sample dict (docs/shards.md) from navsim's AgentInput."""
+    from data_prep.shard_format import decode_jpeg, encode_jpeg
+
+    h = spec.history_frames
+    statuses = agent_input.ego_statuses[-h:]
+    frames = agent_input.cameras[-h:]
+    images = []
+    for i, cams in enumerate(frames):
+        for cam in spec.cameras:
+            image = getattr(cams, cam).image
+            if image is None:
+                raise ValueError(f"AgentInput history frame {i - h + 1}: camera {cam} has no image "
+                                 "(is it enabled in get_sensor_config?)")
+            images.append(decode_jpeg(encode_jpeg(np.asarray(image), spec.image_size)))
+    return {
+        "images": np.stack(images),
+        "ego_pose": np.stack([np.asarray(s.ego_pose, np.float32) for s in statuses]),
+        "ego_velocity": np.stack([np.asarray(s.ego_velocity, np.float32) for s in statuses]),
+        "ego_acceleration": np.stack([np.asarray(s.ego_acceleration, np.float32) for s in statuses]),
+        "driving_command": np.stack([np.asarray(s.driving_command, np.float32) for s in statuses]),
+    }
+
+
+class DipoleAgent(AbstractAgent):
+    """DIPOLE policy sampled at greediness `omega` (eps = (1+omega) eps+ - omega eps-)."""
+
+    def __init__(
+        self,
+        trajectory_sampling,
+        checkpoint_path: str,
+        omega: float = 1.0,
+        num_steps: int | None = None,
+        best_of: int = 1,
+        device: str = "cpu",
+        seed: int = 0,
+    ):
+        super().__init__(trajectory_sampling, requires_scene=False)
+        if checkpoint_path in (None, "", "???"):
+            raise ValueError("DipoleAgent: set agent.checkpoint_path=<save_pretrained dir>")
+        if omega < 0 or best_of < 1:
+            raise ValueError(f"DipoleAgent: need omega >= 0 and best_of >= 1, got omega={omega}, best_of={best_of}")
+        self.checkpoint_path = str(checkpoint_path)
+        self.omega, self.num_steps, self.best_of, self.device, self.seed = float(omega), num_steps, int(best_of), device, seed
+        self.spec = ObservationSpec.from_checkpoint(Path(self.checkpoint_path))
+        self._runner: PolicyRunner | None = None
+
+    def name(self) -> str:
+        return "dipole_agent"
+
+    def get_sensor_config(self) -> SensorConfig:
+        """The cameras x history frames the checkpoint was trained with; no lidar."""
+        history = list(range(4 - self.spec.history_frames, 4))
+        kwargs = {cam: (history if cam in self.spec.cameras else False) for cam in
+                  ("cam_f0", "cam_l0", "cam_l1", "cam_l2", "cam_r0", "cam_r1", "cam_r2", "cam_b0")}
+        return SensorConfig(**kwargs, lidar_pc=False)
+
+    def initialize(self) -> None:
+        self._runner = PolicyRunner(self.checkpoint_path, self.num_steps, self.device, self.seed)
+
+    def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
+        if self._runner is None:
+            self.initialize()
+        obs = observation_from_agent_input(agent_input, self.spec)
+        score_fn = consensus_scores if self.best_of > 1 else None
+        poses = self._runner.sample([obs], [self.omega], best_of=self.best_of, score_fn=score_fn)[0, 0]
+        return Trajectory(poses.astype(np.float32), self._trajectory_sampling)

@@ -1,0 +1,303 @@
+"""PDM-score evaluation of a checkpoint on any split we can read, with an omega sweep.
+
+    python -m navsim_adapter.evaluate --checkpoint C --data-root D --split S --omega 0,0.5,1,2,4 \
+        [--steps N] [--best-of N] [--bc-checkpoint B] [--compare awr=A] [--out DIR]
+
+Every scene is run once through the backbone and sampled for all omegas in one batched call;
+constant-velocity and human-log-replay baselines are scored alongside. Per-token records go to
+`OUT/records.jsonl` as they finish, so a killed run resumes where it stopped; a token that fails
+(missing camera file, bad log) is recorded invalid with its error and the run goes on. Outputs:
+NAVSIM-named CSVs per agent (`*_v1.csv` PDMS, `*_v2.csv` EPDMS), `summary.md`, `omega_curve.png`,
+and BEV pictures of the worst scenes in `worst/`. `--chunk i/N` evaluates one slice (SLURM arrays);
+`--merge DIR...` joins chunk outputs into one report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from navsim_adapter import eval_report as report
+from navsim_adapter.observation import PolicyRunner, constant_velocity, scene_observation
+
+log = logging.getLogger("navsim_adapter.evaluate")
+SCORE_KEYS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
+
+
+@dataclass
+class EvalSettings:
+    data_root: Path
+    split: str
+    out: Path
+    checkpoint: Path | None = None
+    omegas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    steps: int | None = None
+    best_of: int = 1
+    compare: dict[str, Path] = field(default_factory=dict)  # name -> checkpoint, sampled at omega 0
+    batch_size: int = 8
+    chunk: tuple[int, int] = (0, 1)
+    max_scenes: int | None = None
+    worst_k: int = 4
+    seed: int = 0
+    device: str = "cpu"
+    frame_interval: int | None = None
+    name: str = "dipole"
+
+
+def parse_omegas(text: str) -> tuple[float, ...]:
+    try:
+        omegas = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--omega expects comma-separated numbers, got {text!r}") from err
+    if not omegas or any(o < 0 for o in omegas):
+        raise argparse.ArgumentTypeError(f"--omega needs one or more values >= 0, got {text!r}")
+    return omegas
+
+
+def parse_chunk(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--chunk expects i/N, got {text!r}") from err
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--chunk {text}: need 0 <= i < N")
+    return i, n
+
+
+def chunk_tokens(tokens: Sequence[str], chunk: tuple[int, int]) -> list[str]:
+    """Contiguous, balanced slices: chunk i of N over the loader's (sorted) token order."""
+    i, n = chunk
+    bounds = np.linspace(0, len(tokens), n + 1).round().astype(int)
+    return list(tokens[bounds[i] : bounds[i + 1]])
+
+
+class RecordWriter:
+    """Append-only jsonl, flushed per batch: the resume point of a killed run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def done_tokens(self, rows: Sequence[str]) -> set[str]:
+        seen: dict[str, set[str]] = {}
+        for r in report.read_records([self.path]):
+            seen.setdefault(r["token"], set()).add(r["row"])
+        return {t for t, have in seen.items() if set(rows) <= have}
+
+    def write(self, records: list[dict]) -> None:
+        with self.path.open("a") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _invalid(token: str, rows: Sequence[str], error: str) -> list[dict]:
+    return [{"row": row, "token": token, "valid": False, "error": error} for row in rows]
+
+
+def _records(token: str, rows: Sequence[str], result, b: int, trajs: np.ndarray) -> list[dict]:
+    out = []
+    for j, row in enumerate(rows):
+        rec = {"row": row, "token": token, "valid": bool(result.valid[b, j]), "error": None}
+        for k in SCORE_KEYS:
+            v = float(getattr(result, k)[b, j])
+            rec[k] = None if np.isnan(v) else v
+        rec["trajectory"] = np.round(trajs[b, j], 4).tolist()
+        if not rec["valid"]:
+            rec["error"] = "trajectory not finite"
+        out.append(rec)
+    return out
+
+
+class Evaluator:
+    def __init__(self, s: EvalSettings):
+        from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+        self.s = s
+        self.loader = SceneLoader(
+            s.split, data_root=s.data_root, scene_filter=SceneFilter(frame_interval=s.frame_interval, max_scenes=s.max_scenes)
+        )
+        self.runners: dict[str, PolicyRunner] = {}
+        if s.checkpoint is not None:
+            self.runners[s.name] = PolicyRunner(s.checkpoint, s.steps, s.device, s.seed)
+        for name, ckpt in s.compare.items():
+            self.runners[name] = PolicyRunner(ckpt, s.steps, s.device, s.seed)
+        self.rows = ["constant_velocity", "human"]
+        for name in self.runners:
+            omegas = s.omegas if name == s.name else (0.0,)
+            self.rows += [report.omega_row(name, o) for o in omegas]
+        self.writer = RecordWriter(s.out / "records.jsonl")
+
+    def run(self) -> Path:
+        from navsim_adapter.pdm import build_context, score
+
+        tokens = chunk_tokens(self.loader.tokens, self.s.chunk)
+        done = self.writer.done_tokens(self.rows)
+        todo = [t for t in tokens if t not in done]
+        if done:
+            log.info("resuming: %d of %d tokens already evaluated", len(tokens) - len(todo), len(tokens))
+        bar = tqdm(total=len(tokens), initial=len(tokens) - len(todo), desc="evaluate", unit="scene")
+        for start in range(0, len(todo), self.s.batch_size):
+            batch = todo[start : start + self.s.batch_size]
+            scenes, contexts, obs, records = [], [], [], []
+            for token in batch:
+                try:
+                    scene = self.loader.get_scene(token)
+                    ctx = build_context(scene)
+                    ob = scene_observation(scene, self.runners[next(iter(self.runners))].spec) if self.runners else None
+                except Exception as err:  # noqa: BLE001 - one bad token must not abort the run
+                    log.warning("token %s invalid: %s", token, err)
+                    records += _invalid(token, self.rows, f"{type(err).__name__}: {err}")
+                    continue
+                scenes.append(scene)
+                contexts.append(ctx)
+                obs.append(ob)
+            if scenes:
+                trajs = self._trajectories(scenes, contexts, obs)
+                result = score(contexts, trajs, on_invalid="zero", return_states=False)
+                for b, scene in enumerate(scenes):
+                    records += _records(scene.token, self.rows, result, b, trajs)
+            self.writer.write(records)
+            bar.update(len(batch))
+        bar.close()
+        return self.writer.path
+
+    def _trajectories(self, scenes, contexts, obs) -> np.ndarray:
+        cols = [np.stack([constant_velocity(s) for s in scenes]), np.stack([s.get_future_trajectory(8) for s in scenes])]
+        for name, runner in self.runners.items():
+            omegas = self.s.omegas if name == self.s.name else (0.0,)
+            score_fn = self._oracle(contexts) if self.s.best_of > 1 else None
+            sampled = runner.sample(obs, omegas, best_of=self.s.best_of, score_fn=score_fn, seed=self.s.seed)
+            cols += [sampled[:, i] for i in range(len(omegas))]
+        return np.stack(cols, axis=1).astype(np.float64)
+
+    @staticmethod
+    def _oracle(contexts):
+        """Best-of-N selection by our PDM engine: privileged (uses the logged future), an ablation only."""
+        from navsim_adapter.pdm import score
+
+        def fn(trajs: np.ndarray) -> np.ndarray:
+            return score(contexts, np.asarray(trajs, np.float64), on_invalid="zero", return_states=False).pdms
+
+        return fn
+
+
+def write_report(out: Path, records: list[dict], loader=None, worst_k: int = 4, name: str = "dipole") -> Path:
+    """CSVs + summary.md + omega plot + BEV pictures of the worst scenes of the best omega."""
+    report.write_csvs(records, out)
+    table = report.summarize(records)
+    md = report.markdown_table(table)
+    invalid = sorted({(r["token"], r["error"]) for r in records if not r["valid"] and r.get("error")})
+    text = f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens.\n"
+    if invalid:
+        text += "\n## Invalid tokens\n\n" + "\n".join(f"- `{t}`: {e}" for t, e in invalid[:50]) + "\n"
+    (out / "summary.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps(table, indent=2))
+    report.plot_omega_curve(table, out / "omega_curve.png")
+    if loader is not None and worst_k > 0:
+        _worst_pictures(out, records, table, loader, worst_k, name)
+    return out / "summary.md"
+
+
+def _worst_pictures(out: Path, records, table, loader, k: int, name: str) -> None:
+    from navsim_adapter.geometry import global_to_local
+    from navsim_adapter.pdm import build_context
+    from navsim_adapter.visualize import render_scene
+
+    rows = [r for r in table if r.startswith(f"{name}@")]
+    if not rows:
+        return
+    best = max(rows, key=lambda r: table[r]["pdms"])
+    recs = sorted((r for r in records if r["row"] == best and r["valid"]), key=lambda r: r["pdms"])[:k]
+    (out / "worst").mkdir(exist_ok=True)
+    for r in recs:
+        try:
+            scene = loader.get_scene(r["token"])
+            ctx = build_context(scene)
+            ref = global_to_local(ctx.reference_poses[5::5], ctx.ego_state[:3])
+            fig = render_scene(scene, {f"{best} (PDMS {100 * r['pdms']:.0f})": np.asarray(r["trajectory"]),
+                                       "PDM-Closed reference": ref})
+            fig.savefig(out / "worst" / f"{r['token']}.png")
+        except Exception as err:  # noqa: BLE001 - pictures are a courtesy, never fail the report
+            log.warning("could not draw %s: %s", r["token"], err)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m navsim_adapter.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, help="policy checkpoint (save_pretrained dir)")
+    p.add_argument("--name", default="dipole", help="row name of --checkpoint in the tables")
+    p.add_argument("--data-root", type=Path, default=None, help="default $OPENSCENE_DATA_ROOT")
+    p.add_argument("--split", default=None)
+    p.add_argument("--omega", type=parse_omegas, default=(0.0, 0.5, 1.0, 2.0, 4.0))
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    p.add_argument("--best-of", type=int, default=1, help="N samples, keep the best by PDM (privileged ablation)")
+    p.add_argument("--bc-checkpoint", type=Path, default=None, help="adds a 'bc' row (omega 0)")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT", help="more rows, e.g. awr=runs/awr")
+    p.add_argument("--metric-cache", type=Path, default=None, help="real NAVSIM metric cache (needs navsim)")
+    p.add_argument("--out", type=Path, default=Path("eval_out"))
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--chunk", type=parse_chunk, default=(0, 1), help="evaluate slice i of N (SLURM arrays)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, help="join these chunk dirs into --out")
+    p.add_argument("--max-scenes", type=int, default=None)
+    p.add_argument("--frame-interval", type=int, default=None, help="1 = every frame (navtest style)")
+    p.add_argument("--worst-k", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    a = _parse(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    if a.merge:
+        records = report.read_records(d / "records.jsonl" for d in a.merge)
+        if not records:
+            raise SystemExit(f"--merge: no records.jsonl with results under {[str(d) for d in a.merge]}")
+        merged = {(r["row"], r["token"]): r for r in records}
+        RecordWriter(a.out / "records.jsonl").path.write_text("".join(json.dumps(r) + "\n" for r in merged.values()))
+        path = write_report(a.out, list(merged.values()), worst_k=0)
+        print(path.read_text())
+        return path
+    if a.split is None:
+        raise SystemExit("--split is required (e.g. navtest, or the synthetic split name)")
+    if a.metric_cache is not None:
+        from navsim_adapter.pdm import metric_cache  # noqa: F401  (clear error without navsim)
+
+        raise SystemExit("--metric-cache: scoring from a real NAVSIM metric cache is not wired into the evaluator yet")
+    compare = {}
+    if a.bc_checkpoint:
+        compare["bc"] = a.bc_checkpoint
+    for spec in a.compare:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--compare expects NAME=CKPT, got {spec!r}")
+        compare[name] = Path(path)
+    from navsim_adapter.paths import openscene_data_root
+
+    s = EvalSettings(
+        data_root=openscene_data_root(a.data_root), split=a.split, out=a.out, checkpoint=a.checkpoint, omegas=a.omega,
+        steps=a.steps, best_of=a.best_of, compare=compare, batch_size=a.batch_size, chunk=a.chunk,
+        max_scenes=a.max_scenes, worst_k=a.worst_k, seed=a.seed, device=a.device, frame_interval=a.frame_interval,
+        name=a.name,
+    )
+    ev = Evaluator(s)
+    ev.run()
+    records = report.read_records([ev.writer.path])
+    path = write_report(a.out, records, ev.loader if s.chunk[1] == 1 else None, s.worst_k, s.name)
+    print(path.read_text())
+    return path
+
+
+if __name__ == "__main__":
+    main()
