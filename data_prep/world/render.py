@@ -103,8 +103,8 @@ class SceneRenderer:
         self.colors = [c for _, c in ground]
         polys3 = [p if p.shape[1] == 3 else np.column_stack([p, np.zeros(len(p))]) for p, _ in ground]
         self.offsets = np.cumsum([0] + [len(p) for p in polys3])
-        self.verts = np.concatenate(polys3)
-        self.centres = np.array([p[:, :2].mean(axis=0) for p in polys3])
+        self.verts = np.concatenate(polys3) if polys3 else np.zeros((0, 3))
+        self.centres = np.array([p[:, :2].mean(axis=0) for p in polys3]).reshape(-1, 2)
         self.radii = np.array([np.linalg.norm(p[:, :2] - c, axis=1).max() for p, c in zip(polys3, self.centres, strict=True)])
 
     @staticmethod
