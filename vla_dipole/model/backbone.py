@@ -108,9 +108,12 @@ class PrismaticProjector(nn.Module):
 class PrismaticBackbone(nn.Module):
     """OpenVLA's VLM trunk returning final hidden states for a continuous action head."""
 
-    def __init__(self, config: BackboneConfig) -> None:
+    def __init__(self, config: BackboneConfig, apply_adapters: bool = True) -> None:
+        """``apply_adapters=False`` builds the bare checkpoint layout (``from_openvla`` adds LoRA after loading)."""
         super().__init__()
         from transformers import LlamaForCausalLM
+
+        from vla_dipole.model.lora import apply_lora
 
         self.config = config
         self.vision_backbone = PrismaticVisionBackbone(config)
@@ -119,6 +122,8 @@ class PrismaticBackbone(nn.Module):
         )
         llama_config = config.llm.to_llama_config(attn_implementation=config.attn_implementation)
         self.language_model = LlamaForCausalLM(llama_config)
+        if apply_adapters:
+            apply_lora(self)
         apply_trainability(self)
 
     # ---- sizes -------------------------------------------------------------------------------------
@@ -200,18 +205,23 @@ class PrismaticBackbone(nn.Module):
         """Checkpoint every ViT block and Llama layer (non-reentrant)."""
         self.vision_backbone.featurizer.set_grad_checkpointing(True)
         self.vision_backbone.fused_featurizer.set_grad_checkpointing(True)
-        self.language_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        self.language_model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
 
 
 def apply_trainability(model: PrismaticBackbone) -> None:
-    """Set ``requires_grad`` from the config's freeze flags and switch on gradient checkpointing.
+    """Set ``requires_grad`` from the config and switch on gradient checkpointing.
 
-    Tensors that never reach the output (the ViTs' last block, final norm and attn_pool) are
-    always frozen, so distributed training sees no unused trainable parameters.
+    Vision: ``full`` trains the ViTs, ``lora`` only their adapters, ``frozen`` nothing. LLM: only the
+    adapters when LoRA is on, nothing with ``freeze_llm``, everything otherwise. Tensors that never reach
+    the output (the ViTs' last block, final norm and attn_pool) are always frozen, so distributed
+    training sees no unused trainable parameters.
     """
     cfg = model.config
     vb = model.vision_backbone
-    vb.requires_grad_(cfg.vision_mode == "full")
+    for name, p in vb.named_parameters():
+        p.requires_grad_(cfg.vision_mode == "full" or (cfg.vision_mode == "lora" and "lora_" in name))
     for name in ("featurizer", "fused_featurizer"):
         vit = getattr(vb, name)
         for i, blk in enumerate(vit.blocks):
@@ -221,6 +231,7 @@ def apply_trainability(model: PrismaticBackbone) -> None:
         if getattr(vit, "attn_pool", None) is not None:
             vit.attn_pool.requires_grad_(False)
     model.projector.requires_grad_(not cfg.freeze_projector)
-    model.language_model.requires_grad_(not cfg.freeze_llm)
+    for name, p in model.language_model.named_parameters():
+        p.requires_grad_("lora_" in name if cfg.lora.enabled else not cfg.freeze_llm)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()

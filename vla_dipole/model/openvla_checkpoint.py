@@ -6,7 +6,8 @@ Public API:
   fields), the safetensors shards via ``model.safetensors.index.json`` (or one ``model.safetensors``) and
   the tokenizer files. Builds the model on the meta device and assigns the checkpoint tensors, so the
   7B model never holds a second random copy. ``config_overrides`` is merged into the ``BackboneConfig``
-  read from config.json (e.g. tiny ViT sizes, ``vision_mode``, ``lora``); LoRA is NOT applied here.
+  read from config.json (e.g. tiny ViT sizes, ``vision_mode``, ``lora``); LoRA adapters the config asks
+  for are added after the base weights are loaded.
 - ``save_openvla_layout(model, tokenizer, path, max_shard_size="7GB", norm_stats=None) -> list[Path]``:
   writes the real layout (config.json with the OpenVLAConfig fields, ``model-0000X-of-0000N.safetensors``
   + ``model.safetensors.index.json``, generation/preprocessor configs, tokenizer files); tests use it to
@@ -41,6 +42,7 @@ from vla_dipole.model.backbone_config import (
     LlamaSettings,
     VisionBranchConfig,
 )
+from vla_dipole.model.lora import apply_lora
 from vla_dipole.model.openvla_layout import is_unused_key
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -227,10 +229,11 @@ def from_openvla(
     if config_overrides:
         config = config.replace(**config_overrides)
     with torch.device("meta"):
-        model = PrismaticBackbone(config)
+        model = PrismaticBackbone(config, apply_adapters=False)
     state = _read_state_dict(_shard_files(path), model, dtype, device)
     model.load_state_dict(state, strict=True, assign=True)
     _rebuild_meta_buffers(model, device)
+    apply_lora(model)
     apply_trainability(model)
     tokenizer = load_tokenizer(path, config.llm.pad_token_id) if load_tokenizer_files else None
     return OpenVLACheckpoint(model, tokenizer, config, raw)
