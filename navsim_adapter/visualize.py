@@ -22,12 +22,11 @@ from matplotlib.figure import Figure  # no pyplot: figures render with Agg, head
 from matplotlib.patches import Polygon as PolygonPatch
 
 from navsim_adapter.geometry import box_corners, global_to_local
+from navsim_adapter.pdm.geometry import PACIFICA  # the ego footprint NAVSIM scores with
 from navsim_adapter.scene import Scene
 
 log = logging.getLogger(__name__)
 
-# nuPlan's ego vehicle (Chrysler Pacifica): poses are at the rear axle, the box is centred ahead of it.
-EGO_LENGTH, EGO_WIDTH, EGO_REAR_AXLE_TO_CENTER = 5.176, 2.297, 1.461
 
 AGENT_COLORS = {"vehicle": "#1f77b4", "pedestrian": "#9467bd", "bicycle": "#e377c2"}
 MAP_STYLE = {  # layer name -> (face, edge, zorder)
@@ -125,7 +124,8 @@ def plot_scene(
     anns = scene.current_frame.annotations
     for i, corners in enumerate(box_corners(anns.boxes) if len(anns) else []):
         _draw_box(ax, corners, AGENT_COLORS.get(anns.names[i], "#7f7f7f"), f"agent:{anns.track_tokens[i]}", 4)
-    ego = np.array([[EGO_REAR_AXLE_TO_CENTER, 0, 0, EGO_LENGTH, EGO_WIDTH, 1.8, 0.0]])
+    # poses are at the rear axle; the box is centred ahead of it
+    ego = np.array([[PACIFICA.rear_axle_to_center, 0, 0, PACIFICA.length, PACIFICA.width, 1.8, 0.0]])
     _draw_box(ax, box_corners(ego)[0], EGO_COLOR, "ego", 6)
 
     history = to_plot(scene.get_history_trajectory()[:, :2])

@@ -61,6 +61,9 @@ def test_trajectories_and_agents_are_drawn_in_the_local_frame(scene):
     assert set(agents) == {f"agent:{t}" for t in scene.current_frame.annotations.track_tokens}
     box = scene.current_frame.annotations.boxes[0]  # vehicle 10 m ahead, 2 m to the right
     np.testing.assert_allclose(agents["agent:track0"].get_xy()[:4].mean(axis=0), [-box[1], box[0]], atol=1e-9)
+    ego = next(p for p in ax.patches if p.get_gid() == "ego").get_xy()[:4]
+    # Pacifica footprint around the rear axle: 4.049 m ahead, 1.127 m behind, 1.1485 m to each side
+    np.testing.assert_allclose([ego[:, 1].max(), ego[:, 1].min(), ego[:, 0].max()], [4.049, -1.127, 1.1485])
     with pytest.raises(ValueError, match="'bad' must be"):
         plot_scene(scene, Figure().subplots(), {"bad": np.zeros(8)}, map_api=None)
 
