@@ -74,28 +74,6 @@ def local_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return out
 
 
-def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """Corners (N, 4, 2) of boxes (N, >=7) [x, y, z, length, width, height, heading], counter-clockwise
-    starting front-left."""
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.ndim != 2 or boxes.shape[1] < 7:
-        raise ValueError(
-            f"boxes must be (N, 7) [x, y, z, length, width, height, heading], got shape {boxes.shape}"
-        )
-    half_l, half_w = boxes[:, 3:4] / 2.0, boxes[:, 4:5] / 2.0
-    local = np.stack(
-        [
-            np.concatenate([half_l, -half_l, -half_l, half_l], 1),
-            np.concatenate([half_w, half_w, -half_w, -half_w], 1),
-        ],
-        axis=-1,
-    )
-    c, s = _rotation(boxes[:, 6:7])
-    x = boxes[:, 0:1] + c * local[..., 0] - s * local[..., 1]
-    y = boxes[:, 1:2] + s * local[..., 0] + c * local[..., 1]
-    return np.stack([x, y], axis=-1)
-
-
 def _check_pose_array(poses: np.ndarray, name: str) -> None:
     if poses.ndim == 0 or poses.shape[-1] not in (2, 3):
         raise ValueError(

@@ -21,8 +21,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: figures render with Agg, headless on CI and SLURM nodes
 from matplotlib.patches import Polygon as PolygonPatch
 
-from navsim_adapter.geometry import box_corners, global_to_local
-from navsim_adapter.pdm.geometry import PACIFICA  # the ego footprint NAVSIM scores with
+from navsim_adapter.geometry import global_to_local
+from navsim_adapter.pdm.geometry import box_corners, ego_corners  # the footprints NAVSIM scores with
 from navsim_adapter.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -122,11 +122,12 @@ def plot_scene(
     if map_api is not None:
         _draw_map(ax, scene, map_api, radius)
     anns = scene.current_frame.annotations
-    for i, corners in enumerate(box_corners(anns.boxes) if len(anns) else []):
-        _draw_box(ax, corners, AGENT_COLORS.get(anns.names[i], "#7f7f7f"), f"agent:{anns.track_tokens[i]}", 4)
-    # poses are at the rear axle; the box is centred ahead of it
-    ego = np.array([[PACIFICA.rear_axle_to_center, 0, 0, PACIFICA.length, PACIFICA.width, 1.8, 0.0]])
-    _draw_box(ax, box_corners(ego)[0], EGO_COLOR, "ego", 6)
+    corners = box_corners(anns.boxes[:, :2], anns.boxes[:, 6], anns.boxes[:, 3], anns.boxes[:, 4])
+    for i in range(len(anns)):
+        _draw_box(
+            ax, corners[i], AGENT_COLORS.get(anns.names[i], "#7f7f7f"), f"agent:{anns.track_tokens[i]}", 4
+        )
+    _draw_box(ax, ego_corners(np.zeros(3))[0], EGO_COLOR, "ego", 6)  # Pacifica around the rear axle
 
     history = to_plot(scene.get_history_trajectory()[:, :2])
     ax.plot(

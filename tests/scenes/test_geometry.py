@@ -3,11 +3,8 @@
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from shapely import affinity
-from shapely.geometry import box as shapely_box
 
 from navsim_adapter.geometry import (
-    box_corners,
     global_to_local,
     local_to_global,
     quaternion_to_yaw,
@@ -79,18 +76,3 @@ def test_global_to_local_matches_homogeneous_matrices_and_round_trips():
     np.testing.assert_allclose(global_to_local(origin, origin), 0.0, atol=1e-9)
     with pytest.raises(ValueError, match="last dimension"):
         global_to_local(np.zeros((4, 5)), origin)
-
-
-def test_box_corners_match_shapely_rotated_rectangles():
-    boxes = np.array([[1.0, 2.0, 0.0, 4.0, 2.0, 1.5, 0.0], [-3.0, 5.0, 0.0, 5.0, 1.8, 1.5, 0.7]])
-    corners = box_corners(boxes)
-    assert corners.shape == (2, 4, 2)
-    np.testing.assert_allclose(corners[0, 0], [3.0, 3.0])  # front-left of the unrotated box
-    for b, c in zip(boxes, corners, strict=True):
-        ref = affinity.rotate(
-            shapely_box(b[0] - b[3] / 2, b[1] - b[4] / 2, b[0] + b[3] / 2, b[1] + b[4] / 2),
-            b[6],
-            use_radians=True,
-        )
-        ours = shapely_box(0, 0, 1, 1).__class__(c)
-        assert ours.symmetric_difference(ref).area < 1e-9
