@@ -30,12 +30,12 @@ STAGES = ("prep", "train", "eval", "pipeline")
 
 
 def default_accelerate_config(nodes: int, gpus_per_node: int) -> str:
-    """CPU jobs run one process; GPU jobs use DeepSpeed ZeRO-2 (multi-node config when nodes > 1)."""
+    """CPU jobs run one process; GPU jobs use the DeepSpeed accelerate configs (multi-node one when nodes > 1)."""
     if gpus_per_node == 0:
-        return "configs/accelerate/cpu_single.yaml"
+        return "configs/accelerate/cpu_1proc.yaml"
     if nodes > 1:
-        return "configs/accelerate/multi_node_zero2.yaml"
-    return "configs/accelerate/single_gpu.yaml" if gpus_per_node == 1 else "configs/accelerate/multi_gpu_zero2.yaml"
+        return "configs/accelerate/multinode.yaml"
+    return "configs/accelerate/gpu_1.yaml" if gpus_per_node == 1 else "configs/accelerate/gpu_multi.yaml"
 
 
 @dataclass
@@ -115,7 +115,7 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
     common = render("common.sh", {**base, "env_exports": _env_exports(a)})
     cpu_only = {**base, "common": common, "sbatch_extra": _sbatch_extra(a, 0)}
     shards = a.shards or str(run_dir / "shards")
-    checkpoint = a.checkpoint or str(run_dir / "train" / "final")
+    checkpoint = a.checkpoint or str(run_dir / "train" / "policy")
     prep_args = f"--data-root {shlex.quote(data_root)} --split {a.split} {a.prep_args}".strip()
     eval_split = a.eval_split or a.split
     eval_args = (

@@ -28,7 +28,7 @@ def test_dry_run_4_nodes_8_gpus_has_multinode_accelerate_args(tmp_path, capsys):
     assert "--num_processes $(( SLURM_NNODES * 8 ))" in out
     assert '--main_process_ip "$MASTER_ADDR"' in out and '--main_process_port "$MASTER_PORT"' in out
     assert "scontrol show hostnames" in out
-    assert "configs/accelerate/multi_node_zero2.yaml" in out
+    assert "configs/accelerate/multinode.yaml" in out
     assert "stage=dipole model=openvla-7b" in out
     assert not (tmp_path / "slurm").exists(), "--dry-run must not write or submit anything"
 
