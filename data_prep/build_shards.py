@@ -46,7 +46,15 @@ from data_prep.shard_format import (
     source_codes,
     write_manifest,
 )
-from data_prep.vocabulary import build_vocabulary, load_vocabulary, open_split, save_vocabulary
+from data_prep.vocabulary import (
+    VOCAB_ARRAY,
+    fit_vocabulary,
+    human_trajectories,
+    load_vocabulary,
+    open_split,
+    save_vocabulary,
+    vocabulary_hash,
+)
 
 BUILD_DIR = ".build"
 MAX_HISTORY = 4  # NAVSIM scenes have 4 history frames
@@ -314,17 +322,19 @@ def _done_record(out: Path, name: str) -> dict[str, Any] | None:
 
 def _prepare_vocabulary(data_root: str, split: str, out: Path, limit: int | None, frame_interval: int,
                         vocabulary: str | Path | None, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Load the given vocabulary (copied into OUT/vocabulary) or fit one on the scenes being built."""
+    """The given vocabulary, else the one of an earlier run in OUT/vocabulary, else one fitted on the
+    scenes being built. Nothing is written here (settings are checked first)."""
     target = out / "vocabulary"
     if vocabulary is not None:
-        vocab, config = load_vocabulary(vocabulary)
-        if Path(vocabulary).resolve() != target.resolve():
-            save_vocabulary(target, vocab, {k: v for k, v in config.items() if k not in ("size", "sha256")})
-        return vocab, config
-    if (target / "vocabulary.npy").is_file():
+        return load_vocabulary(vocabulary)
+    if (target / VOCAB_ARRAY).is_file():
         return load_vocabulary(target)
-    config = build_vocabulary(data_root, split, target, DEFAULT_VOCAB_SIZE, seed, limit, frame_interval)
-    return load_vocabulary(target)[0], config
+    trajs = human_trajectories(data_root, split, limit, frame_interval)
+    config = {"split": split, "data_root": data_root, "requested_size": DEFAULT_VOCAB_SIZE, "seed": seed,
+              "num_trajectories": int(len(trajs)), "limit": limit, "frame_interval": frame_interval,
+              "method": "kmeans2(x,y)++"}
+    vocab = fit_vocabulary(trajs, min(DEFAULT_VOCAB_SIZE, len(trajs)), seed)
+    return vocab, {**config, "size": len(vocab), "sha256": vocabulary_hash(vocab)}
 
 
 def build_shards(
@@ -405,6 +415,8 @@ def build_shards(
         scorer_version=str(SCORER_VERSION),
     )
     _check_settings(out, settings)
+    if vocab_config is not None and not (out / "vocabulary" / VOCAB_ARRAY).is_file():
+        save_vocabulary(out / "vocabulary", vocab, {k: v for k, v in vocab_config.items() if k not in ("size", "sha256")})
 
     records = {job.index: _done_record(out, shard_name(split, job.index)) for job in jobs}
     todo = [job for job in jobs if records[job.index] is None][:max_shards]

@@ -150,33 +150,29 @@ class PolicySampler:
     images included) and returns (B, n, 8, 3).
     """
 
-    def __init__(self, checkpoint: str | Path, omega: float = 0.0, num_steps: int | None = None, seed: int = 0):
+    def __init__(self, checkpoint: str | Path, omega: float = 0.0, num_steps: int | None = None):
         if not Path(checkpoint).exists():
             raise FileNotFoundError(f"--policy {checkpoint}: policy checkpoint directory does not exist")
         try:
             from vla_dipole.model.policy import DipolePolicy
-
-            from vla_dipole.model.processor import DrivingProcessor  # noqa: F401  (checked: needed by sample)
         except ImportError as exc:
             raise NotImplementedError(
-                "candidate source 'policy' needs vla_dipole.model.policy.DipolePolicy and "
-                f"vla_dipole.model.processor.DrivingProcessor, which are not available ({exc})"
+                f"candidate source 'policy' needs vla_dipole.model.policy.DipolePolicy, which is not available ({exc})"
             ) from exc
-        self.checkpoint, self.omega, self.num_steps, self.seed = str(checkpoint), float(omega), num_steps, seed
+        self.checkpoint, self.omega, self.num_steps = str(checkpoint), float(omega), num_steps
         self.policy = DipolePolicy.from_pretrained(checkpoint).eval()
 
     def config(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "omega": self.omega, "num_steps": self.num_steps}
 
     def sample(self, samples: Sequence[dict[str, Any]], n: int, seed: int) -> np.ndarray:
+        """(B, n, 8, 3) samples at omega for decoded samples (the loader's per-sample dicts)."""
         import torch
 
         from vla_dipole.data.collate import collate
 
-        batch = collate(list(samples))
-        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
-            inputs = self.policy.processor(batch) if hasattr(self.policy, "processor") else batch
-            kwargs = {} if self.num_steps is None else {"num_steps": self.num_steps}
-            trajs = self.policy.sample(inputs, omegas=[self.omega] * n, **kwargs)
+            trajs = self.policy.sample(collate(list(samples)), omegas=[self.omega] * n, num_steps=self.num_steps,
+                                       generator=generator)
         return trajs.detach().cpu().numpy().astype(np.float32)

@@ -7,11 +7,13 @@ the same inputs are byte-identical.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +26,20 @@ NUM_POSES = 8
 MANIFEST_NAME = "manifest.json"
 JPEG_QUALITY = 90
 
-# member name -> (dtype, shape with -1 for a per-build size: H history frames, K candidates)
-ARRAY_MEMBERS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "ego_pose.npy": ("float32", ("H", 3)),
-    "ego_velocity.npy": ("float32", ("H", 2)),
-    "ego_acceleration.npy": ("float32", ("H", 2)),
-    "driving_command.npy": ("uint8", ("H", 4)),
-    "human.npy": ("float32", (NUM_POSES, 3)),
-    "candidates.npy": ("float32", ("K", NUM_POSES, 3)),
-    "sources.npy": ("uint8", ("K",)),
-    "candidate_scores.npy": ("float32", ("K", len(SCORE_NAMES))),
-    "human_scores.npy": ("float32", (len(SCORE_NAMES),)),
+ARRAYS_MEMBER = "arrays.npy"
+# Fields of the one structured record in `arrays.npy`: name -> (dtype, shape), where "H" (history
+# frames) and "K" (candidates) are per-build sizes. One member instead of one per array: tar
+# parsing costs per member and dominated loader time.
+ARRAY_FIELDS: dict[str, tuple[str, tuple[int | str, ...]]] = {
+    "ego_pose": ("float32", ("H", 3)),
+    "ego_velocity": ("float32", ("H", 2)),
+    "ego_acceleration": ("float32", ("H", 2)),
+    "driving_command": ("uint8", ("H", 4)),
+    "human": ("float32", (NUM_POSES, 3)),
+    "candidates": ("float32", ("K", NUM_POSES, 3)),
+    "sources": ("uint8", ("K",)),
+    "candidate_scores": ("float32", ("K", len(SCORE_NAMES))),
+    "human_scores": ("float32", (len(SCORE_NAMES),)),
 }
 META_KEYS = ("token", "log_name", "map_name", "split", "timestamp_us", "cameras", "history_frames", "image_size")
 
@@ -96,10 +101,47 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def _npy(array: np.ndarray, dtype: str) -> bytes:
+@lru_cache(maxsize=256)
+def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
+    d = ast.literal_eval(header.decode("latin1"))
+    return np.dtype(d["descr"]), tuple(d["shape"]), bool(d["fortran_order"])
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    """np.load for .npy bytes, with the header parse cached (the same few headers repeat in every
+    sample, and parsing them dominated decoding time)."""
+    if data[:6] != b"\x93NUMPY":
+        raise ValueError("not a .npy payload (bad magic)")
+    if data[6] == 1:
+        start, size = 10, int.from_bytes(data[8:10], "little")
+    else:
+        start, size = 12, int.from_bytes(data[8:12], "little")
+    dtype, shape, fortran = _npy_header(bytes(data[start : start + size]))
+    if dtype.hasobject:
+        raise ValueError("object arrays are not allowed in shards")
+    count = int(np.prod(shape)) if shape else 1
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=start + size)
+    return flat.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def encode_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The ARRAY_FIELDS of a sample as one 0-d structured record in .npy bytes (np.load reads it)."""
+    fields = []
+    for name, (dtype, _) in ARRAY_FIELDS.items():
+        fields.append((name, dtype, np.shape(arrays[name])))
+    record = np.zeros((), dtype=np.dtype(fields))
+    for name, (dtype, _) in ARRAY_FIELDS.items():
+        record[name] = np.asarray(arrays[name], dtype=dtype)
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
+    np.save(buf, record, allow_pickle=False)
     return buf.getvalue()
+
+
+def decode_arrays(data: bytes) -> dict[str, np.ndarray]:
+    record = load_npy(data)
+    if record.dtype.names is None:
+        raise ValueError(f"{ARRAYS_MEMBER} is a plain {record.dtype} array, expected a structured record")
+    return {name: np.array(record[name]) for name in record.dtype.names}
 
 
 def encode_sample(sample: Sample) -> dict[str, bytes | str]:
@@ -127,18 +169,18 @@ def encode_sample(sample: Sample) -> dict[str, bytes | str]:
     for i in range(sample.history_frames):
         for c, cam in enumerate(sample.cameras):
             out[image_member(cam, i)] = sample.images[i * len(sample.cameras) + c]
-    for member, (dtype, _) in ARRAY_MEMBERS.items():
-        out[member] = _npy(getattr(sample, member[: -len(".npy")]), dtype)
-    check_arrays({m: np.load(io.BytesIO(out[m])) for m in ARRAY_MEMBERS}, where=f"sample {sample.token}")
+    arrays = {name: getattr(sample, name) for name in ARRAY_FIELDS}
+    check_arrays({k: np.asarray(v, dtype=ARRAY_FIELDS[k][0]) for k, v in arrays.items()}, where=f"sample {sample.token}")
+    out[ARRAYS_MEMBER] = encode_arrays(arrays)
     return out
 
 
 def check_arrays(arrays: Mapping[str, np.ndarray], where: str) -> tuple[int, int]:
     """Check dtypes, shapes (consistent H and K) and finiteness; returns (H, K)."""
     sizes: dict[str, int] = {}
-    for member, (dtype, shape) in ARRAY_MEMBERS.items():
+    for member, (dtype, shape) in ARRAY_FIELDS.items():
         if member not in arrays:
-            raise SampleFormatError(f"{where}: missing member {member!r}")
+            raise SampleFormatError(f"{where}: {ARRAYS_MEMBER} lacks field {member!r}")
         arr = arrays[member]
         if arr.dtype != np.dtype(dtype) or arr.ndim != len(shape):
             raise SampleFormatError(f"{where}: {member} is {arr.dtype}{arr.shape}, expected {dtype} with shape {shape}")
@@ -152,8 +194,8 @@ def check_arrays(arrays: Mapping[str, np.ndarray], where: str) -> tuple[int, int
             raise SampleFormatError(f"{where}: {member} contains non-finite values")
     if sizes["H"] < 1:
         raise SampleFormatError(f"{where}: no history frames")
-    if (arrays["sources.npy"] >= len(SOURCES)).any():
-        raise SampleFormatError(f"{where}: sources.npy has codes >= {len(SOURCES)} (expected indices into {SOURCES})")
+    if (arrays["sources"] >= len(SOURCES)).any():
+        raise SampleFormatError(f"{where}: sources has codes >= {len(SOURCES)} (expected indices into {SOURCES})")
     return sizes["H"], sizes["K"]
 
 
@@ -163,12 +205,13 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
     Raises SampleFormatError naming the shard (`__url__`), the sample key and the member at fault.
     """
     where = f"shard {raw.get('__url__', '?')} sample {raw.get('__key__', '?')}"
-    if "meta.json" not in raw:
-        raise SampleFormatError(f"{where}: missing member 'meta.json'")
+    for member in ("meta.json", ARRAYS_MEMBER):
+        if member not in raw:
+            raise SampleFormatError(f"{where}: missing member {member!r}")
     try:
         meta = json.loads(raw["meta.json"])
-        arrays = {m: np.load(io.BytesIO(raw[m]), allow_pickle=False) for m in ARRAY_MEMBERS if m in raw}
-    except (ValueError, OSError, TypeError) as exc:
+        arrays = decode_arrays(raw[ARRAYS_MEMBER])
+    except (ValueError, OSError, TypeError, KeyError) as exc:
         raise SampleFormatError(f"{where}: undecodable member: {exc}") from exc
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
@@ -183,7 +226,7 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
             if name not in raw:
                 raise SampleFormatError(f"{where}: missing member {name!r}")
             jpegs.append(raw[name])
-    out: dict[str, Any] = {m[: -len(".npy")]: a for m, a in arrays.items()}
+    out: dict[str, Any] = dict(arrays)
     out["meta"] = meta
     out["token"] = meta["token"]
     out["log_name"] = meta["log_name"]

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from data_prep.shard_format import (
+    ARRAY_FIELDS,
     SampleFormatError,
     decode_sample,
+    encode_arrays,
     encode_sample,
     read_manifest,
     sha256_file,
@@ -36,8 +38,8 @@ def test_round_trip_keeps_every_field():
 
 def test_missing_member_names_shard_sample_and_member():
     raw = encode_sample(make_sample("abcdef0123456702", np.random.default_rng(2)))
-    del raw["candidates.npy"]
-    with pytest.raises(SampleFormatError, match=r"shard s-7\.tar sample abcdef0123456702: missing member 'candidates.npy'"):
+    del raw["arrays.npy"]
+    with pytest.raises(SampleFormatError, match=r"shard s-7\.tar sample abcdef0123456702: missing member 'arrays.npy'"):
         decode_sample({**raw, "__url__": "s-7.tar"})
 
 
@@ -45,14 +47,23 @@ def test_non_finite_and_inconsistent_k_are_rejected():
     rng = np.random.default_rng(3)
     bad = make_sample("abcdef0123456703", rng)
     bad.candidates[0, 0, 0] = np.nan
-    with pytest.raises(SampleFormatError, match="candidates.npy contains non-finite"):
+    with pytest.raises(SampleFormatError, match="candidates contains non-finite"):
         encode_sample(bad)
-    raw = encode_sample(make_sample("abcdef0123456704", rng, k=6))
-    buf = io.BytesIO()
-    np.save(buf, np.zeros(5, np.uint8))
-    raw["sources.npy"] = buf.getvalue()
-    with pytest.raises(SampleFormatError, match="sources.npy has K=5, other members have 6"):
+    sample = make_sample("abcdef0123456704", rng, k=6)
+    arrays = {name: getattr(sample, name) for name in ARRAY_FIELDS}
+    raw = {**encode_sample(sample), "arrays.npy": encode_arrays({**arrays, "sources": np.zeros(5, np.uint8)})}
+    with pytest.raises(SampleFormatError, match="sources has K=5, other members have 6"):
         decode_sample(raw)
+    raw["arrays.npy"] = encode_arrays({k: v for k, v in arrays.items()} | {"human": np.zeros((7, 3))})
+    with pytest.raises(SampleFormatError, match=r"human has shape \(7, 3\), expected \(8, 3\)"):
+        decode_sample(raw)
+
+
+def test_arrays_member_is_plain_numpy():
+    sample = make_sample("abcdef0123456705", np.random.default_rng(5), k=4)
+    record = np.load(io.BytesIO(encode_sample(sample)["arrays.npy"]))
+    np.testing.assert_array_equal(record["candidates"], sample.candidates.astype(np.float32))
+    assert record["driving_command"].dtype == np.uint8
 
 
 def test_shards_are_byte_identical(tmp_path):

@@ -92,11 +92,11 @@ def test_sample_with_missing_member_is_skipped(tmp_path):
         for i in range(4):
             raw = encode_sample(make_sample(f"feedbeef000000{i:02d}", rng))
             if i == 2:
-                del raw["human.npy"]
+                del raw["arrays.npy"]
             writer.write(raw)
     manifest["shards"][1]["sha256"] = sha256_file(path)
     write_manifest(root, manifest)
-    with pytest.warns(UserWarning, match="missing member 'human.npy'"):
+    with pytest.warns(UserWarning, match="missing member 'arrays.npy'"):
         loader = make_loader(root, batch_size=3, max_corrupt_fraction=0.2)
         tokens = _tokens(loader)
     assert len(tokens) == 7 and "feedbeef00000002" not in tokens
