@@ -104,38 +104,123 @@ def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return convex_overlap(a, b, 2, 2)
 
 
+def rect_overlap(c1, h1, hl1, hw1, c2, h2, hl2, hw2) -> np.ndarray:
+    """Oriented rectangles given as centre [..., 2], heading, half length, half width overlap
+    (touching counts). Separating-axis test in closed form on the four box axes."""
+    u1 = np.stack([np.cos(h1), np.sin(h1)], -1)
+    v1 = np.stack([-u1[..., 1], u1[..., 0]], -1)
+    u2 = np.stack([np.cos(h2), np.sin(h2)], -1)
+    v2 = np.stack([-u2[..., 1], u2[..., 0]], -1)
+    d = c2 - c1
+    cu = np.abs((u1 * u2).sum(-1))
+    cv = np.abs((u1 * v2).sum(-1))
+    su = np.abs((v1 * u2).sum(-1))
+    sv = np.abs((v1 * v2).sum(-1))
+    ok = np.abs((d * u1).sum(-1)) <= hl1 + hl2 * cu + hw2 * cv
+    ok &= np.abs((d * v1).sum(-1)) <= hw1 + hl2 * su + hw2 * sv
+    ok &= np.abs((d * u2).sum(-1)) <= hl2 + hl1 * cu + hw1 * su
+    ok &= np.abs((d * v2).sum(-1)) <= hw2 + hl1 * cv + hw1 * sv
+    return ok
+
+
+def polyline_project(xy: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Arc length [P] of the nearest point on polyline xy [S+1, 2] to each point [P, 2]
+    (shapely's `line_locate_point`; the first nearest segment wins ties)."""
+    a, b = xy[:-1][None], xy[1:][None]
+    ab = b - a
+    seg_len2 = (ab * ab).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.clip(((pts[:, None] - a) * ab).sum(-1) / seg_len2, 0.0, 1.0)
+    t = np.where(seg_len2 > 0, t, 0.0)
+    d = pts[:, None] - (a + t[..., None] * ab)
+    best = np.argmin((d * d).sum(-1), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(np.sqrt(seg_len2[0]))])
+    rows = np.arange(len(pts))
+    return cum[best] + t[rows, best] * np.sqrt(seg_len2[0, best])
+
+
 def segment_box_overlap(seg: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Segment [..., 2, 2] intersects rectangle [..., 4, 2]."""
     return convex_overlap(seg, box, 1, 2)
 
 
 class PolygonSet:
-    """A list of map polygons with a bulk "points strictly inside which polygons" query."""
+    """Map polygons with bulk "strictly inside" tests (GEOS `contains_xy` on prepared polygons,
+    after a numpy bounding-box cull), the same predicate NAVSIM's STRtree / vectorized queries use."""
 
     def __init__(self, polygons: list):
-        self.polygons = np.asarray(polygons, dtype=object) if len(polygons) else np.empty(0, dtype=object)
-        self._tree = STRtree(self.polygons) if len(self.polygons) else None
+        self.polygons = list(polygons)
         for p in self.polygons:
             shapely.prepare(p)
+        self.bounds = np.array([p.bounds for p in self.polygons], dtype=np.float64).reshape(-1, 4)
 
     def __len__(self) -> int:
         return len(self.polygons)
 
+    def _inside(self, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.bounds[i]
+        cand = np.nonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))[0]
+        out = np.zeros(len(x), dtype=bool)
+        if len(cand):
+            out[cand] = shapely.contains_xy(self.polygons[i], x[cand], y[cand])
+        return out
+
     def membership(self, xy: np.ndarray) -> np.ndarray:
-        """Bool [len(polygons), *xy.shape[:-1]]: point strictly inside polygon (GEOS `within`)."""
-        flat = xy.reshape(-1, 2)
-        out = np.zeros((len(self.polygons), len(flat)), dtype=bool)
-        if self._tree is not None and len(flat):
-            pts = shapely.points(flat)
-            pt_idx, poly_idx = self._tree.query(pts, predicate="within")
-            out[poly_idx, pt_idx] = True
+        """Bool [len(polygons), *xy.shape[:-1]]: point strictly inside polygon."""
+        x, y = xy[..., 0].ravel(), xy[..., 1].ravel()
+        out = np.zeros((len(self.polygons), len(x)), dtype=bool)
+        for i in range(len(self.polygons)):
+            out[i] = self._inside(i, x, y)
         return out.reshape((len(self.polygons),) + xy.shape[:-1])
 
     def any_contains(self, xy: np.ndarray) -> np.ndarray:
         """Bool [*xy.shape[:-1]]: point strictly inside at least one polygon."""
-        flat = xy.reshape(-1, 2)
-        out = np.zeros(len(flat), dtype=bool)
-        if self._tree is not None and len(flat):
-            pt_idx, _ = self._tree.query(shapely.points(flat), predicate="within")
-            out[pt_idx] = True
+        x, y = xy[..., 0].ravel(), xy[..., 1].ravel()
+        out = np.zeros(len(x), dtype=bool)
+        for i in range(len(self.polygons)):
+            todo = np.nonzero(~out)[0]
+            if not len(todo):
+                break
+            out[todo] |= self._inside(i, x[todo], y[todo])
+        return out.reshape(xy.shape[:-1])
+
+
+class Polyline:
+    """A route centreline with a fast, exact "farther than d from the line" test.
+
+    Every point of the line lies within spacing/2 of a vertex of a densified copy, so the nearest
+    dense vertex distance d_v brackets the true distance: d_v - spacing/2 <= d <= d_v. Only points
+    inside that bracket around the limit get the exact segment distance.
+    """
+
+    def __init__(self, xy: np.ndarray, spacing: float = 0.1):
+        from scipy.spatial import cKDTree
+
+        self.xy = np.asarray(xy, dtype=np.float64)
+        seg = np.diff(self.xy, axis=0)
+        n_sub = np.maximum(1, np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / spacing)).astype(int)
+        pieces = [self.xy[i] + seg[i] * (np.arange(n)[:, None] / n) for i, n in enumerate(n_sub)]
+        self.dense = np.concatenate(pieces + [self.xy[-1:]])
+        self.spacing = float((np.hypot(*np.diff(self.dense, axis=0).T)).max(initial=0.0))
+        self.tree = cKDTree(self.dense)
+
+    def exact_distance(self, pts: np.ndarray) -> np.ndarray:
+        """Distance of points [P, 2] to the original segments (brute force)."""
+        a, b = self.xy[:-1][None], self.xy[1:][None]
+        ab = b - a
+        denom = (ab * ab).sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.clip(((pts[:, None] - a) * ab).sum(-1) / denom, 0.0, 1.0)
+        t = np.where(denom > 0, t, 0.0)
+        d = pts[:, None] - (a + t[..., None] * ab)
+        return np.hypot(d[..., 0], d[..., 1]).min(-1)
+
+    def farther_than(self, xy: np.ndarray, limit: float) -> np.ndarray:
+        """Bool [*xy.shape[:-1]]: distance from the polyline > limit."""
+        pts = xy.reshape(-1, 2)
+        d_v, _ = self.tree.query(pts, k=1)
+        out = d_v > limit
+        unsure = np.nonzero((d_v > limit) & (d_v - self.spacing / 2 - 1e-9 <= limit))[0]
+        if len(unsure):
+            out[unsure] = self.exact_distance(pts[unsure]) > limit
         return out.reshape(xy.shape[:-1])

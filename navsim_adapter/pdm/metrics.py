@@ -25,6 +25,8 @@ from navsim_adapter.pdm.geometry import (
     box_corners,
     boxes_overlap,
     ego_corners,
+    polyline_project,
+    rect_overlap,
     segment_box_overlap,
 )
 from navsim_adapter.pdm.simulation import AX, AY, DT, HEADING, VX, VY, YAW_ACCEL, YAW_RATE
@@ -77,7 +79,7 @@ class SceneGeometry:
     ttc_first_full: np.ndarray  # same over all steps (v1 evaluates the whole horizon)
     red_light: np.ndarray  # [K] ego touched an active red-light lane connector
     progress: np.ndarray  # [K] raw progress along the centreline [m]
-    lateral_distance: np.ndarray  # [K, T] distance of the centre from the centreline
+    off_centerline: np.ndarray  # [K, T] centre more than the lane-keeping limit from the centreline
     active_agents: np.ndarray  # [M] agents kept (not overlapping ego at t = 0)
 
 
@@ -87,23 +89,27 @@ def _first_true(mask: np.ndarray, axis: int) -> np.ndarray:
     return np.where(mask.any(axis=axis), idx, -1)
 
 
-def _agent_corners(ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _agent_corners(ctx: ScoringContext) -> np.ndarray:
     b = ctx.agent_boxes
-    corners = box_corners(b[..., :2], b[..., 2], b[..., 3], b[..., 4])
-    radius = 0.5 * np.hypot(b[..., 3], b[..., 4])
-    return corners, b[..., :2], radius
+    return box_corners(b[..., :2], b[..., 2], b[..., 3], b[..., 4])
 
 
-def _contacts(ego_c, ego_ctr, ag_c, ag_ctr, ag_r, valid, frames) -> tuple[np.ndarray, tuple]:
-    """Box overlap [K, S, M] of ego boxes [K, S, 4, 2] with agents at `frames` [S]."""
-    ego_r = np.hypot(PACIFICA.half_length, PACIFICA.half_width) + 1e-6
-    d2 = ((ego_ctr[:, :, None, :] - ag_ctr[frames][None]) ** 2).sum(-1)
-    close = (d2 <= (ego_r + ag_r[frames][None] + 1e-6) ** 2) & valid[frames][None]
+def _contacts(ego_ctr, ego_h, ctx: ScoringContext, valid, frames) -> np.ndarray:
+    """Box overlap [K, S, M] of ego boxes (centre [K, S, 2], heading [K, S]) with agents at frames [S]."""
+    ego_r = np.hypot(PACIFICA.half_length, PACIFICA.half_width)
+    ab = ctx.agent_boxes[frames]  # [S, M, 5]
+    ag_r = 0.5 * np.hypot(ab[..., 3], ab[..., 4])
+    d2 = ((ego_ctr[:, :, None, :] - ab[None, ..., :2]) ** 2).sum(-1)
+    close = (d2 <= (ego_r + ag_r[None] + 1e-6) ** 2) & valid[frames][None]
     k, s, m = np.nonzero(close)
     hit = np.zeros(close.shape, dtype=bool)
     if len(k):
-        hit[k, s, m] = boxes_overlap(ego_c[k, s], ag_c[frames[s], m])
-    return hit, (k, s, m)
+        box = ab[s, m]
+        hit[k, s, m] = rect_overlap(
+            ego_ctr[k, s], ego_h[k, s], PACIFICA.half_length, PACIFICA.half_width,
+            box[:, :2], box[:, 2], box[:, 3] / 2.0, box[:, 4] / 2.0,
+        )
+    return hit
 
 
 def scene_geometry(ctx: ScoringContext, states: np.ndarray, cfg: MetricConfig = METRICS) -> SceneGeometry:
@@ -122,7 +128,7 @@ def scene_geometry(ctx: ScoringContext, states: np.ndarray, cfg: MetricConfig = 
     rear_in_int = ctx.intersection_set.any_contains(states[..., :2])
 
     # Agents: drop tracks overlapping ego's footprint at t = 0 (NAVSIM's log-replay policy).
-    ag_c, ag_ctr, ag_r = _agent_corners(ctx)
+    ag_c = _agent_corners(ctx)
     valid = ctx.agent_valid.copy()
     m = ctx.num_agents
     active = np.ones(m, dtype=bool)
@@ -131,8 +137,8 @@ def scene_geometry(ctx: ScoringContext, states: np.ndarray, cfg: MetricConfig = 
         valid &= active[None]
 
     # Collisions over the 41 simulated steps.
-    frames = np.arange(t)
-    hit, (hk, hs, hm) = _contacts(corners, center, ag_c, ag_ctr, ag_r, valid, frames)
+    heading = states[..., HEADING]
+    hit = _contacts(center, heading, ctx, valid, np.arange(t))
     collision_first = _first_true(hit, axis=1)  # [K, M]
     front = np.zeros((k, m), dtype=bool)
     kk, mm = np.nonzero(collision_first >= 0)
@@ -149,11 +155,7 @@ def scene_geometry(ctx: ScoringContext, states: np.ndarray, cfg: MetricConfig = 
     ttc_hit = np.zeros((k, n_full, len(cfg.ttc_offsets), m), dtype=bool)
     for j, off in enumerate(cfg.ttc_offsets):
         shift = dxy[:, :n_full] * (float(off) * DT)
-        h, _ = _contacts(
-            corners[:, :n_full] + shift[:, :, None, :],
-            center[:, :n_full] + shift,
-            ag_c, ag_ctr, ag_r, valid, np.arange(n_full) + off,
-        )
+        h = _contacts(center[:, :n_full] + shift, heading[:, :n_full], ctx, valid, np.arange(n_full) + off)
         ttc_hit[:, :, j] = h & moving[..., None]
     n_v2 = t - 1 - max(cfg.ttc_offsets) + 1  # steps 0 .. 40 - 9
     n_off = len(cfg.ttc_offsets)
@@ -177,11 +179,9 @@ def scene_geometry(ctx: ScoringContext, states: np.ndarray, cfg: MetricConfig = 
                 red[np.unique(ck[inter])] = True
 
     # Centreline: progress of the centre from t0 to the end, lateral distance every step.
-    line = ctx.centerline_string
-    ends = shapely.points(center[:, [0, -1]].reshape(-1, 2))
-    proj = shapely.line_locate_point(line, ends).reshape(k, 2)
+    proj = polyline_project(ctx.centerline[:, :2], center[:, [0, -1]].reshape(-1, 2)).reshape(k, 2)
     progress = np.clip(proj[:, 1] - proj[:, 0], 0.0, None)
-    lateral = shapely.distance(shapely.points(center.reshape(-1, 2)), line).reshape(k, t)
+    off_centerline = ctx.centerline_polyline.farther_than(center, cfg.lane_keeping_deviation_limit)
 
     return SceneGeometry(
         center=center,
@@ -196,7 +196,7 @@ def scene_geometry(ctx: ScoringContext, states: np.ndarray, cfg: MetricConfig = 
         ttc_first_full=ttc_first_full,
         red_light=red,
         progress=progress,
-        lateral_distance=lateral,
+        off_centerline=off_centerline,
         active_agents=active,
     )
 
@@ -285,7 +285,7 @@ def driving_direction_compliance(g: SceneGeometry, cfg: MetricConfig = METRICS) 
 def lane_keeping(g: SceneGeometry, cfg: MetricConfig = METRICS) -> np.ndarray:
     """LK: 0 after >= 2 s of consecutive (non-intersection) steps more than 0.5 m off the centreline."""
     need = int(np.ceil(cfg.lane_keeping_horizon_window / DT))
-    exceed = g.lateral_distance > cfg.lane_keeping_deviation_limit
+    exceed = g.off_centerline
     run = np.zeros(exceed.shape[0], dtype=np.int64)
     failed = np.zeros(exceed.shape[0], dtype=bool)
     for i in range(exceed.shape[1]):
