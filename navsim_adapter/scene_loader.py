@@ -297,6 +297,7 @@ class SceneLoader:
         owner: dict[str, str] = {}
         for log_name in tqdm(logs, desc=f"indexing {self.split}", unit="log", disable=None):
             frames = self._log_frames(log_name)
+            stats["frames in longest log"] = max(stats["frames in longest log"], len(frames))
             for start in range(0, len(frames) - f.num_frames + 1, f.interval):
                 stats["windows"] += 1
                 current = frames[start + f.num_history_frames - 1]
@@ -315,6 +316,8 @@ class SceneLoader:
                 if f.max_scenes is not None and len(self._index) >= f.max_scenes:
                     return
         if not self._index:
+            if logs and not stats["windows"]:
+                self._empty(stats, f"every log is shorter than the {f.num_frames} frames a scene needs")
             self._empty(stats, "no scene passed the filter")
 
     def _empty(self, stats: Counter, reason: str) -> None:

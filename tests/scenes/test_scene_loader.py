@@ -182,6 +182,8 @@ def test_empty_split_names_paths_and_filter(arc_split, tmp_path):
     (root / "navsim_logs" / "empty").mkdir()
     with pytest.raises(EmptySplitError, match="log pickles found: 0"):
         SceneLoader("empty", data_root=root)
+    with pytest.raises(EmptySplitError, match="shorter than the 44 frames .* frames in longest log: 30"):
+        SceneLoader("mini", data_root=root, scene_filter=SceneFilter(num_future_frames=40))
     with pytest.raises(EmptySplitError, match="logs kept by log_names: 0"):
         SceneLoader("mini", data_root=root, scene_filter=SceneFilter(log_names=["2099.missing"]))
 
