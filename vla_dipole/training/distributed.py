@@ -30,6 +30,8 @@ def make_accelerator(timeout_s: int = 1800) -> Accelerator:
             "ACCELERATE_USE_CPU is set together with DeepSpeed: accelerate would drop DeepSpeed and run plain "
             "DDP. Unset ACCELERATE_USE_CPU (and do not pass --cpu); CPU DeepSpeed runs use the gloo backend."
         )
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # one process: no process group to configure
+        return Accelerator()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     handler = InitProcessGroupKwargs(backend=backend, timeout=timedelta(seconds=timeout_s))
     return Accelerator(kwargs_handlers=[handler])

@@ -33,13 +33,18 @@ class Noise:
     candidates_t: torch.Tensor | None
 
 
+def step_seed(seed: int, rank: int, round_: int, step: int) -> int:
+    """Seed of the global RNGs for one optimizer step on one rank (so a resumed step draws the same)."""
+    return int(np.random.SeedSequence([seed, rank, round_, step, 1]).generate_state(1)[0])
+
+
 def sample_noise(
     positions: np.ndarray, action_shape: tuple[int, int], num_candidates: int, num_train_timesteps: int, seed: int, round_: int
 ) -> Noise:
     """Noise and timesteps for the samples at stream `positions` (world-size and resume independent)."""
     hs, hts, cs, cts = [], [], [], []
     for pos in positions.tolist():
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, round_, pos]).generate_state(1)[0]))
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, round_, pos, 0]).generate_state(1)[0]))
         hs.append(torch.randn(action_shape, generator=gen))
         hts.append(torch.randint(0, num_train_timesteps, (), generator=gen))
         if num_candidates:

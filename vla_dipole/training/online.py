@@ -59,7 +59,7 @@ def run_online_round(accelerator: Accelerator, cfg: DictConfig, policy: Any, ema
 
     rdir = round_dir(cfg, round_)
     policy_dir = rdir / "policy"
-    policy_io.export(accelerator, policy, ema, policy_dir)
+    policy_io.export(accelerator, policy, ema, policy_dir, cfg.stage)
     out = rdir / "shards"
     if accelerator.is_main_process:
         source = shard_dirs(cfg.data.shards)[0]

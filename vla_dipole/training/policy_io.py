@@ -1,0 +1,168 @@
+"""Everything the training loop needs to know about `DipolePolicy`, in one place.
+
+- which parameters each stage trains (bc / awr: pi+ only; dipole: pi+ and pi-; plus whatever the
+  model config leaves trainable in the backbone, e.g. LoRA);
+- `TrainModule`: the ONE module DeepSpeed wraps; its forward returns the per-sample errors the stage
+  losses weight. The heads read their parameters through `stack_heads` (not through their
+  submodules' forward), so under ZeRO-3 the parameters are registered as external parameters of the
+  wrapper: DeepSpeed then gathers them for the forward and reduce-scatters their gradients;
+- building / initialising the policy (BC checkpoint -> pi+ and pi- start from the BC head) and
+  exporting it (`save_pretrained`, gathered under ZeRO-3, EMA weights when enabled).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from omegaconf import DictConfig
+from torch import nn
+
+from vla_dipole.model.config import PolicyConfig
+from vla_dipole.model.policy import Conditioning, DipolePolicy
+from vla_dipole.training.config import ConfigError
+from vla_dipole.training.distributed import gathered_params
+from vla_dipole.training.objective import Noise
+
+TRAINING_META = "training_meta.json"
+
+
+def build_policy(cfg: DictConfig) -> DipolePolicy:
+    """A fresh policy from `model`, or `init_from` (a save_pretrained dir); sets trainability for the stage."""
+    if cfg.init_from:
+        path = Path(cfg.init_from)
+        if not path.is_dir():
+            raise ConfigError(f"config field 'init_from': {path} is not a directory (a policy saved by train.py)")
+        policy = DipolePolicy.from_pretrained(path)
+        meta_file = path / TRAINING_META
+        init_stage = json.loads(meta_file.read_text()).get("stage") if meta_file.is_file() else None
+        if cfg.stage == "dipole" and init_stage != "dipole":
+            policy.copy_pos_to_neg()  # pi+ and pi- both start from the BC (or AWR) head
+    else:
+        if cfg.stage == "dipole":
+            print("[train] warning: stage=dipole without init_from starts pi+/pi- from random heads", flush=True)
+        policy = DipolePolicy.from_config(PolicyConfig.from_dict(cfg.model, source="config field 'model'"))
+    if cfg.stage in ("bc", "awr"):
+        policy.head_neg.requires_grad_(False)
+    return policy
+
+
+def backbone_frozen(policy: DipolePolicy) -> bool:
+    return not any(p.requires_grad for p in policy.backbone.parameters())
+
+
+class TrainModule(nn.Module):
+    """The module DeepSpeed wraps: backbone (or cached features) + heads -> per-sample errors."""
+
+    def __init__(self, policy: DipolePolicy, stage: str, zero3: bool = False) -> None:
+        super().__init__()
+        self.policy = policy
+        self.stage = stage
+        if zero3:
+            from deepspeed.zero import register_external_parameter
+
+            for head in (policy.head_pos, policy.head_neg):
+                for p in head.parameters():
+                    register_external_parameter(self, p)
+
+    def forward(
+        self,
+        human: torch.Tensor,
+        noise_h: torch.Tensor,
+        t_h: torch.Tensor,
+        batch: dict[str, Any] | None = None,
+        cond: Conditioning | None = None,
+        candidates: torch.Tensor | None = None,
+        noise_c: torch.Tensor | None = None,
+        t_c: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Actions are normalised [B, K, 8, 4]; `cond` (cached features) replaces running the backbone."""
+        if cond is None:
+            cond = self.policy.encode(batch)
+        out: dict[str, torch.Tensor] = {}
+        if self.stage == "bc":
+            out["human_pos"] = self.policy.bc_error(cond, human, noise_h, t_h)[:, 0]
+            return out
+        if self.stage == "dipole":
+            pos, neg = self.policy.branch_errors(cond, candidates, noise_c, t_c)
+            out["cand_pos"], out["cand_neg"] = pos, neg
+            hp, hn = self.policy.branch_errors(cond, human, noise_h, t_h)
+            out["human_pos"], out["human_neg"] = hp[:, 0], hn[:, 0]
+            return out
+        out["cand_pos"] = self.policy.bc_error(cond, candidates, noise_c, t_c)
+        return out
+
+
+def forward_inputs(
+    policy: DipolePolicy, batch: dict[str, Any], noise: Noise, features: Conditioning | None, stage: str
+) -> dict[str, Any]:
+    """Keyword arguments of `TrainModule.forward` for one micro-batch."""
+    device = policy.device
+    to_actions = policy.processor.trajectory_to_actions
+    kw: dict[str, Any] = {
+        "human": to_actions(batch["human"].to(device)).unsqueeze(1),
+        "noise_h": noise.human.to(device).unsqueeze(1),
+        "t_h": noise.human_t.to(device).unsqueeze(1),
+    }
+    if features is not None:
+        kw["cond"] = Conditioning(*(t.to(device) for t in (features.tokens, features.mask, features.proprio)))
+    else:
+        kw["batch"] = batch
+    if noise.candidates is not None:
+        kw["candidates"] = to_actions(batch["candidates"].to(device))
+        kw["noise_c"] = noise.candidates.to(device)
+        kw["t_c"] = noise.candidates_t.to(device)
+    return kw
+
+
+def action_shape(policy: DipolePolicy) -> tuple[int, int]:
+    return policy.config.head.horizon, policy.config.head.action_dim
+
+
+def num_train_timesteps(policy: DipolePolicy) -> int:
+    return int(policy.config.diffusion.num_train_timesteps)
+
+
+def phase_samples(cfg: DictConfig, round_: int) -> int:
+    """Training samples of the offline phase (round 0) or of one online round."""
+    if round_ > 0 and cfg.dipole.round_samples:
+        return int(cfg.dipole.round_samples)
+    return int(cfg.schedule.total_samples)
+
+
+def finish_step(accelerator: Accelerator, model: nn.Module, optimizer: Any, grad_clip: float) -> float:
+    """Clip, step and zero the grads (DeepSpeed did all of it in backward); returns the global grad norm."""
+    if hasattr(model, "get_global_grad_norm"):  # DeepSpeed engine: clipping is in its config
+        norm = model.get_global_grad_norm()
+        optimizer.step()
+        optimizer.zero_grad()
+        return float(norm) if norm is not None else float("nan")
+    params = [p for p in model.parameters() if p.requires_grad]
+    norm = accelerator.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def export(accelerator: Accelerator, policy: DipolePolicy, ema: Any, directory: Path, stage: str) -> Path:
+    """save_pretrained the policy (full weights gathered under ZeRO-3; EMA weights if enabled), rank 0 writes."""
+    directory = Path(directory)
+    params = list(policy.parameters())
+    with gathered_params(accelerator, params):
+        if accelerator.is_main_process:
+            trainable = [p for p in params if p.requires_grad]
+            backup = [p.detach().clone() for p in trainable] if ema is not None else None
+            if ema is not None:
+                ema.copy_to(trainable)
+            policy.save_pretrained(directory)
+            (directory / TRAINING_META).write_text(json.dumps({"stage": stage, "ema": ema is not None}))
+            if backup is not None:
+                with torch.no_grad():
+                    for p, b in zip(trainable, backup, strict=True):
+                        p.copy_(b)
+    accelerator.wait_for_everyone()
+    return directory
+
