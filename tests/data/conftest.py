@@ -53,8 +53,8 @@ def write_build(out: Path, num_shards: int, per_shard: int, seed: int = 0, **sam
                 token = hashlib.sha1(f"{seed}-{n}".encode()).hexdigest()[:14] + f"{n % 100:02d}"
                 sample = make_sample(token, rng, **sample_kw)
                 writer.write(encode_sample(sample))
-                acc.add(sample.human)
-                acc.add(sample.candidates)
+                acc.add(sample.human.astype(np.float32))
+                acc.add(sample.candidates.astype(np.float32))
                 n += 1
         shards.append({"name": name, "samples": per_shard, "sha256": sha256_file(out / name),
                        "bytes": (out / name).stat().st_size})

@@ -130,3 +130,18 @@ def test_openvla_transform_normalises_per_backbone():
     value = 128 / 255
     torch.testing.assert_close(pixels[0, 0, 100, 100], torch.tensor((value - DINO_MEAN[0]) / DINO_STD[0]), atol=2e-3, rtol=0)
     torch.testing.assert_close(pixels[1, 4, 5, 7], torch.tensor((value - 0.5) / 0.5), atol=2e-3, rtol=0)
+
+
+def test_stats_command_recomputes_manifest_statistics(shard_dir):
+    from vla_dipole.data.stats import main as stats_main
+
+    manifest = read_manifest(shard_dir)
+    expected = manifest["traj_stats"]
+    manifest["traj_stats"] = {"mean": [0, 0, 0], "std": [1, 1, 1], "count": 0}
+    write_manifest(shard_dir, manifest)
+    stats_main([str(shard_dir)])
+    got = read_manifest(shard_dir)["traj_stats"]
+    assert got["count"] == expected["count"] == 40 * 7 * 8
+    np.testing.assert_allclose(got["mean"], expected["mean"], rtol=1e-9)
+    np.testing.assert_allclose(got["std"], expected["std"], rtol=1e-9)
+    assert got["std"][0] > 1.0  # x spreads over tens of metres
