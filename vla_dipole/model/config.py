@@ -1,0 +1,155 @@
+"""``PolicyConfig``: everything that defines a ``DipolePolicy``, loaded from the YAML presets.
+
+A preset (``configs/model/{tiny,small,openvla-7b}.yaml``) has the sections ``backbone`` (a
+``BackboneConfig`` mapping, usually ``{preset: tiny}`` plus overrides), ``observation``, ``head``,
+``diffusion`` and ``branch_lora``. Unknown keys raise an error naming the file and the key, because
+a typo in a model config would otherwise silently train a different model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vla_dipole.model.backbone_config import BackboneConfig
+from vla_dipole.model.obs_encoder import proprio_dim
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
+
+
+@dataclass
+class ObservationConfig:
+    """Which inputs the policy sees. Images are history-major: frame 0 cameras, frame 1 cameras, ..."""
+
+    cameras: list[str] = field(default_factory=lambda: ["cam_f0"])
+    history_frames: int = 1  # image frames per camera (the last ones stored)
+    ego_history: int = 1  # ego-status frames in the proprio token (the last ones stored)
+    prompt_speed: bool = True  # write the current speed into the text prompt
+
+    @property
+    def num_images(self) -> int:
+        return len(self.cameras) * self.history_frames
+
+    @property
+    def proprio_dim(self) -> int:
+        return proprio_dim(self.ego_history)
+
+
+@dataclass
+class HeadConfig:
+    """The conditional transformer over the waypoint tokens (one per future pose)."""
+
+    width: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    horizon: int = 8  # future poses at 0.5 s
+    action_dim: int = 4  # x, y, cos(yaw), sin(yaw)
+
+
+@dataclass
+class DiffusionConfig:
+    """DDPM training noise and the few-step inference solver (both diffusers schedulers)."""
+
+    num_train_timesteps: int = 100
+    beta_schedule: str = "squaredcos_cap_v2"
+    solver: str = "ddim"  # ddim | dpmsolver++ | ddpm
+    num_inference_steps: int = 10
+
+
+@dataclass
+class BranchLoraConfig:
+    """Branch-specific LoRA adapters ("pos", "neg") on the LLM, as in the paper's driving model."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class PolicyConfig:
+    name: str = "custom"
+    # "tiny" (an in-process test tokenizer) or a directory with HF tokenizer files (the OpenVLA checkpoint)
+    tokenizer: str = "tiny"
+    # OpenVLA checkpoint directory to initialise the backbone from (None: random init, saved in full)
+    pretrained_backbone: str | None = None
+    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig.preset("tiny"))
+    observation: ObservationConfig = field(default_factory=ObservationConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    branch_lora: BranchLoraConfig = field(default_factory=BranchLoraConfig)
+
+    # ---- (de)serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "<dict>") -> PolicyConfig:
+        """Build from a mapping; ``source`` (a file name) goes into every error message."""
+        d = OmegaConf.to_container(d, resolve=True) if OmegaConf.is_config(d) else dict(d or {})
+        backbone = d.pop("backbone", {"preset": "tiny"})
+        schema = OmegaConf.structured(
+            {k: v for k, v in dataclasses.asdict(cls()).items() if k != "backbone"}, flags={"struct": True}
+        )
+        try:
+            merged = OmegaConf.to_container(OmegaConf.merge(schema, d))
+        except OmegaConfBaseException as e:
+            raise ValueError(f"{source}: invalid model config: {e.__class__.__name__}: {e}".strip()) from None
+        try:
+            bb = BackboneConfig.from_dict(backbone)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{source}: field 'backbone': {e}") from None
+        cfg = cls(
+            name=merged["name"],
+            tokenizer=merged["tokenizer"],
+            pretrained_backbone=merged["pretrained_backbone"],
+            backbone=bb,
+            observation=ObservationConfig(**merged["observation"]),
+            head=HeadConfig(**merged["head"]),
+            diffusion=DiffusionConfig(**merged["diffusion"]),
+            branch_lora=BranchLoraConfig(**merged["branch_lora"]),
+        )
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PolicyConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model config {path} not found")
+        return cls.from_dict(OmegaConf.load(path), source=str(path))
+
+    @classmethod
+    def preset(cls, name: str) -> PolicyConfig:
+        """``tiny`` | ``small`` | ``openvla-7b`` from ``configs/model/``, or a path to a YAML file."""
+        path = Path(name) if name.endswith((".yaml", ".yml")) else PRESET_DIR / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+            raise ValueError(f"model preset {name!r} not found at {path}; known presets: {known}")
+        return cls.from_yaml(path)
+
+    def save_yaml(self, path: str | Path) -> None:
+        OmegaConf.save(OmegaConf.create(self.to_dict()), Path(path))
+
+    def validate(self, source: str = "<config>") -> None:
+        checks = [
+            ("observation.cameras", len(self.observation.cameras) >= 1, "at least one camera"),
+            ("observation.history_frames", self.observation.history_frames >= 1, ">= 1"),
+            ("observation.ego_history", self.observation.ego_history >= 1, ">= 1"),
+            ("head.width", self.head.width % self.head.num_heads == 0, "a multiple of head.num_heads"),
+            ("head.action_dim", self.head.action_dim == 4, "4 (x, y, cos yaw, sin yaw)"),
+            ("diffusion.num_inference_steps", self.diffusion.num_inference_steps >= 1, ">= 1"),
+            ("diffusion.solver", self.diffusion.solver in ("ddim", "dpmsolver++", "ddpm"),
+             "one of ddim, dpmsolver++, ddpm"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{source}: field '{name}' must be {expected}")

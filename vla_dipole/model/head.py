@@ -1,0 +1,213 @@
+"""``DiffusionTrajectoryHead``: an eps-predicting transformer over the future waypoint tokens.
+
+One token per future pose (x, y, cos yaw, sin yaw, normalised). Each block: adaLN-modulated
+self-attention among the waypoints of one candidate (timestep + proprio conditioning, DiT style),
+cross-attention to the memory (the proprio token + all backbone tokens, projected to the head width),
+and an adaLN-modulated MLP.
+
+Branch batching. pi+ and pi- are two heads with separate parameters, yet DIPOLE evaluates both at
+every denoising step. The forward is therefore written once, over parameters stacked on a leading
+*branch* dim E (``stack_heads``): every linear is one ``baddbmm`` over E, so both branches cost one
+batched call (``torch.func.vmap`` was ~2.5x slower on CPU and not bit-exact). A single head runs the
+same code with E = 1 (its parameters unsqueezed, no copy), which is what makes omega = 0 equal pi+
+alone bit for bit.
+
+Caching. The memory does not depend on x_t or t, so ``prepare_branches`` projects it to per-layer
+keys / values once per observation; every denoising step, omega and candidate reuses them.
+Candidates of one observation share that memory without copying it: cross-attention runs with
+queries [B, heads, K * horizon, d] against keys [B, heads, T, d].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from torch import nn
+
+from vla_dipole.model.config import HeadConfig
+from vla_dipole.model.obs_encoder import ProprioEncoder
+
+Params = dict[str, torch.Tensor]  # parameter name -> [E, *shape]
+
+
+class HeadMemory(NamedTuple):
+    """Per-observation cache from ``prepare_branches`` (leading dim E = branches)."""
+
+    keys: tuple[torch.Tensor, ...]  # depth x [E, B, heads, T + 1, d]
+    values: tuple[torch.Tensor, ...]
+    mask: torch.Tensor  # [B, 1, 1, T + 1] bool, True = attend
+    cond: torch.Tensor  # [E, B, width] proprio embedding (global conditioning)
+
+
+class DiffusionTrajectoryHead(nn.Module):
+    """eps_theta(x_t, t | backbone tokens, proprio) for x_t [B, K, horizon, 4].
+
+    The submodules only hold (and initialise) the parameters; the computation is in the branch-batched
+    functions below so that one head and a stack of heads share one code path.
+    """
+
+    def __init__(self, cfg: HeadConfig, cond_dim: int, proprio_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.cond_dim, self.proprio_dim = cond_dim, proprio_dim
+        w, hidden = cfg.width, int(cfg.width * cfg.mlp_ratio)
+        self.cond_proj = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, w))
+        self.proprio = ProprioEncoder(proprio_dim, w)
+        self.time_proj = Timesteps(w, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(w, w)
+        self.in_proj = nn.Linear(cfg.action_dim, w)
+        self.pos_embed = nn.Parameter(torch.randn(cfg.horizon, w) * 0.02)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                dict(
+                    qkv=nn.Linear(w, 3 * w),
+                    proj=nn.Linear(w, w),
+                    norm_x=nn.LayerNorm(w),
+                    q_cross=nn.Linear(w, w),
+                    kv_cross=nn.Linear(w, 2 * w),
+                    proj_cross=nn.Linear(w, w),
+                    mlp_in=nn.Linear(w, hidden),
+                    mlp_out=nn.Linear(hidden, w),
+                    ada=nn.Linear(w, 6 * w),
+                )
+            )
+            for _ in range(cfg.depth)
+        )
+        self.ada_out = nn.Linear(w, 2 * w)
+        self.out = nn.Linear(w, cfg.action_dim)
+
+    def stacked(self) -> Params:
+        return stack_heads([self])
+
+    def prepare(self, tokens: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor) -> HeadMemory:
+        return prepare_branches(self, self.stacked(), tokens, mask, proprio)
+
+    def denoise(self, x_t: torch.Tensor, timesteps: torch.Tensor, memory: HeadMemory) -> torch.Tensor:
+        return denoise_branches(self, self.stacked(), x_t, timesteps, memory)[0]
+
+    def forward(
+        self, x_t: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
+        proprio: torch.Tensor,
+    ) -> torch.Tensor:
+        """One-shot eps prediction [B, K, horizon, 4] (training)."""
+        p = self.stacked()
+        return denoise_branches(self, p, x_t, timesteps, prepare_branches(self, p, tokens, mask, proprio))[0]
+
+
+def stack_heads(heads: Sequence[DiffusionTrajectoryHead]) -> Params:
+    """Parameters of identically-shaped heads stacked on a new leading dim (views when only one)."""
+    named = [dict(h.named_parameters()) for h in heads]
+    if len(named) == 1:
+        return {k: v.unsqueeze(0) for k, v in named[0].items()}
+    return {k: torch.stack([n[k] for n in named]) for k in named[0]}
+
+
+# ---- branch-batched primitives: x [E, ..., in] with parameters [E, ...] ---------------------------
+def _linear(p: Params, name: str, x: torch.Tensor) -> torch.Tensor:
+    w, b = p[f"{name}.weight"], p[f"{name}.bias"]
+    e = w.shape[0]
+    lead = x.shape[1:-1]
+    out = torch.baddbmm(b.unsqueeze(1), x.reshape(e, -1, x.shape[-1]), w.transpose(1, 2))
+    return out.reshape(e, *lead, w.shape[1])
+
+
+def _per_branch(x: torch.Tensor, e: int) -> torch.Tensor:
+    """An input shared by all branches, given the leading branch dim (a view)."""
+    return x.unsqueeze(0).expand(e, *x.shape)
+
+
+def _bcast(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """[E, W] -> [E, 1, ..., 1, W] with ``ndim`` dims in total."""
+    return t.reshape(t.shape[0], *([1] * (ndim - 2)), t.shape[-1])
+
+
+def _layer_norm(p: Params | None, name: str | None, x: torch.Tensor) -> torch.Tensor:
+    y = F.layer_norm(x, (x.shape[-1],))
+    if p is None:
+        return y
+    w, b = p[f"{name}.weight"], p[f"{name}.bias"]
+    return y * _bcast(w, y.ndim) + _bcast(b, y.ndim)
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., L, W] -> [..., heads, L, W/heads]
+    return x.unflatten(-1, (n_heads, -1)).transpose(-3, -2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(-3, -2).flatten(-2)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask=None, dropout: float = 0.0) -> torch.Tensor:
+    """SDPA over arbitrary leading dims (flattened to one batch dim)."""
+    lead = q.shape[:-3]
+    q, k, v = (t.reshape(-1, *t.shape[-3:]) for t in (q, k, v))
+    if mask is not None:
+        mask = mask.expand(*lead, *mask.shape[-3:]).reshape(-1, *mask.shape[-3:])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout).reshape(*lead, *q.shape[-3:])
+
+
+# ---- the head, batched over branches ---------------------------------------------------------------
+def prepare_branches(
+    head: DiffusionTrajectoryHead, p: Params, tokens: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor
+) -> HeadMemory:
+    """Backbone tokens [B, T, D] (shared) or [E, B, T, D] (per branch), mask [B, T], proprio [B, P]."""
+    if tokens.shape[-1] != head.cond_dim:
+        raise ValueError(f"backbone tokens: last dim {tokens.shape[-1]}, the head expects {head.cond_dim}")
+    if proprio.shape[-1] != head.proprio_dim:
+        raise ValueError(f"proprio: last dim {proprio.shape[-1]}, the head expects {head.proprio_dim}")
+    n_heads, e = head.cfg.num_heads, p["out.weight"].shape[0]
+    dtype = p["out.weight"].dtype
+    if tokens.ndim == 3:
+        tokens = _per_branch(tokens, e)
+    elif tokens.ndim != 4 or tokens.shape[0] != e:
+        raise ValueError(f"backbone tokens: expected [B, T, D] or [{e}, B, T, D], got {tuple(tokens.shape)}")
+    ptok = _linear(p, "proprio.net.2", F.silu(_linear(p, "proprio.net.0", _per_branch(proprio.to(dtype), e))))
+    mem = _linear(p, "cond_proj.1", _layer_norm(p, "cond_proj.0", tokens.to(dtype)))
+    memory = torch.cat([ptok.unsqueeze(2), mem], dim=2)  # [E, B, T + 1, W]
+    full_mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1).bool()[:, None, None, :]
+    keys, values = [], []
+    for i in range(len(head.blocks)):
+        k, v = _linear(p, f"blocks.{i}.kv_cross", memory).chunk(2, dim=-1)
+        keys.append(_split_heads(k, n_heads))
+        values.append(_split_heads(v, n_heads))
+    return HeadMemory(tuple(keys), tuple(values), full_mask, ptok)
+
+
+def denoise_branches(
+    head: DiffusionTrajectoryHead, p: Params, x_t: torch.Tensor, timesteps: torch.Tensor, memory: HeadMemory
+) -> torch.Tensor:
+    """x_t [B, K, horizon, 4] (shared by the branches), timesteps scalar / [B] / [B, K] -> eps [E, B, K, horizon, 4]."""
+    cfg = head.cfg
+    b, n_cand, length = x_t.shape[:3]
+    if length != cfg.horizon or x_t.shape[-1] != cfg.action_dim:
+        raise ValueError(f"x_t: expected [B, K, {cfg.horizon}, {cfg.action_dim}], got {tuple(x_t.shape)}")
+    dropout = cfg.dropout if head.training else 0.0
+    t = torch.as_tensor(timesteps, device=x_t.device)
+    t = (t.reshape(*t.shape, *([1] * (2 - t.ndim))) if t.ndim < 2 else t).expand(b, n_cand)
+    e, w, n_heads = p["out.weight"].shape[0], cfg.width, cfg.num_heads
+    x_t = _per_branch(x_t.to(p["out.weight"].dtype), e)
+    temb = _per_branch(head.time_proj(t.reshape(-1)).to(x_t.dtype), e)
+    temb = _linear(p, "time_embed.linear_2", F.silu(_linear(p, "time_embed.linear_1", temb)))
+    c = temb.unflatten(1, (b, n_cand)) + memory.cond.unsqueeze(2)  # [E, B, K, W]
+    h = _linear(p, "in_proj", x_t) + p["pos_embed"][:, None, None]  # [E, B, K, L, W]
+    for i in range(cfg.depth):
+        pre = f"blocks.{i}."
+        sh1, sc1, g1, sh2, sc2, g2 = _linear(p, pre + "ada", F.silu(c)).unsqueeze(3).chunk(6, dim=-1)
+        qkv = _split_heads(_linear(p, pre + "qkv", _modulate(_layer_norm(None, None, h), sh1, sc1)), n_heads)
+        q, k, v = qkv.chunk(3, dim=-1)
+        h = h + g1 * _linear(p, pre + "proj", _merge_heads(_attention(q, k, v, dropout=dropout)))
+        q = _split_heads(_linear(p, pre + "q_cross", _layer_norm(p, pre + "norm_x", h)).reshape(e, b, -1, w), n_heads)
+        att = _attention(q, memory.keys[i], memory.values[i], memory.mask, dropout)
+        h = h + _linear(p, pre + "proj_cross", _merge_heads(att)).reshape(h.shape)
+        mlp = _linear(p, pre + "mlp_in", _modulate(_layer_norm(None, None, h), sh2, sc2))
+        h = h + g2 * _linear(p, pre + "mlp_out", F.gelu(mlp, approximate="tanh"))
+    shift, scale = _linear(p, "ada_out", F.silu(c)).unsqueeze(3).chunk(2, dim=-1)
+    return _linear(p, "out", _modulate(_layer_norm(None, None, h), shift, scale))
