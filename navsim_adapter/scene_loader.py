@@ -275,12 +275,23 @@ class SceneLoader:
             Path(sensor_root) if sensor_root is not None else sensor_blobs_dir(self.data_root, split)
         )
         self.scene_filter = scene_filter if scene_filter is not None else SceneFilter()
+        self.cache_size = cache_size
         self._log_frames = lru_cache(maxsize=cache_size)(self._read_log)
         self._index: dict[str, tuple[str, int]] = {}
         self._build_index()
 
     def _read_log(self, log_name: str) -> list[Frame]:
         return read_log(self.log_dir / f"{log_name}.pkl", self.sensor_root)
+
+    def __getstate__(self) -> dict:
+        # Worker processes get the index, not the parsed logs: they re-read what they need.
+        state = self.__dict__.copy()
+        del state["_log_frames"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._log_frames = lru_cache(maxsize=self.cache_size)(self._read_log)
 
     def _build_index(self) -> None:
         f = self.scene_filter

@@ -264,3 +264,14 @@ def test_frames_without_agents_read_as_empty_annotations(arc_log_factory):
     _rewrite(log, log.frames)
     scene = SceneLoader("mini", data_root=log.path.parents[2]).iter_scenes().__next__()
     assert scene.current_frame.annotations.boxes.shape == (0, 7) and len(scene.current_frame.annotations) == 0
+
+
+def test_loader_pickles_for_worker_processes(arc_split):
+    root, _ = arc_split
+    loader = SceneLoader("mini", data_root=root, scene_filter=SceneFilter(frame_interval=1))
+    clone = pickle.loads(pickle.dumps(loader))
+    assert clone.tokens == loader.tokens
+    token = loader.tokens[-1]
+    np.testing.assert_array_equal(
+        clone.get_scene(token).get_future_trajectory(), loader.get_scene(token).get_future_trajectory()
+    )
