@@ -257,7 +257,8 @@ class SceneLoader:
     """Index a split's scenes once; build `Scene`s on demand.
 
     `data_root` defaults to `$OPENSCENE_DATA_ROOT`; `sensor_root` to `<root>/sensor_blobs/<split>`.
-    `cache_size` is how many parsed logs are kept in memory.
+    `cache_size` is how many parsed logs are kept in memory. Logs are read in sorted name order
+    (NAVSIM uses directory order), so `max_scenes` picks the same scenes on every machine.
     """
 
     def __init__(
