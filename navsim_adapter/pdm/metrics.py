@@ -385,3 +385,20 @@ def extended_comfort(states: np.ndarray, prev_states: np.ndarray, overlap_start:
     for a, b, bound in zip(feats(cur), feats(prev), (EC_ACCEL, EC_JERK, EC_YAW_RATE, EC_YAW_ACCEL), strict=True):
         ok &= np.sqrt(np.mean((a - b) ** 2, axis=1)) <= bound
     return ok.astype(np.float64)
+
+
+def subscores(ctx: ScoringContext, states: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row sub-scores of already simulated states [K, T, 11]: no progress normalisation and no
+    human filter (those need the reference / human rows, see scorer.score)."""
+    g = scene_geometry(ctx, states)
+    return {
+        "nc": no_at_fault_collision(ctx, states, g),
+        "dac": drivable_area_compliance(g),
+        "ddc": driving_direction_compliance(g),
+        "tlc": traffic_light_compliance(g),
+        "ttc": time_to_collision(ctx, states, g),
+        "lk": lane_keeping(g),
+        "comfort": comfort(states),
+        "hc": history_comfort(states, ctx.past_states),
+        "progress": g.progress,
+    }

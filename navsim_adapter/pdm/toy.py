@@ -235,3 +235,23 @@ def toy_candidates(ctx: ScoringContext, n: int, seed: int = 0) -> np.ndarray:
         h = np.arctan2(np.gradient(lat), np.maximum(np.gradient(s), 1e-3)) if kind != 4 else np.zeros(8)
         out[i] = np.stack([s, lat, h], -1)
     return out
+
+
+def straight_states(x0: float = 0.0, y0: float = ROUTE_Y, speed=10.0, heading: float = 0.0, lateral=None) -> np.ndarray:
+    """States [41, 11] of a rear axle moving along `heading` with per-step speeds (scalar or [41]);
+    `lateral` [41] adds a sideways offset. For metric tests that bypass the simulation."""
+    from navsim_adapter.pdm.simulation import AX, VX, X, Y
+    from navsim_adapter.pdm.simulation import HEADING as H
+
+    n = NUM_STEPS + 1
+    v = np.broadcast_to(np.asarray(speed, dtype=np.float64), (n,)).copy()
+    s = np.concatenate([[0.0], np.cumsum(v[:-1] * DT)])
+    st = np.zeros((n, STATE_DIM))
+    st[:, X] = x0 + s * np.cos(heading)
+    st[:, Y] = y0 + s * np.sin(heading)
+    if lateral is not None:
+        st[:, Y] += lateral
+    st[:, H] = heading
+    st[:, VX] = v
+    st[:, AX] = np.gradient(v, DT)
+    return st
