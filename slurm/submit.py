@@ -139,7 +139,8 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
     }
     jobs = {
         "prep": ("prep.sbatch", {**cpu_only, "job_name": "vla-dipole-prep", "prep_args": prep_args}, []),
-        "prep_merge": ("prep_merge.sbatch", {**cpu_only, "job_name": "vla-dipole-prep-merge"}, ["prep"]),
+        "prep_merge": ("prep_merge.sbatch", {**cpu_only, "job_name": "vla-dipole-prep-merge", "prep_args": prep_args},
+                       ["prep"]),
         "train": ("train.sbatch", train, ["prep_merge"]),
         "eval": ("eval.sbatch", {**cpu_only, **{"sbatch_extra": _sbatch_extra(a, min(a.gpus_per_node, 1))},
                                  "job_name": "vla-dipole-eval", "eval_args": eval_args}, ["train"]),
