@@ -92,7 +92,11 @@ def test_frozen_vision_gets_no_grad_and_prune_matches(make_inputs, tiny_config):
     assert any(".blocks.2." in n for n in unused) and any("attn_pool" in n for n in unused)
     pruned = PrismaticBackbone(tiny_config.replace(prune_unused_vision=True)).eval()
     missing, unexpected = pruned.load_state_dict(full.state_dict(), strict=False)
-    assert not missing and unexpected and all(n in unused for n in (u.split("vision_backbone.")[1] for u in unexpected))
+    assert (
+        not missing
+        and unexpected
+        and all(n in unused for n in (u.split("vision_backbone.")[1] for u in unexpected))
+    )
     with torch.no_grad():
         torch.testing.assert_close(pruned(pv, ids, mask).hidden, full.eval()(pv, ids, mask).hidden)
 
@@ -102,7 +106,9 @@ def test_gradient_checkpointing_gives_same_grads(make_inputs, tiny_config):
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(0)
-        model = PrismaticBackbone(tiny_config.replace(gradient_checkpointing=ckpt, vision_mode="full")).train()
+        model = PrismaticBackbone(
+            tiny_config.replace(gradient_checkpointing=ckpt, vision_mode="full")
+        ).train()
         model(pv, ids, mask).hidden.square().mean().backward()
         grads.append(model.vision_backbone.featurizer.blocks[0].attn.qkv.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])

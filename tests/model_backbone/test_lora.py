@@ -15,7 +15,13 @@ def _lora_config(tiny_config, **lora):
 
 def test_defaults_follow_openvla_recipe(tiny_config):
     lora = tiny_config.lora
-    assert (lora.r, lora.alpha, lora.dropout, lora.target_modules, lora.init) == (32, 16, 0.0, "all-linear", "gaussian")
+    assert (lora.r, lora.alpha, lora.dropout, lora.target_modules, lora.init) == (
+        32,
+        16,
+        0.0,
+        "all-linear",
+        "gaussian",
+    )
 
 
 def test_llm_lora_trains_only_adapters_on_all_linear_layers(make_inputs, tiny_config):
@@ -96,12 +102,16 @@ def test_merged_lora_saves_in_checkpoint_layout_and_reloads(
         save_openvla_layout(model, tiny_tokenizer, tmp_path / "unmerged")
     merge_lora(model)
     save_openvla_layout(model, tiny_tokenizer, tmp_path / "merged")
-    loaded = from_openvla(tmp_path / "merged", vision_overrides(tiny_config), load_tokenizer_files=False).model
+    loaded = from_openvla(
+        tmp_path / "merged", vision_overrides(tiny_config), load_tokenizer_files=False
+    ).model
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval().lm_logits(pv, ids, mask), before, rtol=1e-4, atol=1e-4)
 
 
-def test_from_openvla_adds_lora_after_loading_base_weights(tmp_path, tiny_backbone, tiny_config, vision_overrides):
+def test_from_openvla_adds_lora_after_loading_base_weights(
+    tmp_path, tiny_backbone, tiny_config, vision_overrides
+):
     save_openvla_layout(tiny_backbone, None, tmp_path / "ckpt")
     overrides = vision_overrides(tiny_config) | {"lora": {"enabled": True, "r": 4}}
     loaded = from_openvla(tmp_path / "ckpt", overrides, load_tokenizer_files=False).model.eval()
@@ -110,5 +120,6 @@ def test_from_openvla_adds_lora_after_loading_base_weights(tmp_path, tiny_backbo
     ids = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():  # fresh LoRA (B = 0) leaves the loaded base model's output unchanged
         torch.testing.assert_close(
-            loaded.lm_logits(pv, ids, torch.ones_like(ids)), tiny_backbone.lm_logits(pv, ids, torch.ones_like(ids))
+            loaded.lm_logits(pv, ids, torch.ones_like(ids)),
+            tiny_backbone.lm_logits(pv, ids, torch.ones_like(ids)),
         )

@@ -27,14 +27,27 @@ def tiny_checkpoint(tmp_path, tiny_backbone, tiny_tokenizer):
 def test_written_layout_matches_the_real_repository(tiny_checkpoint, tiny_backbone):
     path, files = tiny_checkpoint
     assert len(files) >= 3
-    assert [f.name for f in files] == [f"model-{i:05d}-of-{len(files):05d}.safetensors" for i in range(1, len(files) + 1)]
-    for name in ("config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json",
-                 "tokenizer_config.json", "added_tokens.json", "model.safetensors.index.json"):
+    assert [f.name for f in files] == [
+        f"model-{i:05d}-of-{len(files):05d}.safetensors" for i in range(1, len(files) + 1)
+    ]
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "added_tokens.json",
+        "model.safetensors.index.json",
+    ):
         assert (path / name).exists(), name
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["timm_model_ids"] == ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"]
     assert cfg["arch_specifier"] == "no-align+fused-gelu-mlp" and cfg["use_fused_vision_backbone"] is True
-    assert cfg["pad_token_id"] == 256 and cfg["pad_to_multiple_of"] == 64 and cfg["text_config"]["vocab_size"] == 320
+    assert (
+        cfg["pad_token_id"] == 256
+        and cfg["pad_to_multiple_of"] == 64
+        and cfg["text_config"]["vocab_size"] == 320
+    )
     index = json.loads((path / "model.safetensors.index.json").read_text())
     real_names = set(openvla_7b_layout())
     # Same key naming as the real checkpoint: LayerScale saved as scale_factor, every key of a real family.
@@ -56,9 +69,13 @@ def test_round_trip_reproduces_logits_and_tokenizer(
     loaded = from_openvla(path, config_overrides=vision_overrides(tiny_config))
     assert loaded.config == tiny_config
     ids, mask = driving_prompt_ids(loaded.tokenizer, torch.eye(4), speeds=torch.tensor([1.0, 2.0, 3.0, 4.0]))
-    ref_ids, ref_mask = driving_prompt_ids(tiny_tokenizer, torch.eye(4), speeds=torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    ref_ids, ref_mask = driving_prompt_ids(
+        tiny_tokenizer, torch.eye(4), speeds=torch.tensor([1.0, 2.0, 3.0, 4.0])
+    )
     assert torch.equal(ids, ref_ids) and torch.equal(mask, ref_mask)
-    pv = torch.randn(4, 2, 6, tiny_config.image_size, tiny_config.image_size, generator=torch.Generator().manual_seed(1))
+    pv = torch.randn(
+        4, 2, 6, tiny_config.image_size, tiny_config.image_size, generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         expected = tiny_backbone.lm_logits(pv, ids, mask)
         got = loaded.model.eval().lm_logits(pv, ids, mask)
@@ -67,13 +84,17 @@ def test_round_trip_reproduces_logits_and_tokenizer(
     assert loaded.raw_config["n_action_bins"] == 256
 
 
-def test_bf16_checkpoint_loads_in_bf16_and_upcasts(tmp_path, tiny_backbone, tiny_tokenizer, tiny_config, vision_overrides):
+def test_bf16_checkpoint_loads_in_bf16_and_upcasts(
+    tmp_path, tiny_backbone, tiny_tokenizer, tiny_config, vision_overrides
+):
     path = tmp_path / "bf16"
     save_openvla_layout(tiny_backbone.to(torch.bfloat16), tiny_tokenizer, path)
     assert json.loads((path / "config.json").read_text())["torch_dtype"] == "bfloat16"
     as_saved = from_openvla(path, vision_overrides(tiny_config), load_tokenizer_files=False).model
     assert {p.dtype for p in as_saved.parameters()} == {torch.bfloat16}
-    upcast = from_openvla(path, vision_overrides(tiny_config), dtype=torch.float32, load_tokenizer_files=False).model
+    upcast = from_openvla(
+        path, vision_overrides(tiny_config), dtype=torch.float32, load_tokenizer_files=False
+    ).model
     for (name, a), b in zip(tiny_backbone.named_parameters(), upcast.parameters(), strict=True):
         assert torch.equal(a.float(), b), name
 
@@ -112,24 +133,34 @@ def test_wrong_shapes_and_wrong_config_are_reported(tiny_checkpoint, tiny_config
         from_openvla(path, vision_overrides(tiny_config))
 
 
-def test_pruned_model_skips_exactly_the_unused_tensors(tiny_checkpoint, tiny_backbone, tiny_config, vision_overrides):
+def test_pruned_model_skips_exactly_the_unused_tensors(
+    tiny_checkpoint, tiny_backbone, tiny_config, vision_overrides
+):
     path, _ = tiny_checkpoint
     overrides = vision_overrides(tiny_config) | {"prune_unused_vision": True}
     pruned = from_openvla(path, overrides, load_tokenizer_files=False).model.eval()
-    assert len(pruned.vision_backbone.featurizer.blocks) == len(tiny_backbone.vision_backbone.featurizer.blocks) - 1
+    assert (
+        len(pruned.vision_backbone.featurizer.blocks)
+        == len(tiny_backbone.vision_backbone.featurizer.blocks) - 1
+    )
     pv = torch.randn(1, 1, 6, tiny_config.image_size, tiny_config.image_size)
     ids = torch.tensor([[1, 20, 30, 40]])
     with torch.no_grad():
         torch.testing.assert_close(
-            pruned.lm_logits(pv, ids, torch.ones_like(ids)), tiny_backbone.lm_logits(pv, ids, torch.ones_like(ids))
+            pruned.lm_logits(pv, ids, torch.ones_like(ids)),
+            tiny_backbone.lm_logits(pv, ids, torch.ones_like(ids)),
         )
 
 
-def test_loaded_model_builds_from_fresh_config_not_remote_code(tiny_checkpoint, tiny_config, vision_overrides):
+def test_loaded_model_builds_from_fresh_config_not_remote_code(
+    tiny_checkpoint, tiny_config, vision_overrides
+):
     path, _ = tiny_checkpoint
     # No python file exists in the checkpoint dir, so nothing could have been imported from it.
     assert not list(path.glob("*.py"))
-    loaded = from_openvla(path, vision_overrides(tiny_config) | {"vision_mode": "full"}, load_tokenizer_files=False)
+    loaded = from_openvla(
+        path, vision_overrides(tiny_config) | {"vision_mode": "full"}, load_tokenizer_files=False
+    )
     assert isinstance(loaded.model, PrismaticBackbone)
     assert loaded.model.vision_backbone.featurizer.blocks[0].attn.qkv.weight.requires_grad
     assert not loaded.model.vision_backbone.featurizer.blocks[-1].attn.qkv.weight.requires_grad

@@ -48,6 +48,8 @@ def test_tiny_tokenizer_saves_and_reloads_in_hf_format(tiny_tokenizer, tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=False)
     prompts = [build_prompt("turn right at the next intersection"), build_prompt("follow the road")]
-    for a, b in zip(tokenize_prompts(loaded, prompts), tokenize_prompts(tiny_tokenizer, prompts), strict=True):
+    for a, b in zip(
+        tokenize_prompts(loaded, prompts), tokenize_prompts(tiny_tokenizer, prompts), strict=True
+    ):
         assert torch.equal(a, b)
     assert loaded.pad_token_id == tiny_tokenizer.pad_token_id

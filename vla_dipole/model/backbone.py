@@ -87,7 +87,9 @@ class PrismaticVisionBackbone(nn.Module):
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 6:
             raise ValueError(f"pixel_values: expected [N, 6, H, W], got {tuple(pixel_values.shape)}")
         dino, siglip = torch.split(pixel_values, [3, 3], dim=1)
-        return torch.cat([self._features("featurizer", dino), self._features("fused_featurizer", siglip)], dim=2)
+        return torch.cat(
+            [self._features("featurizer", dino), self._features("fused_featurizer", siglip)], dim=2
+        )
 
 
 class PrismaticProjector(nn.Module):
@@ -146,7 +148,9 @@ class PrismaticBackbone(nn.Module):
         if pixel_values.ndim == 4:
             pixel_values = pixel_values[:, None]
         if pixel_values.ndim != 5 or pixel_values.shape[2] != 6:
-            raise ValueError(f"pixel_values: expected [B, n_images, 6, H, W], got {tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values: expected [B, n_images, 6, H, W], got {tuple(pixel_values.shape)}"
+            )
         b, n = pixel_values.shape[:2]
         dtype = self.projector.fc1.weight.dtype
         feats = self.vision_backbone(pixel_values.flatten(0, 1).to(dtype))

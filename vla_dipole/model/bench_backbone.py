@@ -37,7 +37,12 @@ def _time(fn, repeats: int, device: torch.device) -> float:
 
 
 def bench_preset(
-    preset: str, batch: int = 4, images: int = 1, text_len: int = 24, repeats: int = 5, device: str | None = None
+    preset: str,
+    batch: int = 4,
+    images: int = 1,
+    text_len: int = 24,
+    repeats: int = 5,
+    device: str | None = None,
 ) -> list[dict]:
     """Forward (no grad) and train-step (forward + backward, LLM LoRA + projector) timings for one preset."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -54,7 +59,9 @@ def bench_preset(
 
     seq = text_len + images * model.num_patches
     fwd = _time(forward, repeats, dev)
-    rows.append(dict(preset=preset, mode="forward", params_m=params / 1e6, seq=seq, ms_per_obs=1e3 * fwd / batch))
+    rows.append(
+        dict(preset=preset, mode="forward", params_m=params / 1e6, seq=seq, ms_per_obs=1e3 * fwd / batch)
+    )
 
     train_model = PrismaticBackbone(cfg.replace(lora={"enabled": True})).to(dev).train()
 
@@ -62,7 +69,15 @@ def bench_preset(
         train_model(pv, ids, mask).hidden.float().square().mean().backward()
 
     step = _time(train_step, repeats, dev)
-    rows.append(dict(preset=preset, mode="fwd+bwd (LoRA)", params_m=params / 1e6, seq=seq, ms_per_obs=1e3 * step / batch))
+    rows.append(
+        dict(
+            preset=preset,
+            mode="fwd+bwd (LoRA)",
+            params_m=params / 1e6,
+            seq=seq,
+            ms_per_obs=1e3 * step / batch,
+        )
+    )
     return rows
 
 
@@ -75,10 +90,15 @@ def run_bench(presets=("tiny", "small"), **kwargs) -> list[dict]:
 
 def format_table(rows: list[dict], title: str = "backbone") -> str:
     header = f"{'preset':<12}{'mode':<16}{'params (M)':>12}{'tokens':>8}{'ms / obs':>12}"
-    lines = [f"== {title} ({'cuda' if torch.cuda.is_available() else 'cpu'}, {torch.get_num_threads()} threads) ==",
-             header, "-" * len(header)]
+    lines = [
+        f"== {title} ({'cuda' if torch.cuda.is_available() else 'cpu'}, {torch.get_num_threads()} threads) ==",
+        header,
+        "-" * len(header),
+    ]
     for r in rows:
-        lines.append(f"{r['preset']:<12}{r['mode']:<16}{r['params_m']:>12.1f}{r['seq']:>8d}{r['ms_per_obs']:>12.1f}")
+        lines.append(
+            f"{r['preset']:<12}{r['mode']:<16}{r['params_m']:>12.1f}{r['seq']:>8d}{r['ms_per_obs']:>12.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -91,8 +111,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    rows = run_bench(args.presets, batch=args.batch, images=args.images, text_len=args.text_len,
-                     repeats=args.repeats, device=args.device)
+    rows = run_bench(
+        args.presets,
+        batch=args.batch,
+        images=args.images,
+        text_len=args.text_len,
+        repeats=args.repeats,
+        device=args.device,
+    )
     print(format_table(rows))
 
 

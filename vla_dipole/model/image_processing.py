@@ -45,7 +45,10 @@ class PrismaticImageProcessor:
         self.center_crop = center_crop
         self._jitter = v2.ColorJitter(brightness=0.2, contrast=(0.8, 1.2), saturation=(0.8, 1.2), hue=0.05)
         self._crop = v2.RandomResizedCrop(
-            image_size, scale=(CROP_AREA, CROP_AREA), ratio=(1.0, 1.0), interpolation=v2.InterpolationMode.BICUBIC
+            image_size,
+            scale=(CROP_AREA, CROP_AREA),
+            ratio=(1.0, 1.0),
+            interpolation=v2.InterpolationMode.BICUBIC,
         )
 
     @classmethod

@@ -85,19 +85,25 @@ def config_from_openvla_json(raw: dict[str, Any], file: Path) -> BackboneConfig:
     from transformers import LlamaConfig
 
     if not _require(raw, "use_fused_vision_backbone", file):
-        raise ValueError(f"{file}: field 'use_fused_vision_backbone' is false; only fused DINOv2+SigLIP is supported")
+        raise ValueError(
+            f"{file}: field 'use_fused_vision_backbone' is false; only fused DINOv2+SigLIP is supported"
+        )
     arch = _require(raw, "arch_specifier", file)
     if not str(arch).endswith(FUSED_ARCH):
         raise ValueError(f"{file}: field 'arch_specifier' = {arch!r}; expected one ending in {FUSED_ARCH!r}")
     ids = _require(raw, "timm_model_ids", file)
     sizes = _require(raw, "image_sizes", file)
     if len(ids) != 2 or len(sizes) != 2 or sizes[0] != sizes[1]:
-        raise ValueError(f"{file}: fields 'timm_model_ids'/'image_sizes' must list 2 ViTs with one image size")
+        raise ValueError(
+            f"{file}: fields 'timm_model_ids'/'image_sizes' must list 2 ViTs with one image size"
+        )
     branches = []
     for tid in ids:
         kind = "dinov2" if "dinov2" in tid else "siglip" if "siglip" in tid else None
         if kind is None:
-            raise ValueError(f"{file}: field 'timm_model_ids' has {tid!r}; expected a DINOv2 and a SigLIP timm id")
+            raise ValueError(
+                f"{file}: field 'timm_model_ids' has {tid!r}; expected a DINOv2 and a SigLIP timm id"
+            )
         branches.append(VisionBranchConfig(tid, {}, *_BRANCH_STATS[kind]))
     text = dict(_require(raw, "text_config", file))
     text.pop("model_type", None)
@@ -132,7 +138,9 @@ def _shard_files(path: Path) -> list[Path]:
     if index.exists():
         weight_map = json.loads(index.read_text()).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
-            raise ValueError(f"{index}: field 'weight_map' must be a non-empty mapping of tensor name -> shard file")
+            raise ValueError(
+                f"{index}: field 'weight_map' must be a non-empty mapping of tensor name -> shard file"
+            )
         files = sorted({path / f for f in weight_map.values()})
         for f in files:
             if not f.exists():
@@ -173,9 +181,14 @@ def _read_state_dict(
                 state[key] = tensor if dtype is None else tensor.to(dtype)
     missing = sorted(set(expected) - set(state) - {k.split(" ")[0] for k in misshapen})
     if missing or unexpected or misshapen:
-        parts = [f"{name} ({len(keys)}): {keys[:50]}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen)) if keys]
-        raise CheckpointMismatchError(f"{files[0].parent}: checkpoint does not match the model; " + "; ".join(parts))
+        parts = [
+            f"{name} ({len(keys)}): {keys[:50]}"
+            for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
+            if keys
+        ]
+        raise CheckpointMismatchError(
+            f"{files[0].parent}: checkpoint does not match the model; " + "; ".join(parts)
+        )
     return state
 
 
@@ -187,7 +200,9 @@ def _rebuild_meta_buffers(model: PrismaticBackbone, device: str) -> None:
         if not any(b.is_meta for b in module.buffers(recurse=False)):
             continue
         if not isinstance(module, LlamaRotaryEmbedding):
-            raise CheckpointMismatchError(f"buffer of {name} ({type(module).__name__}) is not in the checkpoint")
+            raise CheckpointMismatchError(
+                f"buffer of {name} ({type(module).__name__}) is not in the checkpoint"
+            )
         with torch.device(device):
             fresh = LlamaRotaryEmbedding(config=module.config)
         for buf_name, buf in fresh.named_buffers(recurse=False):
@@ -223,7 +238,9 @@ def from_openvla(
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.exists():
-        raise FileNotFoundError(f"{config_file}: not found (expected a local OpenVLA HF checkpoint directory)")
+        raise FileNotFoundError(
+            f"{config_file}: not found (expected a local OpenVLA HF checkpoint directory)"
+        )
     raw = json.loads(config_file.read_text())
     config = config_from_openvla_json(raw, config_file)
     if config_overrides:
@@ -293,9 +310,13 @@ def save_openvla_layout(
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {model_to_checkpoint_key(k): v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state = {
+        model_to_checkpoint_key(k): v.detach().contiguous().clone() for k, v in model.state_dict().items()
+    }
     if any("lora_" in k or ".base_layer." in k for k in state):
-        raise ValueError("save_openvla_layout: the model holds LoRA layers; merge them first (lora.merge_lora)")
+        raise ValueError(
+            "save_openvla_layout: the model holds LoRA layers; merge them first (lora.merge_lora)"
+        )
     split = split_torch_state_dict_into_shards(
         state, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size
     )
@@ -311,10 +332,16 @@ def save_openvla_layout(
     (path / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
     dtype = str(next(iter(state.values())).dtype).removeprefix("torch.")
     cfg = model.config
-    (path / "config.json").write_text(json.dumps(openvla_config_json(cfg, dtype, norm_stats), indent=2) + "\n")
+    (path / "config.json").write_text(
+        json.dumps(openvla_config_json(cfg, dtype, norm_stats), indent=2) + "\n"
+    )
     llm = cfg.llm
-    generation = {"bos_token_id": llm.bos_token_id, "eos_token_id": llm.eos_token_id,
-                  "pad_token_id": llm.pad_token_id, "transformers_version": "4.40.1"}
+    generation = {
+        "bos_token_id": llm.bos_token_id,
+        "eos_token_id": llm.eos_token_id,
+        "pad_token_id": llm.pad_token_id,
+        "transformers_version": "4.40.1",
+    }
     (path / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     preprocessor = {
         "image_resize_strategy": "resize-naive",

@@ -124,6 +124,8 @@ def unused_keys(layout: dict[str, tuple[int, ...]]) -> set[str]:
     """The unused tensors of a layout, depths read off its block indices."""
     depths = {}
     for prefix in (DINO, SIGLIP):
-        idx = [int(m.group(1)) for k in layout if (m := re.match(rf"{re.escape(prefix)}\.blocks\.(\d+)\.", k))]
+        idx = [
+            int(m.group(1)) for k in layout if (m := re.match(rf"{re.escape(prefix)}\.blocks\.(\d+)\.", k))
+        ]
         depths[prefix] = max(idx) + 1 if idx else 0
     return {k for k in layout if is_unused_key(k, depths[DINO], depths[SIGLIP])}

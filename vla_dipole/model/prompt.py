@@ -31,7 +31,9 @@ COMMAND_INSTRUCTIONS: tuple[str, ...] = (
 )
 
 
-def driving_instruction(command: Sequence[float] | np.ndarray | torch.Tensor, speed: float | None = None) -> str:
+def driving_instruction(
+    command: Sequence[float] | np.ndarray | torch.Tensor, speed: float | None = None
+) -> str:
     """Instruction from a one-hot driving command [left, straight, right, unknown] and optional ego speed (m/s)."""
     cmd = np.asarray(command.cpu() if isinstance(command, torch.Tensor) else command, dtype=np.float64)
     if cmd.shape != (len(COMMAND_INSTRUCTIONS),):
@@ -56,7 +58,9 @@ def tokenize_prompts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenize with BOS, right-pad with ``<PAD>``; raises if a prompt exceeds ``max_length``."""
     if tokenizer.pad_token_id is None:
-        raise ValueError("tokenizer has no pad token: OpenVLA's tokenizer adds '<PAD>' (see build_tiny_tokenizer)")
+        raise ValueError(
+            "tokenizer has no pad token: OpenVLA's tokenizer adds '<PAD>' (see build_tiny_tokenizer)"
+        )
     enc = tokenizer(list(prompts), add_special_tokens=True, padding=False)
     rows = enc["input_ids"]
     bos = tokenizer.bos_token_id
