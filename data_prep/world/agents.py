@@ -40,6 +40,16 @@ def idm_accel(v: float, v0: float, gap: float, dv: float, a_max: float, b: float
     return a_max * (free - (s_star / max(gap, 0.1)) ** 2) + slow_down
 
 
+def curve_accel(path: Path, s: float, v: float, a_lat: float = 2.0) -> float:
+    """Acceleration needed now to be at the comfortable cornering speed sqrt(a_lat / kappa) at
+    every bend within the braking distance ahead (+inf when no bend needs braking)."""
+    d = np.linspace(1.0, 12.0 + 4.0 * v, 24)
+    kappa = np.abs(path.curvature(s + d)) + 1e-6
+    need = (a_lat / kappa - v * v) / (2.0 * d)
+    worst = float(need.min())
+    return worst if worst < 0 else np.inf
+
+
 @dataclass
 class StopLine:
     """A signalised stop line at arc length `s` of a vehicle's path."""
@@ -154,9 +164,8 @@ def step_agents(agents: list[Agent], ego_box: tuple[np.ndarray, float, float], t
                 acc = -agent.brake_decel if agent.v > v0 else 0.0
                 acc = min(acc, idm_accel(agent.v, max(v0, 0.1), gap, agent.v - v_lead, agent.a_max, agent.b, agent.T, agent.s0))
             else:
-                kappa = abs(float(agent.path.curvature(agent.s + agent.v * 2.0)))
-                v0 = min(v0, np.sqrt(2.0 / max(kappa, 1e-4)))
                 acc = idm_accel(agent.v, v0, gap, agent.v - v_lead, agent.a_max, agent.b, agent.T, agent.s0)
+                acc = min(acc, curve_accel(agent.path, agent.s, agent.v))
             agent.a = float(np.clip(acc, -8.0, agent.a_max))
             agent.v = max(0.0, agent.v + agent.a * dt)
             agent.s += agent.v * dt

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from data_prep.world.agents import PEDESTRIAN, Agent, idm_accel
+from data_prep.world.agents import PEDESTRIAN, Agent, Static, curve_accel, idm_accel
 from data_prep.world.paths import Path
 from navsim_adapter.geometry import wrap_angle
 
@@ -78,6 +78,11 @@ class EgoState:
         return np.array([self.x, self.y, self.heading])
 
 
+def _is_parked(agent: Agent) -> bool:
+    """Static objects and parked vehicles: worth a lane change (a car stopped in traffic is not)."""
+    return isinstance(agent, Static)
+
+
 class EgoDriver:
     """Drives the ego along a `RoutePlan` one 0.1 s step at a time."""
 
@@ -118,7 +123,7 @@ class EgoDriver:
                 if abs(lat[k]) < EGO_WIDTH / 2 + half + margin:
                     gap = s_obj[k] - s_ego - REAR_AXLE_TO_FRONT - agent.size[0] / 2
                     if gap > -1.0:
-                        found.append((gap, float(np.hypot(*agent.velocity())), agent.v < 0.3))
+                        found.append((gap, float(np.hypot(*agent.velocity())), _is_parked(agent)))
         return found
 
     def _leader(self, agents: list[Agent], t: float, is_red) -> tuple[float, float, bool]:
@@ -154,10 +159,6 @@ class EgoDriver:
 
         # longitudinal: IDM towards the leader, desired speed capped by upcoming curvature
         v0 = self.plan.speed_limit * style.speed_factor
-        ahead = self.s + np.linspace(0.0, 10.0 + 3.0 * st.v, 16)
-        kappa = np.abs(self.path.curvature(ahead)) + 1e-4
-        v_curve = np.sqrt(np.sqrt(2.2 / kappa) ** 2 + 2 * 2.0 * (ahead - self.s))
-        v0 = min(v0, float(v_curve.min()))
         if t < self.hesitate_until:
             v0 *= self.hesitate_factor
         elif style.hesitation and rng.random() < 0.04 * style.hesitation * dt:
@@ -171,6 +172,7 @@ class EgoDriver:
         T = 1.5 - 0.7 * style.late_brake
         s0 = 3.0 - 1.8 * style.late_brake
         acc = idm_accel(st.v, v0, gap, st.v - v_lead, a_max, b, T, s0)
+        acc = min(acc, curve_accel(self.path, self.s, st.v, a_lat=2.0 + 1.0 * style.harsh))
         self.speed_noise += -0.5 * self.speed_noise * dt + 0.4 * style.noise * np.sqrt(dt) * rng.normal()
         acc += self.speed_noise * (0.5 + style.harsh)
         if st.v < 0.2 and acc > 0.3 and style.hesitation:  # slow to pull away after a stop
@@ -185,14 +187,20 @@ class EgoDriver:
         if st.v <= 0.0 and acc < 0.0:
             acc = 0.0
 
-        # lateral: pure pursuit to a look-ahead point, shifted sideways by the weave
-        look = float(np.clip(0.9 * st.v + 3.0, 4.0, 20.0))
-        target = self.path.at(self.s + REAR_AXLE_TO_CENTER + look)
-        weave = style.weave * 0.9 * np.sin(2 * np.pi * t / self.weave_period + self.weave_phase)
-        target = target[:2] + weave * np.array([-np.sin(target[2]), np.cos(target[2])])
-        dx, dy = target[0] - st.x, target[1] - st.y
-        alpha = wrap_angle(np.arctan2(dy, dx) - st.heading)
-        steer = float(np.arctan2(2.0 * WHEEL_BASE * np.sin(alpha), np.hypot(dx, dy)))
+        # lateral: path curvature feed-forward + feedback on lateral / heading error (a rear-axle
+        # tracking law with ~1.2 rad/s bandwidth), steering towards a weaving offset
+        ref = self.path.at(self.s)
+        _, lateral = self.path.project(st.pose()[None, :2], self.s - 2.0, self.s + 2.0)
+        kappa_ref = float(self.path.curvature(self.s + 0.5 * st.v))
+        turning = float(np.abs(self.path.curvature(self.s + np.array([0.0, 10.0]))).max()) > 0.02
+        weave = style.weave * (0.25 if turning else 0.9) * np.sin(2 * np.pi * t / self.weave_period + self.weave_phase)
+        v_ctl = max(st.v, 2.0)
+        omega, zeta = 1.2, 0.9
+        err = float(lateral[0]) - weave
+        heading_err = float(wrap_angle(st.heading - ref[2]))
+        correction = (omega / v_ctl) ** 2 * err + 2 * zeta * omega / v_ctl * heading_err
+        correction = float(np.clip(correction, -4.5 / v_ctl**2, 4.5 / v_ctl**2))
+        steer = float(np.arctan(WHEEL_BASE * (kappa_ref - correction)))
         self.steer_noise += -1.0 * self.steer_noise * dt + 0.006 * style.noise * np.sqrt(dt) * rng.normal()
         steer += self.steer_noise
         steer = float(np.clip(steer, st.steer - 0.8 * dt, st.steer + 0.8 * dt))

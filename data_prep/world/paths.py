@@ -51,6 +51,23 @@ def hermite_poses(start: np.ndarray, end: np.ndarray, step: float = 1.0, scale: 
     return np.column_stack([xy, np.arctan2(dxy[:, 1], dxy[:, 0])])
 
 
+def turn_poses(start: np.ndarray, end: np.ndarray, step: float = 1.0) -> np.ndarray:
+    """A right-angle turn from `start` to `end` as straight - circular arc - straight.
+
+    The radius is the largest that fits (the shorter leg), so curvature stays bounded and constant
+    through the turn, unlike a cubic. Requires headings 90 degrees apart, as at a four-way junction.
+    """
+    c, s = np.cos(start[2]), np.sin(start[2])
+    dx, dy = end[0] - start[0], end[1] - start[1]
+    a, b = c * dx + s * dy, -s * dx + c * dy  # end in the start frame
+    radius = min(a, abs(b))
+    if radius <= 0:
+        raise ValueError(f"no forward right-angle turn from {start} to {end}")
+    kappa = np.sign(b) / radius
+    pieces = [(a - radius, 0.0), (radius * np.pi / 2, kappa), (abs(b) - radius, 0.0)]
+    return arc_poses(tuple(start), [(length, k) for length, k in pieces if length > 1e-6], step)
+
+
 class Path:
     """A polyline of poses (N, 3) with cumulative arc length `s`."""
 

@@ -15,7 +15,7 @@ import numpy as np
 from shapely.geometry import Polygon
 from shapely.ops import unary_union
 
-from data_prep.world.paths import Path, arc_poses, hermite_poses
+from data_prep.world.paths import Path, arc_poses, hermite_poses, turn_poses
 from navsim_adapter.geometry import local_to_global
 from navsim_adapter.maps.base import MapLayer
 
@@ -275,7 +275,7 @@ def build_junction(arm_length: dict[str, float], nf: int, nb: int, width: float,
     Connectors: straight lane i -> lane i, left from the innermost lane, right from the outermost.
     """
     net = RoadNetwork()
-    half = max(nf, nb) * width + 2.0
+    half = max(nf, nb) * width + 5.0  # leaves right turns a radius of >= 5 m + half a lane
     for arm, phi in ARM_ANGLES.items():
         length = arm_length[arm]
         start = ((half + length) * np.cos(phi), (half + length) * np.sin(phi), phi + np.pi)
@@ -299,7 +299,10 @@ def build_junction(arm_length: dict[str, float], nf: int, nb: int, width: float,
             block_id, conns, polys = net.new_id(), [], []
             for i, j in pairs:
                 a, b = net.lanes[road_in.fwd[i][-1]], net.lanes[road_out.bwd[j][0]]
-                poses = hermite_poses(a.path.poses[-1], b.path.poses[0], scale=1.0 if turn == "straight" else 1.15)
+                if turn == "straight":
+                    poses = hermite_poses(a.path.poses[-1], b.path.poses[0])
+                else:
+                    poses = turn_poses(a.path.poses[-1], b.path.poses[0])
                 lane_speed = speed if turn == "straight" else turn_speed
                 conn = Lane(net.new_id(), MapLayer.LANE_CONNECTOR, block_id, Path(poses), width, lane_speed, [a.id], [b.id])
                 net.lanes[conn.id] = conn

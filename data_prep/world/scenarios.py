@@ -127,7 +127,8 @@ def _corridor(family: str, rng: np.random.Generator, duration: float) -> Scenari
         s_obs = s_start + rng.uniform(60.0, 100.0)
         pose = ego_path.at(s_obs)
         if rng.random() < 0.5:
-            agents.append(Vehicle(tracks(), ego_path, s_obs, v=0.0, v0=0.0, size=SIZES[VEHICLE]))
+            size = (rng.uniform(4.3, 5.0), rng.uniform(1.8, 2.0), rng.uniform(1.5, 1.8))
+            agents.append(Static(tracks(), pose.copy(), VEHICLE, size))  # a parked / broken-down car
         else:  # a work zone: barrier with cones in front of it
             agents.append(Static(tracks(), pose.copy(), BARRIER, SIZES[BARRIER]))
             for k in (1, 2, 3):
