@@ -68,7 +68,7 @@ class LlamaSettings:
             hidden_act="silu",
         )
         if attn_implementation is not None:
-            cfg._attn_implementation = attn_implementation
+            cfg._attn_implementation = resolve_attn_implementation(attn_implementation)
         return cfg
 
 
@@ -112,6 +112,7 @@ class BackboneConfig:
     freeze_llm: bool = False
     gradient_checkpointing: bool = False
     bf16_autocast: bool = True  # only takes effect on CUDA inputs
+    # "sdpa", "eager", "flash_attention_2", or "auto" (flash-attn when installed and CUDA is up, else sdpa).
     attn_implementation: str = "sdpa"
     # Drop the vision tensors that never affect the output (last block, final norm, SigLIP attn_pool);
     # ``from_openvla`` then skips them explicitly. Keep False to hold the exact checkpoint layout.
@@ -121,7 +122,7 @@ class BackboneConfig:
     # ---- presets -------------------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str) -> BackboneConfig:
-        """``"tiny"`` (tests, ~0.1 M params), ``"small"`` (CPU-sized), ``"openvla-7b"`` (the real sizes)."""
+        """``"tiny"`` (tests, ~0.4 M params), ``"small"`` (CPU-sized), ``"openvla-7b"`` (the real sizes)."""
         if name == "openvla-7b":
             return cls()
         if name == "tiny":
@@ -178,6 +179,19 @@ class BackboneConfig:
     def replace(self, **overrides: Any) -> BackboneConfig:
         """A copy with nested overrides, e.g. ``replace(llm={"num_hidden_layers": 2})``."""
         return _from_dict(BackboneConfig, _deep_merge(self.to_dict(), overrides), "BackboneConfig")
+
+
+def resolve_attn_implementation(name: str) -> str:
+    """Map ``"auto"`` to ``flash_attention_2`` when flash-attn and a GPU are available, else ``sdpa``."""
+    if name != "auto":
+        return name
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def _branch(model: str, dim: int, depth: int, heads: int, mean, std) -> VisionBranchConfig:
