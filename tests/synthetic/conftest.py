@@ -23,6 +23,7 @@ class SyntheticSplit:
     split: str
     seed: int
     logs: list[Path]
+    image_size: tuple[int, int] = IMAGE_SIZE
 
     def truth(self, log: Path) -> dict:
         return json.loads((log.parent / GROUND_TRUTH_DIR / f"{log.stem}.json").read_text())
