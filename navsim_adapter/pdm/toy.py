@@ -199,6 +199,10 @@ def random_agents(rng: np.random.Generator, ego_x: float, ego_speed: float) -> l
                         length=1.8, width=0.7))
     for j, a in enumerate(out):
         a.setdefault("token", f"trk{j:03d}")
+        # Generic placement: an agent exactly on the ego's heading line makes nuPlan's relative-angle
+        # test take arccos of a dot product that rounds to +-(1 + ulp), i.e. NaN, machine-dependently.
+        a["y"] += rng.normal(0, 0.05)
+        a["heading"] = a.get("heading", 0.0) + rng.normal(0, 0.01)
     return out
 
 
