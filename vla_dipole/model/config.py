@@ -94,10 +94,19 @@ class PolicyConfig:
     @classmethod
     def from_dict(cls, d: Any, source: str = "<dict>") -> PolicyConfig:
         """Build from a mapping; ``source`` (a file name) goes into every error message."""
-        d = OmegaConf.to_container(d, resolve=True) if OmegaConf.is_config(d) else dict(d or {})
+        try:  # resolve interpolations such as ${oc.env:OPENVLA_7B_PATH,null} whatever the mapping type
+            d = OmegaConf.to_container(OmegaConf.create(d if d is not None else {}), resolve=True)
+        except OmegaConfBaseException as e:
+            raise ValueError(f"{source}: invalid model config: {e}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: model config must be a mapping, got {type(d).__name__}")
         backbone = d.pop("backbone", {"preset": "tiny"})
-        schema = OmegaConf.structured(
-            {k: v for k, v in dataclasses.asdict(cls()).items() if k != "backbone"}, flags={"struct": True}
+        sections = dict(observation=ObservationConfig, head=HeadConfig, diffusion=DiffusionConfig,
+                        branch_lora=BranchLoraConfig)
+        schema = OmegaConf.create(
+            {"name": "custom", "tokenizer": "tiny", "pretrained_backbone": None,
+             **{k: OmegaConf.structured(v) for k, v in sections.items()}},
+            flags={"struct": True},
         )
         try:
             merged = OmegaConf.to_container(OmegaConf.merge(schema, d))
@@ -112,10 +121,7 @@ class PolicyConfig:
             tokenizer=merged["tokenizer"],
             pretrained_backbone=merged["pretrained_backbone"],
             backbone=bb,
-            observation=ObservationConfig(**merged["observation"]),
-            head=HeadConfig(**merged["head"]),
-            diffusion=DiffusionConfig(**merged["diffusion"]),
-            branch_lora=BranchLoraConfig(**merged["branch_lora"]),
+            **{k: v(**merged[k]) for k, v in sections.items()},
         )
         cfg.validate(source)
         return cfg

@@ -1,0 +1,109 @@
+"""DipolePolicy end to end on the tiny preset: batch -> conditioning -> errors / trajectories."""
+
+import pytest
+import torch
+
+
+def test_end_to_end_shapes(tiny_policy, batch):
+    cond = tiny_policy.encode(batch)
+    b = batch["images"].shape[0]
+    assert cond.tokens.shape[0] == b and cond.tokens.shape[-1] == tiny_policy.backbone.hidden_size
+    assert cond.mask.shape == cond.tokens.shape[:2] and cond.proprio.shape == (b, tiny_policy.config.observation.proprio_dim)
+    actions = tiny_policy.processor.trajectory_to_actions(batch["candidates"])
+    err_pos, err_neg = tiny_policy.branch_errors(cond, actions)
+    assert err_pos.shape == err_neg.shape == (b, 4)
+    assert (err_pos > 0).all() and torch.isfinite(err_neg).all()
+    traj = tiny_policy.sample(batch, omegas=[0.0, 1.0, 2.5], num_steps=4, generator=torch.Generator().manual_seed(0))
+    assert traj.shape == (b, 3, 8, 3) and torch.isfinite(traj).all()
+    assert (traj[..., 2].abs() <= torch.pi).all()  # heading decoded with atan2
+
+
+def test_omega_zero_equals_pi_plus_bitwise(tiny_policy, batch):
+    def run(**kw):
+        return tiny_policy.sample(batch, num_steps=5, generator=torch.Generator().manual_seed(3), **kw)
+
+    pos = run(omegas=[0.0], branch="pos")
+    assert torch.equal(run(omegas=[0.0]), pos)
+    assert not torch.allclose(run(omegas=[0.0], branch="neg"), pos, atol=1e-3)
+    sweep = run(omegas=[0.0, 1.0, 4.0])
+    # same omega-0 row inside a sweep (float reassociation aside) and the sweep rows match single calls
+    torch.testing.assert_close(sweep[:, 0], pos[:, 0], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(sweep[:, 2], run(omegas=[4.0])[:, 0], rtol=1e-4, atol=1e-3)
+    assert not torch.allclose(sweep[:, 1], sweep[:, 0], atol=1e-3)
+
+
+def test_identical_branches_make_omega_irrelevant(tiny_policy, batch):
+    tiny_policy.copy_pos_to_neg()
+    cond = tiny_policy.encode(batch)
+    actions = tiny_policy.processor.trajectory_to_actions(batch["candidates"])
+    g = torch.Generator().manual_seed(1)
+    noise, t = torch.randn(actions.shape, generator=g), torch.randint(0, 100, actions.shape[:2], generator=g)
+    err_pos, err_neg = tiny_policy.branch_errors(cond, actions, noise, t)
+    assert torch.equal(err_pos, err_neg)
+    torch.testing.assert_close(tiny_policy.bc_error(cond, actions, noise, t), err_pos, rtol=0, atol=1e-6)
+    traj = tiny_policy.sample(batch, [0.0, 3.0], num_steps=4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(traj[:, 0], traj[:, 1], rtol=1e-4, atol=1e-3)
+
+
+def test_gradients_reach_exactly_the_trainable_parameters(tiny_policy, batch):
+    tiny_policy.train()
+    trainable = {id(p) for p in tiny_policy.trainable_parameters()}
+    assert trainable and len(trainable) < len(list(tiny_policy.parameters()))
+    cond = tiny_policy.encode(batch)
+    err_pos, err_neg = tiny_policy.branch_errors(cond, tiny_policy.processor.trajectory_to_actions(batch["candidates"]))
+    (err_pos.mean() + 0.5 * err_neg.mean()).backward()
+    for name, p in tiny_policy.named_parameters():
+        if id(p) in trainable:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+    # BC touches only pi+
+    tiny_policy.zero_grad(set_to_none=True)
+    tiny_policy.bc_error(cond, tiny_policy.processor.trajectory_to_actions(batch["human"])[:, None]).mean().backward()
+    assert all(p.grad is None for p in tiny_policy.head_neg.parameters())
+    assert all(p.grad is not None for p in tiny_policy.head_pos.parameters())
+
+
+def test_bc_steps_fit_the_data(tiny_policy, batch):
+    tiny_policy.train()
+    opt = torch.optim.AdamW(tiny_policy.trainable_parameters(), lr=3e-3)
+    cond = tiny_policy.encode(batch)
+    actions = tiny_policy.processor.trajectory_to_actions(batch["human"])[:, None]
+    g = torch.Generator().manual_seed(0)
+    probe = dict(noise=torch.randn(actions.shape, generator=g), timesteps=torch.full(actions.shape[:2], 60))
+    before = tiny_policy.bc_error(cond, actions, **probe).mean().item()
+    for _ in range(25):
+        loss = tiny_policy.bc_error(cond, actions, generator=g).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert tiny_policy.bc_error(cond, actions, **probe).mean().item() < 0.7 * before
+
+
+def test_best_of_n_keeps_the_highest_score(tiny_policy, batch):
+    seen = []
+
+    def score_fn(traj):  # prefer trajectories that end far ahead
+        seen.append(traj)
+        return traj[..., -1, 0]
+
+    out = tiny_policy.sample(batch, [0.0, 1.0], num_steps=3, best_of=4, score_fn=score_fn,
+                             generator=torch.Generator().manual_seed(0))
+    b = batch["images"].shape[0]
+    assert out.shape == (b, 2, 8, 3) and seen[0].shape == (b, 8, 8, 3)
+    cands = seen[0].reshape(b, 2, 4, 8, 3)
+    best = cands[..., -1, 0].argmax(-1)
+    assert torch.equal(out, cands[torch.arange(b)[:, None], torch.arange(2)[None], best])
+    with pytest.raises(ValueError, match="score_fn"):
+        tiny_policy.sample(batch, [0.0], best_of=2)
+
+
+def test_solver_and_steps_are_configurable(tiny_policy, batch):
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    ddim = tiny_policy.sample(batch, [1.0], num_steps=3, generator=gen())
+    assert not torch.allclose(ddim, tiny_policy.sample(batch, [1.0], num_steps=6, generator=gen()))
+    from vla_dipole.sampling import build_scheduler
+
+    tiny_policy.sample_scheduler = build_scheduler("dpmsolver++", 100, "squaredcos_cap_v2")
+    dpm = tiny_policy.sample(batch, [1.0], num_steps=3, generator=gen())
+    assert torch.isfinite(dpm).all() and not torch.allclose(dpm, ddim)
