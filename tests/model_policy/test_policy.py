@@ -107,3 +107,31 @@ def test_solver_and_steps_are_configurable(tiny_policy, batch):
     tiny_policy.sample_scheduler = build_scheduler("dpmsolver++", 100, "squaredcos_cap_v2")
     dpm = tiny_policy.sample(batch, [1.0], num_steps=3, generator=gen())
     assert torch.isfinite(dpm).all() and not torch.allclose(dpm, ddim)
+
+
+def test_branch_lora_adapters(tiny_config, batch):
+    import dataclasses
+
+    from vla_dipole.model.policy import DipolePolicy
+
+    cfg = dataclasses.replace(tiny_config, branch_lora=dataclasses.replace(tiny_config.branch_lora, enabled=True, r=4))
+    torch.manual_seed(0)
+    policy = DipolePolicy(cfg).train()
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    lora_pos = {n for n in trainable if "lora_" in n and ".pos." in n}
+    lora_neg = {n for n in trainable if "lora_" in n and ".neg." in n}
+    assert lora_pos and lora_neg and all(n.startswith(("head_", "backbone.")) for n in trainable)
+    with torch.no_grad():  # give the adapters different, non-zero updates
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5 if ".pos." in n else 0.1)
+    cond = policy.encode(batch)
+    assert cond.tokens.shape[0] == 2 and not torch.allclose(cond.tokens[0], cond.tokens[1])
+    actions = policy.processor.trajectory_to_actions(batch["candidates"])
+    err_pos, _ = policy.branch_errors(cond, actions)
+    err_pos.mean().backward()  # pi+'s loss reaches the pos adapter and head only
+    grads = {n for n, p in policy.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {n for n in lora_pos if "lora_B" in n} <= grads
+    assert not grads & (lora_neg | {n for n in trainable if n.startswith("head_neg")})
+    traj = policy.sample(batch, [0.0, 1.0], num_steps=3, generator=torch.Generator().manual_seed(0))
+    assert traj.shape == (batch["images"].shape[0], 2, 8, 3) and torch.isfinite(traj).all()

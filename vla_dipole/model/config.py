@@ -142,6 +142,17 @@ class PolicyConfig:
             raise ValueError(f"model preset {name!r} not found at {path}; known presets: {known}")
         return cls.from_yaml(path)
 
+    BRANCH_ADAPTERS = ("pos", "neg")
+
+    def effective_backbone(self) -> BackboneConfig:
+        """The backbone config with the branch-specific LoRA adapters ("pos", "neg") when enabled."""
+        if not self.branch_lora.enabled:
+            return self.backbone
+        bl = self.branch_lora
+        lora = dict(enabled=True, r=bl.r, alpha=bl.alpha, dropout=bl.dropout,
+                    target_modules=list(bl.target_modules), adapters=self.BRANCH_ADAPTERS)
+        return self.backbone.replace(lora=lora)
+
     def save_yaml(self, path: str | Path) -> None:
         OmegaConf.save(OmegaConf.create(self.to_dict()), Path(path))
 

@@ -31,6 +31,7 @@ from torch import nn
 from vla_dipole.model.backbone import PrismaticBackbone
 from vla_dipole.model.config import PolicyConfig
 from vla_dipole.model.head import DiffusionTrajectoryHead, denoise_branches, prepare_branches, stack_heads
+from vla_dipole.model.lora import set_active_adapter
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
 
@@ -76,7 +77,7 @@ class DipolePolicy(nn.Module):
     def __init__(self, config: PolicyConfig, tokenizer=None, backbone: PrismaticBackbone | None = None) -> None:
         super().__init__()
         self.config = config
-        self.backbone = backbone if backbone is not None else PrismaticBackbone(config.backbone)
+        self.backbone = backbone if backbone is not None else PrismaticBackbone(config.effective_backbone())
         d, p = self.backbone.hidden_size, config.observation.proprio_dim
         self.head_pos = DiffusionTrajectoryHead(config.head, d, p)
         self.head_neg = DiffusionTrajectoryHead(config.head, d, p)
@@ -125,8 +126,17 @@ class DipolePolicy(nn.Module):
         x = self.processor(inputs).to(self.device)
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.backbone.parameters())
         with torch.set_grad_enabled(needs_grad):
-            out = self.backbone(x.pixel_values, x.input_ids, x.attention_mask)
-        return Conditioning(out.hidden, out.mask, x.proprio.to(out.hidden.dtype))
+            if not self.config.branch_lora.enabled:
+                out = self.backbone(x.pixel_values, x.input_ids, x.attention_mask)
+                return Conditioning(out.hidden, out.mask, x.proprio.to(out.hidden.dtype))
+            # Branch-specific LoRA: the LLM weights differ per branch, so it runs once per adapter.
+            outs = []
+            for name in self.config.BRANCH_ADAPTERS:
+                set_active_adapter(self.backbone, name)
+                outs.append(self.backbone(x.pixel_values, x.input_ids, x.attention_mask))
+            set_active_adapter(self.backbone, self.config.BRANCH_ADAPTERS[0])
+        tokens = torch.stack([o.hidden for o in outs])
+        return Conditioning(tokens, outs[0].mask, x.proprio.to(tokens.dtype))
 
     # ---- training errors ---------------------------------------------------------------------------------
     def _noised(self, actions, noise, timesteps, generator):
@@ -173,7 +183,7 @@ class DipolePolicy(nn.Module):
     ) -> torch.Tensor:
         """Behaviour cloning: per-sample eps-MSE [B, K] of ``head_pos`` alone."""
         x_t, noise, timesteps = self._noised(actions, noise, timesteps, generator)
-        eps = self.head_pos(x_t, timesteps, cond.branch(0), cond.mask, cond.proprio)
+        eps = self.head_pos(x_t, timesteps, cond.branch(0), cond.mask, cond.proprio)  # pos adapter tokens
         return (eps - noise).pow(2).mean(dim=(-1, -2))
 
     # ---- sampling -------------------------------------------------------------------------------------------
@@ -285,7 +295,7 @@ class DipolePolicy(nn.Module):
 
 def _backbone_overrides(config: PolicyConfig) -> dict[str, Any]:
     """The trainability fields of the policy config's backbone section, applied over the checkpoint's sizes."""
-    bb = config.backbone.to_dict()
+    bb = config.effective_backbone().to_dict()
     keys = ("lora", "vision_mode", "freeze_projector", "freeze_llm", "gradient_checkpointing", "bf16_autocast",
             "attn_implementation", "prune_unused_vision")
     return {k: bb[k] for k in keys}
