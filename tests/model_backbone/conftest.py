@@ -48,16 +48,3 @@ def random_inputs(config: BackboneConfig, batch: int = 2, n_images: int = 2, len
     ids[:, 0] = config.llm.bos_token_id
     mask = torch.ones_like(ids)
     return pixel_values, ids, mask
-
-
-def tiny_vision_overrides(config: BackboneConfig) -> dict:
-    """config.json names only the real timm ids: tiny checkpoints need the ViT sizes passed at load."""
-    return {
-        "featurizer": {"overrides": dict(config.featurizer.overrides)},
-        "fused_featurizer": {"overrides": dict(config.fused_featurizer.overrides)},
-    }
-
-
-@pytest.fixture(scope="session")
-def vision_overrides():
-    return tiny_vision_overrides

@@ -58,6 +58,9 @@ def test_real_config_json_fields_give_the_openvla_7b_sizes(tmp_path):
     written = openvla_config_json(cfg, "bfloat16")
     assert written["text_config"] == real["text_config"]
     assert {k: written[k] for k in real} == real
+    assert "timm_model_kwargs" not in written  # stock sizes: exactly the real fields
+    tiny = openvla_config_json(BackboneConfig.preset("tiny"), "float32")
+    assert config_from_openvla_json(tiny, tmp_path / "config.json") == BackboneConfig.preset("tiny")
     bad = real | {"arch_specifier": "no-align+gelu-mlp"}
     with pytest.raises(ValueError, match="config.json: field 'arch_specifier'"):
         config_from_openvla_json(bad, tmp_path / "config.json")

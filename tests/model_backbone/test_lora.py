@@ -87,7 +87,7 @@ def test_both_branches_get_gradients_in_one_step(make_inputs, tiny_config):
 
 
 def test_merged_lora_saves_in_checkpoint_layout_and_reloads(
-    tmp_path, make_inputs, tiny_config, tiny_tokenizer, vision_overrides
+    tmp_path, make_inputs, tiny_config, tiny_tokenizer
 ):
     torch.manual_seed(0)
     model = PrismaticBackbone(_lora_config(tiny_config, r=4).replace(vision_mode="lora")).eval()
@@ -102,18 +102,14 @@ def test_merged_lora_saves_in_checkpoint_layout_and_reloads(
         save_openvla_layout(model, tiny_tokenizer, tmp_path / "unmerged")
     merge_lora(model)
     save_openvla_layout(model, tiny_tokenizer, tmp_path / "merged")
-    loaded = from_openvla(
-        tmp_path / "merged", vision_overrides(tiny_config), load_tokenizer_files=False
-    ).model
+    loaded = from_openvla(tmp_path / "merged", load_tokenizer_files=False).model
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval().lm_logits(pv, ids, mask), before, rtol=1e-4, atol=1e-4)
 
 
-def test_from_openvla_adds_lora_after_loading_base_weights(
-    tmp_path, tiny_backbone, tiny_config, vision_overrides
-):
+def test_from_openvla_adds_lora_after_loading_base_weights(tmp_path, tiny_backbone, tiny_config):
     save_openvla_layout(tiny_backbone, None, tmp_path / "ckpt")
-    overrides = vision_overrides(tiny_config) | {"lora": {"enabled": True, "r": 4}}
+    overrides = {"lora": {"enabled": True, "r": 4}}
     loaded = from_openvla(tmp_path / "ckpt", overrides, load_tokenizer_files=False).model.eval()
     assert isinstance(loaded.language_model, PeftModel)
     pv = torch.randn(1, 1, 6, tiny_config.image_size, tiny_config.image_size)

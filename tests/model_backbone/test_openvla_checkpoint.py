@@ -43,6 +43,7 @@ def test_written_layout_matches_the_real_repository(tiny_checkpoint, tiny_backbo
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["timm_model_ids"] == ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"]
     assert cfg["arch_specifier"] == "no-align+fused-gelu-mlp" and cfg["use_fused_vision_backbone"] is True
+    assert cfg["timm_model_kwargs"][0] == {"embed_dim": 32, "depth": 3, "num_heads": 2}
     assert (
         cfg["pad_token_id"] == 256
         and cfg["pad_to_multiple_of"] == 64
@@ -63,10 +64,10 @@ def test_written_layout_matches_the_real_repository(tiny_checkpoint, tiny_backbo
 
 
 def test_round_trip_reproduces_logits_and_tokenizer(
-    tiny_checkpoint, tiny_backbone, tiny_tokenizer, tiny_config, vision_overrides
+    tiny_checkpoint, tiny_backbone, tiny_tokenizer, tiny_config
 ):
     path, _ = tiny_checkpoint
-    loaded = from_openvla(path, config_overrides=vision_overrides(tiny_config))
+    loaded = from_openvla(path)  # tiny ViT sizes come from config.json's timm_model_kwargs
     assert loaded.config == tiny_config
     ids, mask = driving_prompt_ids(loaded.tokenizer, torch.eye(4), speeds=torch.tensor([1.0, 2.0, 3.0, 4.0]))
     ref_ids, ref_mask = driving_prompt_ids(
@@ -84,17 +85,13 @@ def test_round_trip_reproduces_logits_and_tokenizer(
     assert loaded.raw_config["n_action_bins"] == 256
 
 
-def test_bf16_checkpoint_loads_in_bf16_and_upcasts(
-    tmp_path, tiny_backbone, tiny_tokenizer, tiny_config, vision_overrides
-):
+def test_bf16_checkpoint_loads_in_bf16_and_upcasts(tmp_path, tiny_backbone, tiny_tokenizer, tiny_config):
     path = tmp_path / "bf16"
     save_openvla_layout(tiny_backbone.to(torch.bfloat16), tiny_tokenizer, path)
     assert json.loads((path / "config.json").read_text())["torch_dtype"] == "bfloat16"
-    as_saved = from_openvla(path, vision_overrides(tiny_config), load_tokenizer_files=False).model
+    as_saved = from_openvla(path, load_tokenizer_files=False).model
     assert {p.dtype for p in as_saved.parameters()} == {torch.bfloat16}
-    upcast = from_openvla(
-        path, vision_overrides(tiny_config), dtype=torch.float32, load_tokenizer_files=False
-    ).model
+    upcast = from_openvla(path, dtype=torch.float32, load_tokenizer_files=False).model
     for (name, a), b in zip(tiny_backbone.named_parameters(), upcast.parameters(), strict=True):
         assert torch.equal(a.float(), b), name
 
@@ -105,7 +102,7 @@ def _rewrite_first_shard(files, edit):
     save_file(state, str(files[0]), metadata={"format": "pt"})
 
 
-def test_missing_unexpected_and_misshapen_tensors_are_listed(tiny_checkpoint, tiny_config, vision_overrides):
+def test_missing_unexpected_and_misshapen_tensors_are_listed(tiny_checkpoint, tiny_config):
     path, files = tiny_checkpoint
     first = sorted(load_file(str(files[0])))[0]
 
@@ -115,29 +112,26 @@ def test_missing_unexpected_and_misshapen_tensors_are_listed(tiny_checkpoint, ti
 
     _rewrite_first_shard(files, corrupt)
     with pytest.raises(CheckpointMismatchError) as err:
-        from_openvla(path, vision_overrides(tiny_config), load_tokenizer_files=False)
+        from_openvla(path, load_tokenizer_files=False)
     assert "missing (1)" in str(err.value) and first in str(err.value)
     assert "unexpected (1)" in str(err.value) and "vision_backbone.featurizer.mystery" in str(err.value)
 
 
-def test_wrong_shapes_and_wrong_config_are_reported(tiny_checkpoint, tiny_config, vision_overrides):
+def test_wrong_shapes_and_wrong_config_are_reported(tiny_checkpoint, tiny_config):
     path, _ = tiny_checkpoint
-    wider = vision_overrides(tiny_config)
-    wider["llm"] = {"intermediate_size": 96}
+    wider = {"llm": {"intermediate_size": 96}}
     with pytest.raises(CheckpointMismatchError, match="wrong shape .*mlp.gate_proj.weight"):
         from_openvla(path, wider, load_tokenizer_files=False)
     cfg = json.loads((path / "config.json").read_text())
     del cfg["timm_model_ids"]
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="config.json: missing field 'timm_model_ids'"):
-        from_openvla(path, vision_overrides(tiny_config))
+        from_openvla(path)
 
 
-def test_pruned_model_skips_exactly_the_unused_tensors(
-    tiny_checkpoint, tiny_backbone, tiny_config, vision_overrides
-):
+def test_pruned_model_skips_exactly_the_unused_tensors(tiny_checkpoint, tiny_backbone, tiny_config):
     path, _ = tiny_checkpoint
-    overrides = vision_overrides(tiny_config) | {"prune_unused_vision": True}
+    overrides = {"prune_unused_vision": True}
     pruned = from_openvla(path, overrides, load_tokenizer_files=False).model.eval()
     assert (
         len(pruned.vision_backbone.featurizer.blocks)
@@ -152,15 +146,11 @@ def test_pruned_model_skips_exactly_the_unused_tensors(
         )
 
 
-def test_loaded_model_builds_from_fresh_config_not_remote_code(
-    tiny_checkpoint, tiny_config, vision_overrides
-):
+def test_loaded_model_builds_from_fresh_config_not_remote_code(tiny_checkpoint, tiny_config):
     path, _ = tiny_checkpoint
     # No python file exists in the checkpoint dir, so nothing could have been imported from it.
     assert not list(path.glob("*.py"))
-    loaded = from_openvla(
-        path, vision_overrides(tiny_config) | {"vision_mode": "full"}, load_tokenizer_files=False
-    )
+    loaded = from_openvla(path, {"vision_mode": "full"}, load_tokenizer_files=False)
     assert isinstance(loaded.model, PrismaticBackbone)
     assert loaded.model.vision_backbone.featurizer.blocks[0].attn.qkv.weight.requires_grad
     assert not loaded.model.vision_backbone.featurizer.blocks[-1].attn.qkv.weight.requires_grad

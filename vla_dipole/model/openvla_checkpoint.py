@@ -6,12 +6,13 @@ Public API:
   fields), the safetensors shards via ``model.safetensors.index.json`` (or one ``model.safetensors``) and
   the tokenizer files. Builds the model on the meta device and assigns the checkpoint tensors, so the
   7B model never holds a second random copy. ``config_overrides`` is merged into the ``BackboneConfig``
-  read from config.json (e.g. tiny ViT sizes, ``vision_mode``, ``lora``); LoRA adapters the config asks
+  read from config.json (e.g. ``vision_mode``, ``lora``); LoRA adapters the config asks
   for are added after the base weights are loaded.
 - ``save_openvla_layout(model, tokenizer, path, max_shard_size="7GB", norm_stats=None) -> list[Path]``:
   writes the real layout (config.json with the OpenVLAConfig fields, ``model-0000X-of-0000N.safetensors``
   + ``model.safetensors.index.json``, generation/preprocessor configs, tokenizer files); tests use it to
-  make tiny checkpoints.
+  make tiny checkpoints. Resized ViTs add one field, ``timm_model_kwargs`` (timm size overrides per id),
+  so tiny checkpoints describe themselves; the real checkpoint has no such field (= the stock sizes).
 - ``checkpoint_to_model_key`` / ``model_to_checkpoint_key``: the name mapping (DINOv2 LayerScale
   ``ls{1,2}.scale_factor`` <-> timm ``ls{1,2}.gamma``; everything else is already named alike).
 - ``CheckpointMismatchError``: missing / unexpected / wrongly shaped tensors, listed.
@@ -49,6 +50,8 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 SKIP_PATTERNS: tuple[str, ...] = (r"\.rotary_emb\.inv_freq$", r"\.rotary_emb\.original_inv_freq$")
 FUSED_ARCH = "fused-gelu-mlp"
+# Our one extension of config.json, written only for resized (e.g. tiny) ViTs: timm size overrides per id.
+TIMM_KWARGS_FIELD = "timm_model_kwargs"
 # Per-branch defaults for the real timm ids (normalisation from preprocessor_config.json, openvla.md section 5).
 _BRANCH_STATS = {"dinov2": (DINO_MEAN, DINO_STD), "siglip": (SIGLIP_MEAN, SIGLIP_STD)}
 
@@ -97,14 +100,17 @@ def config_from_openvla_json(raw: dict[str, Any], file: Path) -> BackboneConfig:
         raise ValueError(
             f"{file}: fields 'timm_model_ids'/'image_sizes' must list 2 ViTs with one image size"
         )
+    kwargs = raw.get(TIMM_KWARGS_FIELD) or [{}, {}]
+    if len(kwargs) != 2 or not all(isinstance(k, dict) for k in kwargs):
+        raise ValueError(f"{file}: field {TIMM_KWARGS_FIELD!r} must list 2 mappings (one per timm id)")
     branches = []
-    for tid in ids:
+    for tid, overrides in zip(ids, kwargs, strict=True):
         kind = "dinov2" if "dinov2" in tid else "siglip" if "siglip" in tid else None
         if kind is None:
             raise ValueError(
                 f"{file}: field 'timm_model_ids' has {tid!r}; expected a DINOv2 and a SigLIP timm id"
             )
-        branches.append(VisionBranchConfig(tid, {}, *_BRANCH_STATS[kind]))
+        branches.append(VisionBranchConfig(tid, dict(overrides), *_BRANCH_STATS[kind]))
     text = dict(_require(raw, "text_config", file))
     text.pop("model_type", None)
     llama = LlamaConfig(**text)
@@ -270,7 +276,7 @@ def _text_config(llm: LlamaSettings, dtype: str) -> dict[str, Any]:
 def openvla_config_json(config: BackboneConfig, dtype: str, norm_stats: dict | None = None) -> dict[str, Any]:
     """The OpenVLAConfig fields (openvla.md section 2) for a model of this config."""
     size = config.image_size
-    return {
+    out = {
         "architectures": ["OpenVLAForActionPrediction"],
         "arch_specifier": "no-align+fused-gelu-mlp",
         # The real repository ships remote code; we never run it, but keep the field for layout fidelity.
@@ -296,6 +302,10 @@ def openvla_config_json(config: BackboneConfig, dtype: str, norm_stats: dict | N
         "use_fused_vision_backbone": True,
         "vision_backbone_id": "dinosiglip-vit-so-224px",
     }
+    overrides = [dict(config.featurizer.overrides), dict(config.fused_featurizer.overrides)]
+    if any(overrides):
+        out[TIMM_KWARGS_FIELD] = overrides
+    return out
 
 
 def save_openvla_layout(
