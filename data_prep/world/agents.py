@@ -79,9 +79,12 @@ class Vehicle:
     brake_decel: float = 3.0
     brake_until: float = np.inf
     a: float = 0.0
+    _cached: tuple[float, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def pose(self) -> np.ndarray:
-        return self.path.at(self.s)
+        if self._cached is None or self._cached[0] != self.s:  # queried many times per step
+            self._cached = (self.s, self.path.at(self.s))
+        return self._cached[1]
 
     def velocity(self) -> np.ndarray:
         h = self.pose()[2]
