@@ -122,7 +122,9 @@ class ScoringContext:
             raise bad("red_light_polygons", f"{k} polygons", len(self.red_light_polygons))
         if self.red_light_active is None:
             self.red_light_active = np.zeros((t, k), dtype=bool)
-        self.red_light_active = np.asarray(self.red_light_active, dtype=bool).reshape(-1, k)
+        self.red_light_active = np.asarray(self.red_light_active, dtype=bool)
+        if self.red_light_active.ndim != 2 or self.red_light_active.shape[1] != k:
+            raise bad("red_light_active", f"(T, K={k}) bool", self.red_light_active.shape)
         if self.red_light_active.shape[0] < NUM_STEPS + 1:
             raise bad("red_light_active", f"at least {NUM_STEPS + 1} steps", self.red_light_active.shape)
         if self.human_trajectory is not None:
