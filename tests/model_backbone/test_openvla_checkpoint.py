@@ -94,6 +94,13 @@ def test_bf16_checkpoint_loads_in_bf16_and_upcasts(tmp_path, tiny_backbone, tiny
     upcast = from_openvla(path, dtype=torch.float32, load_tokenizer_files=False).model
     for (name, a), b in zip(tiny_backbone.named_parameters(), upcast.parameters(), strict=True):
         assert torch.equal(a.float(), b), name
+    pv = torch.randn(1, 1, 6, tiny_config.image_size, tiny_config.image_size)
+    ids = torch.tensor([[1, 9, 8, 7]])
+    with torch.no_grad():  # the bf16 model runs on float32 pixels and agrees with its fp32 copy
+        low = as_saved.eval()(pv, ids, torch.ones_like(ids)).hidden
+        high = upcast.eval()(pv, ids, torch.ones_like(ids)).hidden
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - high).abs().mean() < 0.05 * high.abs().mean()
 
 
 def _rewrite_first_shard(files, edit):

@@ -9,6 +9,8 @@ Public API:
 - ``tokenize_prompts(tokenizer, prompts, max_length=None) -> (input_ids [B, L], attention_mask [B, L])``
   with BOS first and right padding with the tokenizer's pad id (``<PAD>``), like OpenVLA.
 - ``driving_prompt_ids(tokenizer, commands [B, 4], speeds [B] | None)``: the three steps at once.
+  (OpenVLA's ``predict_action`` also appends the empty "▁" piece, id 29871, to match its training
+  prompts "...Out: "; we read hidden states for a continuous head, not decoded tokens, so we do not.)
 - ``build_tiny_tokenizer(vocab_size=256)``: a Llama-style (Metaspace + BPE with byte fallback) HF tokenizer
   trained in-process on driving phrases, with ``<PAD>`` added at id ``vocab_size``; no downloads.
 """
