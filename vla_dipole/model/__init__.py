@@ -19,6 +19,9 @@ _LAZY = {
     "TrajectoryNormalizer": "vla_dipole.model.processor",
     "Conditioning": "vla_dipole.model.policy",
     "DipolePolicy": "vla_dipole.model.policy",
+    "from_openvla": "vla_dipole.model.openvla_checkpoint",
+    "save_openvla_layout": "vla_dipole.model.openvla_checkpoint",
+    "OpenVLACheckpoint": "vla_dipole.model.openvla_checkpoint",
 }
 
 
