@@ -1,0 +1,154 @@
+"""Score trajectories with the vectorised PDM engine and print a NAVSIM-style table.
+
+    python -m navsim_adapter.score --split test --data-root DIR --agent human
+    python -m navsim_adapter.score --split test --data-root DIR --trajectories preds.npz [--csv out.csv]
+    python -m navsim_adapter.score --metric-cache CACHE --agent constant_velocity
+
+Trajectory files: `.npz` with `tokens` [B] and `trajectories` [B, 8, 3] or [B, N, 8, 3] (local to
+each scene's current rear axle, 0.5 s steps), or a pickle of {token: array} (or NAVSIM's submission
+dict with "predictions": [{token: Trajectory}]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from navsim_adapter.pdm.columns import LABELS, V2_COLUMNS
+
+AGENTS = ("human", "constant_velocity")
+TABLE_KEYS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
+
+
+def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
+    """token -> [N, 8, 3] candidates from an .npz or pickle file (errors name the file and field)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: trajectory file not found")
+    if path.suffix == ".npz":
+        data = np.load(path, allow_pickle=False)
+        for key in ("tokens", "trajectories"):
+            if key not in data:
+                raise ValueError(f"{path}: missing array {key!r} (expected 'tokens' [B] and 'trajectories' [B, (N,) 8, 3])")
+        tokens, trajs = [str(t) for t in data["tokens"]], np.asarray(data["trajectories"], dtype=np.float64)
+        if len(trajs) != len(tokens):
+            raise ValueError(f"{path}: 'trajectories' has {len(trajs)} rows, 'tokens' {len(tokens)}")
+        items = dict(zip(tokens, trajs, strict=True))
+    else:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+        if isinstance(obj, dict) and "predictions" in obj:
+            obj = {k: v for d in obj["predictions"] for k, v in d.items()}
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: expected a dict token -> trajectory, got {type(obj).__name__}")
+        items = {str(k): np.asarray(getattr(v, "poses", v), dtype=np.float64) for k, v in obj.items()}
+    out = {}
+    for tok, arr in items.items():
+        arr = arr[None] if arr.ndim == 2 else arr
+        if arr.ndim != 3 or arr.shape[1:] != (8, 3):
+            raise ValueError(f"{path}: trajectory of token {tok!r} has shape {arr.shape}, expected (8, 3) or (N, 8, 3)")
+        out[tok] = arr
+    return out
+
+
+def agent_trajectory(ctx, agent: str) -> np.ndarray:
+    """(1, 8, 3) trajectory of a built-in agent: the logged human, or constant velocity (NAVSIM's CV agent)."""
+    if agent == "human":
+        if ctx.human_trajectory is None:
+            raise ValueError(f"scene {ctx.token}: no human trajectory (synthetic scene?)")
+        return ctx.human_trajectory[None]
+    speed = float(np.hypot(ctx.ego_state[3], ctx.ego_state[4]))
+    t = np.arange(1, 9) * 0.5
+    return np.stack([t * speed, np.zeros(8), np.zeros(8)], -1)[None]
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def format_table(result, tokens: list[str]) -> str:
+    """Mean of each sub-score over scenes (first candidate), NAVSIM-style."""
+    lines = [f"{'metric':<8}{'column':<34}{'mean':>8}", "-" * 50]
+    for key in TABLE_KEYS:
+        mean = _mean(getattr(result, key)[:, 0])
+        lines.append(f"{LABELS[key]:<8}{V2_COLUMNS.get(key, 'score (v1)' if key == 'pdms' else key):<34}{mean:>8.4f}")
+    lines.append(f"scenes: {len(tokens)}   candidates per scene: {getattr(result, 'nc').shape[1]}")
+    return "\n".join(lines)
+
+
+def write_csv(path: str | Path, result, tokens: list[str]) -> None:
+    """Per-token rows with NAVSIM's column names plus an `average` row (first candidate)."""
+    import csv
+
+    keys = [k for k in TABLE_KEYS if k != "comfort"]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["token", "valid"] + [V2_COLUMNS.get(k, "pdm_score_v1" if k == "pdms" else k) for k in keys])
+        for i, tok in enumerate(tokens):
+            w.writerow([tok, bool(result.valid[i, 0])] + [float(getattr(result, k)[i, 0]) for k in keys])
+        w.writerow(["average", bool(result.valid[:, 0].all())] + [_mean(getattr(result, k)[:, 0]) for k in keys])
+
+
+def _contexts(args) -> list:
+    if args.metric_cache:
+        from navsim_adapter.pdm.metric_cache import load_contexts
+
+        return load_contexts(args.metric_cache, args.tokens, progress=not args.quiet)
+    from tqdm import tqdm
+
+    from navsim_adapter.pdm import build_context
+    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+    loader = SceneLoader(args.split, data_root=args.data_root, scene_filter=SceneFilter(max_scenes=args.max_scenes,
+                                                                                        tokens=args.tokens))
+    return [build_context(loader.get_scene(t)) for t in tqdm(loader.tokens, desc="scenes", disable=args.quiet)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m navsim_adapter.score", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--trajectories", help=".npz or pickle of trajectories per token")
+    src.add_argument("--agent", choices=AGENTS, default=None, help="score a built-in agent instead of a file")
+    p.add_argument("--split", default="test", help="OpenScene split of our scenes (with --data-root)")
+    p.add_argument("--data-root", default=None, help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
+    p.add_argument("--metric-cache", default=None, help="score on a NAVSIM metric cache instead (needs navsim)")
+    p.add_argument("--max-scenes", type=int, default=None)
+    p.add_argument("--tokens", nargs="*", default=None)
+    p.add_argument("--no-human-filter", action="store_true", help="disable the v2 human filter")
+    p.add_argument("--csv", default=None, help="write per-token scores here")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    from navsim_adapter.pdm import SCORER_VERSION, score
+
+    trajs = load_trajectories(args.trajectories) if args.trajectories else None
+    if trajs is not None and args.tokens is None:
+        args.tokens = list(trajs)
+    contexts = _contexts(args)
+    if trajs is not None:
+        missing = [c.token for c in contexts if c.token not in trajs]
+        if missing:
+            p.error(f"{args.trajectories}: no trajectory for token(s) {missing[:5]}")
+        n = max(len(trajs[c.token]) for c in contexts)
+        batch = np.full((len(contexts), n, 8, 3), np.nan)
+        for i, c in enumerate(contexts):
+            batch[i, : len(trajs[c.token])] = trajs[c.token]
+    else:
+        batch = np.stack([agent_trajectory(c, args.agent or "human") for c in contexts])
+    result = score(contexts, batch, human_filter=not args.no_human_filter, on_invalid="zero", return_states=False)
+    tokens = [c.token for c in contexts]
+    print(f"PDM scorer {SCORER_VERSION}: {args.agent or args.trajectories}")
+    print(format_table(result, tokens))
+    if args.csv:
+        write_csv(args.csv, result, tokens)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
