@@ -161,3 +161,16 @@ def test_loaded_model_builds_from_fresh_config_not_remote_code(tiny_checkpoint, 
     assert isinstance(loaded.model, PrismaticBackbone)
     assert loaded.model.vision_backbone.featurizer.blocks[0].attn.qkv.weight.requires_grad
     assert not loaded.model.vision_backbone.featurizer.blocks[-1].attn.qkv.weight.requires_grad
+
+
+def test_cli_writes_a_loadable_tiny_checkpoint(tmp_path, tiny_config, capsys):
+    from vla_dipole.model.openvla_checkpoint import main
+
+    main(["--out", str(tmp_path / "cli"), "--seed", "3"])
+    assert "wrote tiny" in capsys.readouterr().out
+    loaded = from_openvla(tmp_path / "cli")
+    assert loaded.config == tiny_config and loaded.tokenizer.pad_token_id == tiny_config.llm.pad_token_id
+    ids, mask = driving_prompt_ids(loaded.tokenizer, torch.eye(4)[:2])
+    pv = torch.zeros(2, 1, 6, tiny_config.image_size, tiny_config.image_size)
+    out = loaded.model(pv, ids, mask)
+    assert torch.isfinite(out.hidden).all() and out.hidden.shape[1] == ids.shape[1] + 16

@@ -13,6 +13,8 @@ Public API:
   + ``model.safetensors.index.json``, generation/preprocessor configs, tokenizer files); tests use it to
   make tiny checkpoints. Resized ViTs add one field, ``timm_model_kwargs`` (timm size overrides per id),
   so tiny checkpoints describe themselves; the real checkpoint has no such field (= the stock sizes).
+- ``write_tiny_checkpoint(path, preset="tiny", seed=0)`` / ``python -m vla_dipole.model.openvla_checkpoint
+  --out DIR [--preset tiny|small]``: a random-init backbone + in-process tokenizer in that layout.
 - ``checkpoint_to_model_key`` / ``model_to_checkpoint_key``: the name mapping (DINOv2 LayerScale
   ``ls{1,2}.scale_factor`` <-> timm ``ls{1,2}.gamma``; everything else is already named alike).
 - ``CheckpointMismatchError``: missing / unexpected / wrongly shaped tensors, listed.
@@ -368,3 +370,34 @@ def save_openvla_layout(
         added = {t: tokenizer.convert_tokens_to_ids(t) for t in [tokenizer.pad_token] if t is not None}
         (path / "added_tokens.json").write_text(json.dumps(added, indent=2) + "\n")
     return files
+
+
+def write_tiny_checkpoint(
+    path: str | Path, preset: str = "tiny", seed: int = 0, max_shard_size: str = "400KB"
+):
+    """A randomly initialised backbone + in-process tokenizer saved in the real layout (demos, tests)."""
+    from vla_dipole.model.prompt import build_tiny_tokenizer
+
+    torch.manual_seed(seed)
+    config = BackboneConfig.preset(preset)
+    model = PrismaticBackbone(config, apply_adapters=False)
+    tokenizer = build_tiny_tokenizer(config.llm.pad_token_id)
+    save_openvla_layout(model, tokenizer, path, max_shard_size=max_shard_size)
+    return Path(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a randomly initialised OpenVLA-layout checkpoint.")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-shard-size", default="400KB")
+    args = parser.parse_args(argv)
+    out = write_tiny_checkpoint(args.out, args.preset, args.seed, args.max_shard_size)
+    print(f"wrote {args.preset} OpenVLA-layout checkpoint to {out}")
+
+
+if __name__ == "__main__":
+    main()
