@@ -153,7 +153,8 @@ class BackboneConfig:
                     num_hidden_layers=6,
                     num_attention_heads=8,
                     num_key_value_heads=8,
-                    vocab_size=32064,
+                    vocab_size=320,  # the tiny tokenizer's vocabulary, like "tiny"
+                    pad_token_id=256,
                 ),
             )
         raise ValueError(f"unknown backbone preset {name!r}; expected one of 'tiny', 'small', 'openvla-7b'")
