@@ -2,8 +2,8 @@
 
 Records are dicts `{row, token, valid, error, <sub-scores>, trajectory}`; one "row" is one agent
 (constant velocity, human, a checkpoint at one omega). CSV column names are NAVSIM's: v1 files
-(`*_v1.csv`, score = PDMS) and v2 files (`*_v2.csv`, score = EPDMS), each ending with an
-`average` row like `run_pdm_score` writes.
+(`*_v1.csv`, score = PDMS, last row `average`) and v2 files (`*_v2.csv`, score = EPDMS, last row
+`average_all_frames`), as NAVSIM v1 `run_pdm_score` / v2 `run_pdm_score_one_stage` write them.
 """
 
 from __future__ import annotations
@@ -17,23 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-# our PDMResult field -> NAVSIM csv column
-NAVSIM_COLUMNS = {
-    "nc": "no_at_fault_collisions",
-    "dac": "drivable_area_compliance",
-    "ddc": "driving_direction_compliance",
-    "tlc": "traffic_light_compliance",
-    "ep": "ego_progress",
-    "ttc": "time_to_collision_within_bound",
-    "comfort": "comfort",
-    "lk": "lane_keeping",
-    "hc": "history_comfort",
-    "ec": "two_frame_extended_comfort",
-}
-V1_METRICS = ("nc", "dac", "ep", "ttc", "comfort")
-V2_METRICS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "lk", "hc", "ec")
+from navsim_adapter.pdm.columns import LABELS, V1_COLUMNS, V2_COLUMNS
+
+# (version, our key -> NAVSIM column (score last), NAVSIM's token of the average row)
+CSV_VERSIONS = (("v1", V1_COLUMNS, "average"), ("v2", V2_COLUMNS, "average_all_frames"))
 SUMMARY_METRICS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
-SUMMARY_HEADERS = ("NC", "DAC", "DDC", "TLC", "EP", "TTC", "C", "LK", "HC", "EC", "PDMS", "EPDMS")
+BASELINE_ROWS = ("constant_velocity", "human")
 OMEGA_ROW = re.compile(r"^(?P<name>.+)@omega=(?P<omega>[-+0-9.eE]+)$")
 
 
@@ -55,6 +44,11 @@ def read_records(paths: Iterable[Path]) -> list[dict]:
     return out
 
 
+def latest_records(records: Iterable[dict]) -> list[dict]:
+    """One record per (row, token), the last one written (a re-evaluated token replaces its old rows)."""
+    return list({(r["row"], r["token"]): r for r in records}.values())
+
+
 def _fmt(v: float) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
 
@@ -64,25 +58,30 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def csv_name(row: str, version: str) -> str:
+    """File name of one row's csv: `dipole@omega=0.5` -> `dipole_omega0.5_v1.csv`."""
+    return f"{row.replace('@', '_').replace('=', '')}_{version}.csv"
+
+
 def write_csvs(records: list[dict], out: Path) -> list[Path]:
-    """One v1 and one v2 csv per row; invalid tokens are kept with valid=False and empty scores."""
+    """One v1 and one v2 csv per row, NAVSIM's columns (`token, valid, <metrics>, score`) + its average row.
+
+    Invalid tokens are kept with valid=False and empty (NaN) scores, as NAVSIM does; the average is
+    over valid tokens and its `valid` is True only if every token was.
+    """
     written = []
-    rows = sorted({r["row"] for r in records})
-    for row in rows:
+    for row in sorted({r["row"] for r in records}):
         recs = sorted((r for r in records if r["row"] == row), key=lambda r: r["token"])
-        safe = row.replace("@", "_").replace("=", "")
-        for version, metrics, total in (("v1", V1_METRICS, "pdms"), ("v2", V2_METRICS, "epdms")):
-            path = out / f"{safe}_{version}.csv"
-            cols = ["token", "valid", *[NAVSIM_COLUMNS[m] for m in metrics], "score"]
+        valid = [r for r in recs if r["valid"]]
+        for version, columns, average in CSV_VERSIONS:
+            keys = list(columns)
+            path = out / csv_name(row, version)
             with path.open("w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(cols)
+                w.writerow(["token", "valid", *columns.values()])
                 for r in recs:
-                    vals = [r.get(m) if r["valid"] else None for m in (*metrics, total)]
-                    w.writerow([r["token"], r["valid"], *[_fmt(v) for v in vals]])
-                valid = [r for r in recs if r["valid"]]
-                w.writerow(["average", all(r["valid"] for r in recs),
-                            *[_fmt(_mean([r.get(m) for r in valid])) for m in (*metrics, total)]])
+                    w.writerow([r["token"], r["valid"], *[_fmt(r.get(k) if r["valid"] else None) for k in keys]])
+                w.writerow([average, len(valid) == len(recs), *[_fmt(_mean([r.get(k) for r in valid])) for k in keys]])
             written.append(path)
     return written
 
@@ -101,7 +100,7 @@ def summarize(records: list[dict]) -> dict[str, dict[str, float]]:
 
 def row_order(rows: Iterable[str]) -> list[str]:
     """Baselines first, then checkpoints, each checkpoint's omegas ascending."""
-    fixed = ["constant_velocity", "human"]
+    fixed = list(BASELINE_ROWS)
 
     def key(row: str):
         if row in fixed:
@@ -115,8 +114,8 @@ def row_order(rows: Iterable[str]) -> list[str]:
 
 
 def markdown_table(table: dict[str, dict[str, float]]) -> str:
-    lines = ["| agent | " + " | ".join(SUMMARY_HEADERS) + " | tokens (invalid) |",
-             "|---|" + "---:|" * len(SUMMARY_HEADERS) + "---:|"]
+    lines = ["| agent | " + " | ".join(LABELS[m] for m in SUMMARY_METRICS) + " | tokens (invalid) |",
+             "|---|" + "---:|" * len(SUMMARY_METRICS) + "---:|"]
     for row in row_order(table):
         s = table[row]
         cells = ["–" if math.isnan(s[m]) else f"{s[m]:.1f}" for m in SUMMARY_METRICS]

@@ -27,10 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from navsim_adapter import eval_report as report
-from navsim_adapter.observation import PolicyRunner, constant_velocity, scene_observation
+from navsim_adapter.observation import PolicyRunner, constant_velocity, scene_observation, to_numpy
 
 log = logging.getLogger("navsim_adapter.evaluate")
-SCORE_KEYS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
 
 
 @dataclass
@@ -81,11 +80,21 @@ def chunk_tokens(tokens: Sequence[str], chunk: tuple[int, int]) -> list[str]:
 
 
 class RecordWriter:
-    """Append-only jsonl, flushed per batch: the resume point of a killed run."""
+    """Append-only jsonl, synced per batch: the resume point of a killed run."""
 
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_torn_tail()
+
+    def _drop_torn_tail(self) -> None:
+        """A run killed inside a write leaves a partial last line; cut it so appends start on a fresh line."""
+        if not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
 
     def done_tokens(self, rows: Sequence[str]) -> set[str]:
         seen: dict[str, set[str]] = {}
@@ -94,11 +103,14 @@ class RecordWriter:
         return {t for t, have in seen.items() if set(rows) <= have}
 
     def write(self, records: list[dict]) -> None:
-        with self.path.open("a") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """One write(2) per batch on an O_APPEND descriptor: a kill leaves whole batches (or a torn tail)."""
+        data = "".join(json.dumps(r) + "\n" for r in records).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _invalid(token: str, rows: Sequence[str], error: str) -> list[dict]:
@@ -109,7 +121,7 @@ def _records(token: str, rows: Sequence[str], result, b: int, trajs: np.ndarray)
     out = []
     for j, row in enumerate(rows):
         rec = {"row": row, "token": token, "valid": bool(result.valid[b, j]), "error": None}
-        for k in SCORE_KEYS:
+        for k in report.SUMMARY_METRICS:
             v = float(getattr(result, k)[b, j])
             rec[k] = None if np.isnan(v) else v
         rec["trajectory"] = np.round(trajs[b, j], 4).tolist()
@@ -137,47 +149,81 @@ class Evaluator:
             omegas = s.omegas if name == s.name else (0.0,)
             self.rows += [report.omega_row(name, o) for o in omegas]
         self.writer = RecordWriter(s.out / "records.jsonl")
+        self.specs = list(dict.fromkeys(r.spec for r in self.runners.values()))  # observations built per scene
 
     def run(self) -> Path:
-        from navsim_adapter.pdm import build_context, score
-
+        """Evaluate every token of this chunk not yet in records.jsonl; returns the records path."""
         tokens = chunk_tokens(self.loader.tokens, self.s.chunk)
         done = self.writer.done_tokens(self.rows)
-        todo = [t for t in tokens if t not in done]
         if done:
-            log.info("resuming: %d of %d tokens already evaluated", len(tokens) - len(todo), len(tokens))
-        bar = tqdm(total=len(tokens), initial=len(tokens) - len(todo), desc="evaluate", unit="scene")
-        for start in range(0, len(todo), self.s.batch_size):
-            batch = todo[start : start + self.s.batch_size]
-            scenes, contexts, obs, records = [], [], [], []
-            for token in batch:
-                try:
-                    scene = self.loader.get_scene(token)
-                    ctx = build_context(scene)
-                    ob = scene_observation(scene, self.runners[next(iter(self.runners))].spec) if self.runners else None
-                except Exception as err:  # noqa: BLE001 - one bad token must not abort the run
-                    log.warning("token %s invalid: %s", token, err)
-                    records += _invalid(token, self.rows, f"{type(err).__name__}: {err}")
-                    continue
-                scenes.append(scene)
-                contexts.append(ctx)
-                obs.append(ob)
-            if scenes:
-                trajs = self._trajectories(scenes, contexts, obs)
-                result = score(contexts, trajs, on_invalid="zero", return_states=False)
-                for b, scene in enumerate(scenes):
-                    records += _records(scene.token, self.rows, result, b, trajs)
-            self.writer.write(records)
-            bar.update(len(batch))
-        bar.close()
+            log.info("resuming: %d of %d tokens already evaluated", len(done & set(tokens)), len(tokens))
+        # fixed batch boundaries: a resumed run batches the remaining scenes exactly as a fresh run would
+        batches = [tokens[i : i + self.s.batch_size] for i in range(0, len(tokens), self.s.batch_size)]
+        with tqdm(total=len(tokens), desc="evaluate", unit="scene") as bar:
+            for batch in batches:
+                todo = [t for t in batch if t not in done]
+                if todo:
+                    self.writer.write(self.evaluate_tokens(todo))
+                bar.update(len(batch))
         return self.writer.path
 
+    def evaluate_tokens(self, tokens: Sequence[str]) -> list[dict]:
+        """Records of every row for `tokens`: one policy call per checkpoint, one PDM call for all rows.
+
+        A token whose scene, observation or score fails is recorded invalid with its error; if the
+        batched policy / scoring call itself fails, the tokens are retried one by one so only the
+        culprit is lost.
+        """
+        from navsim_adapter.pdm import build_context
+
+        records: list[dict] = []
+        scenes, contexts, obs = [], [], []
+        for token in tokens:
+            try:
+                scene = self.loader.get_scene(token)
+                ctx = build_context(scene)
+                ob = {spec: scene_observation(scene, spec) for spec in self.specs}
+            except Exception as err:  # noqa: BLE001 - one bad token must not abort the run
+                records += self._invalid(token, err)
+                continue
+            scenes.append(scene)
+            contexts.append(ctx)
+            obs.append(ob)
+        if not scenes:
+            return records
+        try:
+            return records + self._score(scenes, contexts, obs)
+        except Exception as err:  # noqa: BLE001
+            if len(scenes) == 1:
+                return records + self._invalid(scenes[0].token, err)
+        for i in range(len(scenes)):  # isolate the failing token(s)
+            try:
+                records += self._score(scenes[i : i + 1], contexts[i : i + 1], obs[i : i + 1])
+            except Exception as err:  # noqa: BLE001
+                records += self._invalid(scenes[i].token, err)
+        return records
+
+    def _invalid(self, token: str, err: BaseException) -> list[dict]:
+        log.warning("token %s invalid: %s: %s", token, type(err).__name__, err)
+        log.debug("%s", traceback.format_exc())
+        return _invalid(token, self.rows, f"{type(err).__name__}: {err}")
+
+    def _score(self, scenes, contexts, obs) -> list[dict]:
+        from navsim_adapter.pdm import score
+
+        trajs = self._trajectories(scenes, contexts, obs)
+        result = score(contexts, trajs, on_invalid="zero", return_states=False)
+        return [rec for b, scene in enumerate(scenes) for rec in _records(scene.token, self.rows, result, b, trajs)]
+
     def _trajectories(self, scenes, contexts, obs) -> np.ndarray:
+        """[B, rows, 8, 3]: constant velocity, human, then each checkpoint's omegas (one sample call each)."""
         cols = [np.stack([constant_velocity(s) for s in scenes]), np.stack([s.get_future_trajectory(8) for s in scenes])]
+        tokens = [s.token for s in scenes]
+        score_fn = self._oracle(contexts) if self.s.best_of > 1 else None
         for name, runner in self.runners.items():
             omegas = self.s.omegas if name == self.s.name else (0.0,)
-            score_fn = self._oracle(contexts) if self.s.best_of > 1 else None
-            sampled = runner.sample(obs, omegas, best_of=self.s.best_of, score_fn=score_fn, seed=self.s.seed)
+            own = [o[runner.spec] for o in obs]
+            sampled = runner.sample(own, omegas, best_of=self.s.best_of, score_fn=score_fn, tokens=tokens)
             cols += [sampled[:, i] for i in range(len(omegas))]
         return np.stack(cols, axis=1).astype(np.float64)
 
@@ -186,8 +232,8 @@ class Evaluator:
         """Best-of-N selection by our PDM engine: privileged (uses the logged future), an ablation only."""
         from navsim_adapter.pdm import score
 
-        def fn(trajs: np.ndarray) -> np.ndarray:
-            return score(contexts, np.asarray(trajs, np.float64), on_invalid="zero", return_states=False).pdms
+        def fn(trajs) -> np.ndarray:
+            return score(contexts, to_numpy(trajs).astype(np.float64), on_invalid="zero", return_states=False).pdms
 
         return fn
 
@@ -264,17 +310,17 @@ def main(argv: Sequence[str] | None = None) -> Path:
         records = report.read_records(d / "records.jsonl" for d in a.merge)
         if not records:
             raise SystemExit(f"--merge: no records.jsonl with results under {[str(d) for d in a.merge]}")
-        merged = {(r["row"], r["token"]): r for r in records}
-        RecordWriter(a.out / "records.jsonl").path.write_text("".join(json.dumps(r) + "\n" for r in merged.values()))
-        path = write_report(a.out, list(merged.values()), worst_k=0)
+        records = report.latest_records(records)
+        RecordWriter(a.out / "records.jsonl").path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        path = write_report(a.out, records, worst_k=0)
         print(path.read_text())
         return path
     if a.split is None:
         raise SystemExit("--split is required (e.g. navtest, or the synthetic split name)")
     if a.metric_cache is not None:
-        from navsim_adapter.pdm import metric_cache  # noqa: F401  (clear error without navsim)
-
-        raise SystemExit("--metric-cache: scoring from a real NAVSIM metric cache is not wired into the evaluator yet")
+        raise SystemExit("--metric-cache: reading an official NAVSIM metric cache is not supported yet; evaluate "
+                         "real logs with --data-root (our PDM engine builds the scoring context from the scene and "
+                         "its map), or score DipoleAgent with navsim's own run_pdm_score (docs/evaluation.md)")
     compare = {}
     if a.bc_checkpoint:
         compare["bc"] = a.bc_checkpoint
@@ -293,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     ev = Evaluator(s)
     ev.run()
-    records = report.read_records([ev.writer.path])
+    records = report.latest_records(report.read_records([ev.writer.path]))
     path = write_report(a.out, records, ev.loader if s.chunk[1] == 1 else None, s.worst_k, s.name)
     print(path.read_text())
     return path

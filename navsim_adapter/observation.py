@@ -7,7 +7,9 @@ the scene with the shard builder's own code and decode it the way the loader doe
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,28 +19,75 @@ import numpy as np
 
 from navsim_adapter.scene import Scene
 
-DEFAULT_OBSERVATION = {"cameras": ["cam_f0"], "image_size": [256, 144], "history_frames": 1}
+OBSERVATION_FILE = "observation.json"  # optional override next to the weights
+DEFAULT_IMAGE_SIZE = (224, 224)  # data_prep.build_shards' default stored size
+log = logging.getLogger("navsim_adapter.observation")
+DETERMINISTIC_SOLVERS = ("ddim", "dpmsolver++")  # no per-step noise (DDIM eta = 0)
 
 
 @dataclass(frozen=True)
 class ObservationSpec:
-    """Cameras x history frames x image size a checkpoint was trained with."""
+    """Cameras x history frames x stored image size a checkpoint was trained with.
+
+    Evaluation must rebuild the exact training input: the cameras and frames the model reads, and
+    the size the shard builder resized + JPEG-encoded the images to before the model's own resize.
+    """
 
     cameras: tuple[str, ...] = ("cam_f0",)
-    image_size: tuple[int, int] = (256, 144)  # (W, H)
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE  # (W, H)
     history_frames: int = 1
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path) -> ObservationSpec:
-        """Read `observation.json` saved next to the weights by train.py (defaults if absent)."""
-        path = Path(checkpoint) / "observation.json"
-        spec = dict(DEFAULT_OBSERVATION)
-        if path.exists():
+        """Cameras / frames from the policy config; image size from the training shards' manifest.
+
+        Lookup order for the image size: `observation.json` in the checkpoint (written by hand for
+        checkpoints moved away from their run), the run's `config.yaml` (`data.shards` -> manifest
+        `image.size`, as train.py saves it next to `policy/`), else the shard builder's default.
+        """
+        from vla_dipole.model.config import PolicyConfig
+        from vla_dipole.model.policy import CONFIG_FILE
+
+        path = Path(checkpoint)
+        obs = PolicyConfig.from_yaml(path / CONFIG_FILE).observation
+        spec = {"cameras": list(obs.cameras), "history_frames": max(obs.history_frames, obs.ego_history),
+                "image_size": None}
+        override = path / OBSERVATION_FILE
+        if override.is_file():
             try:
-                spec.update(json.loads(path.read_text()))
+                spec.update(json.loads(override.read_text()))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: not valid JSON ({err}); expected cameras/image_size/history_frames") from err
-        return cls(tuple(spec["cameras"]), tuple(int(v) for v in spec["image_size"]), int(spec["history_frames"]))
+                raise ValueError(f"{override}: not valid JSON ({err}); expected cameras/image_size/history_frames") from err
+        if spec["image_size"] is None:
+            spec["image_size"] = _shard_image_size(path)
+        if spec["image_size"] is None:
+            log.warning("%s: cannot find the training shards' image size (no %s, no run config.yaml with readable "
+                        "data.shards); assuming %s", path, OBSERVATION_FILE, DEFAULT_IMAGE_SIZE)
+            spec["image_size"] = DEFAULT_IMAGE_SIZE
+        size = spec["image_size"]
+        if len(size) != 2 or min(int(v) for v in size) < 1:
+            raise ValueError(f"{path}: observation field 'image_size' must be [W, H], got {size!r}")
+        return cls(tuple(spec["cameras"]), (int(size[0]), int(size[1])), int(spec["history_frames"]))
+
+
+def _shard_image_size(checkpoint: Path) -> tuple[int, int] | None:
+    """`image.size` of the first shard build named in the training run's config.yaml (None if unreadable)."""
+    from omegaconf import OmegaConf
+
+    from data_prep.shard_format import read_manifest
+
+    run_config = checkpoint.parent / "config.yaml"
+    if not run_config.is_file():
+        return None
+    shards = OmegaConf.select(OmegaConf.load(run_config), "data.shards")
+    if shards is None:
+        return None
+    first = shards if isinstance(shards, str) else next(iter(shards), None)
+    try:
+        size = read_manifest(Path(str(first)))["image"]["size"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return int(size[0]), int(size[1])
 
 
 def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
@@ -52,8 +101,23 @@ def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
     return _decoded_view(_scene_sample(scene, settings))
 
 
+def token_seed(seed: int, token: str) -> int:
+    """A per-scene seed: a scene's samples do not depend on which batch (or chunk, or rerun) it is in."""
+    return int(hashlib.sha256(f"{seed}:{token}".encode()).hexdigest()[:15], 16)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Tensors (any device) or arrays -> numpy, for score functions handed torch trajectories."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
 class PolicyRunner:
-    """A checkpoint loaded once; `sample(observations, omegas)` -> [B, O, 8, 3] for every omega in one call."""
+    """A checkpoint loaded once; `sample(observations, omegas)` -> [B, O, 8, 3] for every omega in one call.
+
+    The backbone runs once per observation for all omegas (and best-of-N samples); both heads run in
+    one branch-batched call per denoising step. The initial noise of each scene is drawn from its own
+    generator seeded by (seed, token), so results are reproducible whatever the batching.
+    """
 
     def __init__(self, checkpoint: str | Path, num_steps: int | None = None, device: str = "cpu", seed: int = 0):
         import torch
@@ -65,34 +129,39 @@ class PolicyRunner:
             raise FileNotFoundError(f"checkpoint {path} does not exist (expected a save_pretrained directory)")
         self.checkpoint = path
         self.device = torch.device(device)
-        self.policy = DipolePolicy.from_pretrained(path).to(self.device).eval()
+        self.policy = DipolePolicy.from_pretrained(path, device=self.device).eval()
         self.spec = ObservationSpec.from_checkpoint(path)
         self.num_steps = num_steps
         self.seed = seed
+        # with a stochastic solver diffusers draws step noise for the whole batch from one generator
+        self._per_scene_noise = self.policy.config.diffusion.solver in DETERMINISTIC_SOLVERS
 
     def sample(
         self,
         observations: Sequence[dict[str, Any]],
         omegas: Sequence[float],
         best_of: int = 1,
-        score_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-        seed: int | None = None,
+        score_fn: Callable[[Any], np.ndarray] | None = None,
+        tokens: Sequence[str] | None = None,
     ) -> np.ndarray:
+        """Trajectories [B, len(omegas), 8, 3]; `tokens` (default the observations' "token") seed the noise."""
         import torch
 
         from vla_dipole.data.collate import collate
 
         batch = collate(list(observations))
-        generator = torch.Generator(device="cpu").manual_seed(self.seed if seed is None else seed)
-        kwargs: dict[str, Any] = {"generator": generator}
-        if self.num_steps is not None:
-            kwargs["num_steps"] = self.num_steps
+        tokens = list(tokens) if tokens is not None else batch.get("token") or [str(i) for i in range(len(observations))]
+        seeds = [token_seed(self.seed, t) for t in tokens]
+        if self._per_scene_noise:
+            generator: Any = [torch.Generator().manual_seed(s) for s in seeds]
+        else:
+            generator = torch.Generator().manual_seed(token_seed(self.seed, ",".join(tokens)))
+        kwargs: dict[str, Any] = {"generator": generator, "num_steps": self.num_steps}
         if best_of > 1:
             kwargs.update(best_of=best_of, score_fn=score_fn)
         with torch.no_grad():
-            inputs = self.policy.processor(batch, device=self.device)
-            trajs = self.policy.sample(inputs, omegas=list(omegas), **kwargs)
-        return trajs.detach().float().cpu().numpy()
+            trajs = self.policy.sample(batch, omegas=list(omegas), **kwargs)
+        return to_numpy(trajs.float())
 
 
 def constant_velocity(scene: Scene, num_poses: int = 8, dt: float = 0.5) -> np.ndarray:
