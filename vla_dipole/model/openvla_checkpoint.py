@@ -173,7 +173,7 @@ def _read_state_dict(
     vb = model.vision_backbone
     depths = (vb.take_index["featurizer"] + 2, vb.take_index["fused_featurizer"] + 2)
     state: dict[str, torch.Tensor] = {}
-    unexpected, misshapen = [], []
+    unexpected, misshapen, seen = [], [], set()
     for file in tqdm(files, desc="loading OpenVLA shards", disable=len(files) < 2):
         with safe_open(str(file), framework="pt", device=device) as f:
             for ckpt_key in f.keys():
@@ -182,12 +182,13 @@ def _read_state_dict(
                     if not _skipped(ckpt_key, model.config, depths):
                         unexpected.append(f"{ckpt_key} ({file.name})")
                     continue
+                seen.add(key)
                 tensor = f.get_tensor(ckpt_key)
                 if tuple(tensor.shape) != expected[key]:
                     misshapen.append(f"{ckpt_key}: checkpoint {tuple(tensor.shape)} vs model {expected[key]}")
                     continue
                 state[key] = tensor if dtype is None else tensor.to(dtype)
-    missing = sorted(set(expected) - set(state) - {k.split(" ")[0] for k in misshapen})
+    missing = sorted(set(expected) - seen)
     if missing or unexpected or misshapen:
         parts = [
             f"{name} ({len(keys)}): {keys[:50]}"
