@@ -246,7 +246,7 @@ def _add_scores(samples: list[Sample], scenes: list, score_fn) -> None:
 
     contexts = [build_context(scene) for scene in scenes]
     trajs = np.stack([np.concatenate([x.candidates, x.human[None]]) for x in samples])
-    result = score_fn(contexts, trajs)
+    result = score_fn(contexts, trajs, return_states=False)
     table = np.stack([np.asarray(getattr(result, name), dtype=np.float32) for name in SCORE_NAMES], axis=-1)
     # EC needs the previous frame's simulated states of the same policy, which candidates do not have:
     # the scorer leaves it NaN (and EPDMS re-normalises without it, as NAVSIM does); we store 1.0.
