@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         policy.set_trajectory_stats(read_manifest(shard_dirs(cfg.data.shards)[0])["traj_stats"])
     module = policy_io.TrainModule(policy, cfg.stage, zero3=zero_stage(accelerator) == 3)
     params = [p for p in module.parameters() if p.requires_grad]
+    num_trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(
         params,
         lr=cfg.optim.lr,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if is_main:
         print(f"[train] stage={cfg.stage} world={world} deepspeed={is_deepspeed(accelerator)} "
               f"global_batch={plan.global_batch} micro_batch={plan.micro_batch} accum={plan.grad_accum} "
-              f"trainable={sum(p.numel() for p in params):,}", flush=True)
+              f"trainable={num_trainable:,}", flush=True)
     write_describe(describe(accelerator, model, optimizer), out)
     ema = HeadEMA(accelerator, [p for p in model.parameters() if p.requires_grad], cfg.ema.decay) if cfg.ema.enabled else None
     if ckpt is not None:

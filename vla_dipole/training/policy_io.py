@@ -62,11 +62,11 @@ class TrainModule(nn.Module):
         self.policy = policy
         self.stage = stage
         if zero3:
-            from deepspeed.zero import register_external_parameter
+            import deepspeed
 
             for head in (policy.head_pos, policy.head_neg):
                 for p in head.parameters():
-                    register_external_parameter(self, p)
+                    deepspeed.zero.register_external_parameter(self, p)
 
     def forward(
         self,
