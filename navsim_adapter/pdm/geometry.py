@@ -199,8 +199,9 @@ class Polyline:
         self.xy = np.asarray(xy, dtype=np.float64)
         seg = np.diff(self.xy, axis=0)
         n_sub = np.maximum(1, np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / spacing)).astype(int)
-        pieces = [self.xy[i] + seg[i] * (np.arange(n)[:, None] / n) for i, n in enumerate(n_sub)]
-        self.dense = np.concatenate(pieces + [self.xy[-1:]])
+        owner = np.repeat(np.arange(len(seg)), n_sub)
+        frac = (np.arange(len(owner)) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)) / n_sub[owner]
+        self.dense = np.concatenate([self.xy[owner] + seg[owner] * frac[:, None], self.xy[-1:]])
         self.spacing = float((np.hypot(*np.diff(self.dense, axis=0).T)).max(initial=0.0))
         self.tree = cKDTree(self.dense)
 

@@ -12,6 +12,7 @@ so only the first contact of every (candidate, track) pair decides (same for TTC
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import shapely
@@ -314,8 +315,15 @@ def normalized_progress_v1(progress, multiplier, reference_masked, cfg: MetricCo
 
 
 # ---- comfort ------------------------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _savgol_operator(n: int, window: int, poly: int, deriv: int, delta: float) -> np.ndarray:
+    """[n, n] matrix W with savgol_filter(y) == y @ W (the filter, edges included, is linear)."""
+    return savgol_filter(np.eye(n), window_length=min(window, n), polyorder=poly, deriv=deriv, delta=delta, axis=-1)
+
+
 def _savgol(y: np.ndarray, window: int, poly: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
-    return savgol_filter(y, window_length=min(window, y.shape[-1]), polyorder=poly, deriv=deriv, delta=delta, axis=-1)
+    """scipy's Savitzky-Golay filter (mode 'interp') along the last axis, as one matrix product."""
+    return y @ _savgol_operator(y.shape[-1], window, poly, deriv, delta)
 
 
 def _acceleration(states: np.ndarray, coordinate: str) -> np.ndarray:
