@@ -115,6 +115,8 @@ def idm_proposals(ctx: ScoringContext, speed_limit: float | None = None, cfg: ID
         gap = rear[t][None] - (s[:, None] + front)
         ahead = blocking & (gap > -front)
         gap = np.where(ahead, gap, np.inf)
+        if gap.shape[1] == 0:  # no other agents: free road
+            gap = np.full((n, 1), np.inf)
         lead = np.argmin(gap, axis=1)
         g = np.maximum(gap[np.arange(n), lead], 0.01)
         vl = np.where(np.isfinite(gap[np.arange(n), lead]), v_lead[t][lead] if v_lead.shape[1] else 0.0, v)
