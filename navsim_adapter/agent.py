@@ -23,14 +23,10 @@ except ImportError as _err:  # pragma: no cover - exercised by the no-navsim tes
         "or, offline, from wheels: `make install-navsim`."
     ) from _err
 
-from navsim_adapter.observation import ObservationSpec, PolicyRunner
+from navsim_adapter.observation import ObservationSpec, PolicyRunner, consensus_scores
 
-
-def consensus_scores(trajs: np.ndarray) -> np.ndarray:
-    """Non-privileged best-of-N: prefer the sample closest to the others (the mode), [B, N] -> higher is better."""
-    xy = np.asarray(trajs)[..., :2]
-    d = np.linalg.norm(xy[:, :, None] - xy[:, None, :], axis=-1).mean(axis=-1)  # [B, N, N]
-    return -d.mean(axis=-1)
+# NAVSIM's AgentInput carries no token: every scene starts from the noise of this key (deterministic agent)
+NOISE_KEY = "dipole_agent"
 
 
 def observation_from_agent_input(agent_input: AgentInput, spec: ObservationSpec) -> dict[str, Any]:
@@ -98,5 +94,5 @@ class DipoleAgent(AbstractAgent):
             self.initialize()
         obs = observation_from_agent_input(agent_input, self.spec)
         score_fn = consensus_scores if self.best_of > 1 else None
-        poses = self._runner.sample([obs], [self.omega], best_of=self.best_of, score_fn=score_fn)[0, 0]
+        poses = self._runner.sample([obs], [self.omega], best_of=self.best_of, score_fn=score_fn, tokens=[NOISE_KEY])[0, 0]
         return Trajectory(poses.astype(np.float32), self._trajectory_sampling)

@@ -27,9 +27,19 @@ import numpy as np
 from tqdm import tqdm
 
 from navsim_adapter import eval_report as report
-from navsim_adapter.observation import PolicyRunner, constant_velocity, scene_observation, to_numpy
+from navsim_adapter.observation import (
+    PolicyRunner,
+    consensus_scores,
+    constant_velocity,
+    scene_observation,
+    set_threads,
+    to_numpy,
+)
 
 log = logging.getLogger("navsim_adapter.evaluate")
+SETTINGS_FILE = "settings.json"
+EC_NOTE = ("EC (two-frame extended comfort) needs the previous frame's simulated states and is not computed "
+           "here (empty); EPDMS is then normalised without it, as NAVSIM does when EC is unavailable.")
 
 
 @dataclass
@@ -41,6 +51,7 @@ class EvalSettings:
     omegas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
     steps: int | None = None
     best_of: int = 1
+    selection: str = "consensus"  # best-of-N pick: consensus (non-privileged) | oracle (PDM of the logged future)
     compare: dict[str, Path] = field(default_factory=dict)  # name -> checkpoint, sampled at omega 0
     batch_size: int = 8
     chunk: tuple[int, int] = (0, 1)
@@ -60,6 +71,16 @@ def parse_omegas(text: str) -> tuple[float, ...]:
     if not omegas or any(o < 0 for o in omegas):
         raise argparse.ArgumentTypeError(f"--omega needs one or more values >= 0, got {text!r}")
     return omegas
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def parse_chunk(text: str) -> tuple[int, int]:
@@ -149,7 +170,17 @@ class Evaluator:
             omegas = s.omegas if name == s.name else (0.0,)
             self.rows += [report.omega_row(name, o) for o in omegas]
         self.writer = RecordWriter(s.out / "records.jsonl")
+        (s.out / SETTINGS_FILE).write_text(json.dumps(self.describe(), indent=2))
         self.specs = list(dict.fromkeys(r.spec for r in self.runners.values()))  # observations built per scene
+
+    def describe(self) -> dict:
+        """What produced these numbers (written to settings.json, echoed in summary.md)."""
+        from navsim_adapter.pdm import SCORER_VERSION
+
+        keys = ("checkpoint", "split", "data_root", "omegas", "steps", "best_of", "selection", "seed", "frame_interval")
+        d = {k: getattr(self.s, k) for k in keys}
+        d.update(compare=self.s.compare, scenes=len(self.loader), scorer_version=SCORER_VERSION)
+        return json.loads(json.dumps(d, default=str))
 
     def run(self) -> Path:
         """Evaluate every token of this chunk not yet in records.jsonl; returns the records path."""
@@ -219,7 +250,9 @@ class Evaluator:
         """[B, rows, 8, 3]: constant velocity, human, then each checkpoint's omegas (one sample call each)."""
         cols = [np.stack([constant_velocity(s) for s in scenes]), np.stack([s.get_future_trajectory(8) for s in scenes])]
         tokens = [s.token for s in scenes]
-        score_fn = self._oracle(contexts) if self.s.best_of > 1 else None
+        score_fn = None
+        if self.s.best_of > 1:
+            score_fn = self._oracle(contexts) if self.s.selection == "oracle" else consensus_scores
         for name, runner in self.runners.items():
             omegas = self.s.omegas if name == self.s.name else (0.0,)
             own = [o[runner.spec] for o in obs]
@@ -244,7 +277,11 @@ def write_report(out: Path, records: list[dict], loader=None, worst_k: int = 4, 
     table = report.summarize(records)
     md = report.markdown_table(table)
     invalid = sorted({(r["token"], r["error"]) for r in records if not r["valid"] and r.get("error")})
-    text = f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens.\n"
+    text = f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens. {EC_NOTE}\n"
+    settings = out / SETTINGS_FILE
+    if settings.is_file():
+        text += "\n## Settings\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in json.loads(settings.read_text()).items())
+        text += "\n"
     if invalid:
         text += "\n## Invalid tokens\n\n" + "\n".join(f"- `{t}`: {e}" for t, e in invalid[:50]) + "\n"
     (out / "summary.md").write_text(text)
@@ -286,12 +323,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default=None)
     p.add_argument("--omega", type=parse_omegas, default=(0.0, 0.5, 1.0, 2.0, 4.0))
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
-    p.add_argument("--best-of", type=int, default=1, help="N samples, keep the best by PDM (privileged ablation)")
+    p.add_argument("--best-of", type=positive_int, default=1, help="N samples per scene and omega, keep one (see --selection)")
+    p.add_argument("--selection", choices=("consensus", "oracle"), default="consensus",
+                   help="best-of-N pick: consensus = the sample closest to the others (what DipoleAgent does); "
+                        "oracle = best PDM score against the logged future (privileged upper bound)")
     p.add_argument("--bc-checkpoint", type=Path, default=None, help="adds a 'bc' row (omega 0)")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT", help="more rows, e.g. awr=runs/awr")
     p.add_argument("--metric-cache", type=Path, default=None, help="real NAVSIM metric cache (needs navsim)")
     p.add_argument("--out", type=Path, default=Path("eval_out"))
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--chunk", type=parse_chunk, default=(0, 1), help="evaluate slice i of N (SLURM arrays)")
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="join these chunk dirs into --out")
     p.add_argument("--max-scenes", type=int, default=None)
@@ -299,18 +339,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--worst-k", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine)")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = _parse(argv)
+    set_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.merge:
         records = report.read_records(d / "records.jsonl" for d in a.merge)
         if not records:
             raise SystemExit(f"--merge: no records.jsonl with results under {[str(d) for d in a.merge]}")
         records = report.latest_records(records)
+        first = next((d / SETTINGS_FILE for d in a.merge if (d / SETTINGS_FILE).is_file()), None)
+        if first is not None and first.resolve() != (a.out / SETTINGS_FILE).resolve():
+            (a.out / SETTINGS_FILE).write_text(first.read_text())
         RecordWriter(a.out / "records.jsonl").path.write_text("".join(json.dumps(r) + "\n" for r in records))
         path = write_report(a.out, records, worst_k=0)
         print(path.read_text())
@@ -333,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     s = EvalSettings(
         data_root=openscene_data_root(a.data_root), split=a.split, out=a.out, checkpoint=a.checkpoint, omegas=a.omega,
-        steps=a.steps, best_of=a.best_of, compare=compare, batch_size=a.batch_size, chunk=a.chunk,
+        steps=a.steps, best_of=a.best_of, selection=a.selection, compare=compare, batch_size=a.batch_size, chunk=a.chunk,
         max_scenes=a.max_scenes, worst_k=a.worst_k, seed=a.seed, device=a.device, frame_interval=a.frame_interval,
         name=a.name,
     )

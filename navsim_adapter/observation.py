@@ -106,6 +106,16 @@ def token_seed(seed: int, token: str) -> int:
     return int(hashlib.sha256(f"{seed}:{token}".encode()).hexdigest()[:15], 16)
 
 
+def set_threads(threads: int | None) -> None:
+    """torch intra-op threads; None keeps torch's default. On a shared CPU, 1 avoids thread thrashing."""
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """Tensors (any device) or arrays -> numpy, for score functions handed torch trajectories."""
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
@@ -162,6 +172,13 @@ class PolicyRunner:
         with torch.no_grad():
             trajs = self.policy.sample(batch, omegas=list(omegas), **kwargs)
         return to_numpy(trajs.float())
+
+
+def consensus_scores(trajs: Any) -> np.ndarray:
+    """Non-privileged best-of-N: prefer the sample closest to the others (the mode). [B, N, 8, 3] -> [B, N]."""
+    xy = to_numpy(trajs)[..., :2]
+    dist = np.linalg.norm(xy[:, :, None] - xy[:, None, :], axis=-1).mean(axis=-1)  # [B, N, N] mean over poses
+    return -dist.mean(axis=-1)
 
 
 def constant_velocity(scene: Scene, num_poses: int = 8, dt: float = 0.5) -> np.ndarray:

@@ -5,20 +5,22 @@
     python -m navsim_adapter.submission --validate submission.pkl [--data-root D --split navtest]
 
 v1 (navtest): `{"team_name", "authors", "email", "institution", "country / region",
-"predictions": [{token: Trajectory}]}`. v2 two-stage splits use `first_stage_predictions` /
-`second_stage_predictions` (`--format v2`, second stage read from `--second-stage-split`).
-With navsim installed the Trajectory objects are navsim's own (what the leaderboard unpickles);
-without it they are our stand-in (a warning says so). The policy is run non-privileged (cameras +
-ego status only); best-of-N by the PDM oracle is refused, as the leaderboard refuses privileged agents.
+"predictions": [{token: Trajectory}]}`. v2 two-stage splits (`--second-stage-split S2`) write
+`first_stage_predictions` / `second_stage_predictions` instead. With navsim installed the
+Trajectory objects are navsim's own (what the leaderboard unpickles); without it they are our
+stand-in (a warning says so). The policy runs non-privileged (cameras + ego status only; best-of-N
+keeps the consensus sample); selecting by the PDM oracle is refused, as the leaderboard refuses
+privileged agents.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pickle
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from tqdm import tqdm
 
 log = logging.getLogger("navsim_adapter.submission")
 META_KEYS = ("team_name", "authors", "email", "institution", "country / region")
+STAGES = ("predictions", "first_stage_predictions", "second_stage_predictions")
 NUM_POSES, INTERVAL = 8, 0.5
 
 
@@ -48,15 +51,17 @@ def make_trajectory(poses: np.ndarray):
     return Trajectory(np.asarray(poses, np.float32), TrajectorySampling(time_horizon=4, interval_length=0.5))
 
 
-def _predict(runner, loader, omega: float, batch_size: int) -> dict:
-    from navsim_adapter.observation import scene_observation
+def _predict(runner, loader, omega: float, batch_size: int, best_of: int = 1) -> dict:
+    """{token: Trajectory} for every scene of `loader`, from cameras + ego status only (non-privileged)."""
+    from navsim_adapter.observation import consensus_scores, scene_observation
 
     out = {}
     tokens = loader.tokens
-    for start in tqdm(range(0, len(tokens), batch_size), desc="submission", unit="batch"):
+    score_fn = consensus_scores if best_of > 1 else None
+    for start in tqdm(range(0, len(tokens), batch_size), desc=f"predict {loader.split}", unit="batch"):
         batch = tokens[start : start + batch_size]
         obs = [scene_observation(loader.get_scene(t), runner.spec) for t in batch]
-        trajs = runner.sample(obs, [omega])[:, 0]
+        trajs = runner.sample(obs, [omega], best_of=best_of, score_fn=score_fn)[:, 0]
         for token, poses in zip(batch, trajs, strict=True):
             out[token] = make_trajectory(poses)
     return out
@@ -65,7 +70,9 @@ def _predict(runner, loader, omega: float, batch_size: int) -> dict:
 def create_submission(
     checkpoint: Path, data_root: Path, split: str, meta: dict[str, str], *, omega: float = 1.0, steps: int | None = None,
     out: Path = Path("submission.pkl"), second_stage_split: str | None = None, batch_size: int = 8, device: str = "cpu",
+    best_of: int = 1,
 ) -> Path:
+    """Predict every scene of `split` (and `second_stage_split` for the v2 two-stage format) and pickle it."""
     from navsim_adapter.observation import PolicyRunner
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
@@ -81,11 +88,11 @@ def create_submission(
     first = SceneLoader(split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1))
     sub: dict = dict(meta)
     if second_stage_split is None:
-        sub["predictions"] = [_predict(runner, first, omega, batch_size)]
+        sub["predictions"] = [_predict(runner, first, omega, batch_size, best_of)]
     else:
         second = SceneLoader(second_stage_split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1))
-        sub["first_stage_predictions"] = [_predict(runner, first, omega, batch_size)]
-        sub["second_stage_predictions"] = [_predict(runner, second, omega, batch_size)]
+        sub["first_stage_predictions"] = [_predict(runner, first, omega, batch_size, best_of)]
+        sub["second_stage_predictions"] = [_predict(runner, second, omega, batch_size, best_of)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("wb") as f:
@@ -94,8 +101,11 @@ def create_submission(
     return out
 
 
-def validate_submission(path: Path, expected_tokens: Sequence[str] | None = None) -> dict[str, int]:
-    """Reload and check keys, every expected token, (8, 3) finite poses. Returns counts; raises ValueError on a fault."""
+def validate_submission(path: Path, expected: Mapping[str, Sequence[str]] | None = None) -> dict[str, int]:
+    """Reload `path` and check metadata, format, (8, 3) finite poses, and every `expected[stage]` token.
+
+    Returns {stage: number of tokens}; raises ValueError naming the file, the key and the token.
+    """
     with Path(path).open("rb") as f:
         sub = pickle.load(f)  # noqa: S301 - validating a file the user made
     if not isinstance(sub, dict):
@@ -103,29 +113,43 @@ def validate_submission(path: Path, expected_tokens: Sequence[str] | None = None
     missing = [k for k in META_KEYS if not sub.get(k)]
     if missing:
         raise ValueError(f"{path}: missing metadata {missing}")
-    stages = [k for k in ("predictions", "first_stage_predictions", "second_stage_predictions") if k in sub]
-    if not stages:
-        raise ValueError(f"{path}: no 'predictions' (v1) or 'first_stage_predictions' (v2) key")
+    stages = [k for k in STAGES if k in sub]
+    if stages not in (["predictions"], ["first_stage_predictions", "second_stage_predictions"]):
+        raise ValueError(f"{path}: expected key 'predictions' (v1) or both 'first_stage_predictions' and "
+                         f"'second_stage_predictions' (v2 two-stage), found {stages}")
     counts = {}
     for stage in stages:
-        preds = sub[stage]
-        if not isinstance(preds, list) or not all(isinstance(p, dict) for p in preds):
-            raise ValueError(f"{path}: '{stage}' must be a list of {{token: Trajectory}} dicts")
-        merged = {t: tr for p in preds for t, tr in p.items()}
+        merged = _stage_predictions(path, sub, stage)
         for token, traj in merged.items():
             poses = np.asarray(getattr(traj, "poses", None))
             if poses.shape != (NUM_POSES, 3):
-                raise ValueError(f"{path}: {stage}[{token}].poses has shape {poses.shape}, expected (8, 3)")
+                raise ValueError(f"{path}: {stage}[{token!r}].poses has shape {poses.shape}, expected (8, 3)")
             if not np.isfinite(poses).all():
-                raise ValueError(f"{path}: {stage}[{token}].poses has non-finite values")
-        counts[stage] = len(merged)
-    if expected_tokens is not None:
-        main = "predictions" if "predictions" in sub else "first_stage_predictions"
-        have = {t for p in sub[main] for t in p}
-        lost = sorted(set(expected_tokens) - have)
+                raise ValueError(f"{path}: {stage}[{token!r}].poses has non-finite values")
+        lost = sorted(set((expected or {}).get(stage, ())) - set(merged))
         if lost:
-            raise ValueError(f"{path}: {len(lost)} expected tokens missing from '{main}', e.g. {lost[:5]}")
+            raise ValueError(f"{path}: {len(lost)} expected tokens missing from '{stage}', e.g. {lost[:5]}")
+        counts[stage] = len(merged)
     return counts
+
+
+def _stage_predictions(path: Path, sub: dict, stage: str) -> dict:
+    preds = sub[stage]
+    if not isinstance(preds, list) or not all(isinstance(p, dict) for p in preds):
+        raise ValueError(f"{path}: '{stage}' must be a list of {{token: Trajectory}} dicts")
+    return {t: tr for p in preds for t, tr in p.items()}
+
+
+def expected_tokens(data_root: Path, split: str, second_stage_split: str | None = None) -> dict[str, list[str]]:
+    """The tokens a submission for `split` must contain (every frame-interval-1 scene, as NAVSIM's splits)."""
+    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+    def tokens(name: str) -> list[str]:
+        return SceneLoader(name, data_root=data_root, scene_filter=SceneFilter(frame_interval=1)).tokens
+
+    if second_stage_split is None:
+        return {"predictions": tokens(split)}
+    return {"first_stage_predictions": tokens(split), "second_stage_predictions": tokens(second_stage_split)}
 
 
 def main(argv: Sequence[str] | None = None) -> Path | dict:
@@ -138,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
     p.add_argument("--second-stage-split", default=None, help="v2 two-stage: split of the second-stage scenes")
     p.add_argument("--omega", type=float, default=1.0)
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--best-of", type=int, default=1)
+    p.add_argument("--best-of", type=int, default=1, help="N samples, keep the consensus (non-privileged)")
+    p.add_argument("--selection", choices=("consensus", "oracle"), default="consensus",
+                   help="oracle (PDM score against the logged future) is privileged and refused")
     p.add_argument("--team-name")
     p.add_argument("--authors")
     p.add_argument("--email")
@@ -146,28 +172,37 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
     p.add_argument("--country")
     p.add_argument("--out", type=Path, default=Path("submission.pkl"))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     a = p.parse_args(argv)
+    from navsim_adapter.observation import set_threads
     from navsim_adapter.paths import openscene_data_root
-    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
+    set_threads(a.threads)
     if a.validate is not None:
-        tokens = None
-        if a.data_root is not None or a.split != "navtest":
-            tokens = SceneLoader(a.split, data_root=openscene_data_root(a.data_root),
-                                 scene_filter=SceneFilter(frame_interval=1)).tokens
-        counts = validate_submission(a.validate, tokens)
-        print(f"{a.validate}: OK " + ", ".join(f"{k}: {v} tokens" for k, v in counts.items()))
+        expected = None
+        if a.data_root is not None or os.environ.get("OPENSCENE_DATA_ROOT"):
+            expected = expected_tokens(openscene_data_root(a.data_root), a.split, a.second_stage_split)
+        try:
+            counts = validate_submission(a.validate, expected)
+        except ValueError as err:
+            raise SystemExit(f"INVALID: {err}") from None
+        checked = "every expected token present" if expected else "tokens not checked (no --data-root)"
+        print(f"{a.validate}: OK ({checked}) " + ", ".join(f"{k}: {v} tokens" for k, v in counts.items()))
         return counts
-    if a.best_of > 1:
-        raise SystemExit("--best-of > 1 selects by the PDM score of the logged future: a privileged agent, "
-                         "which the leaderboard refuses. Submit plain samples (best-of 1).")
+    if a.selection == "oracle":
+        raise SystemExit("--selection oracle picks samples by the PDM score of the logged future: a privileged "
+                         "(scene-reading) agent, which the leaderboard refuses. Use --selection consensus.")
     if a.checkpoint is None:
         raise SystemExit("--checkpoint is required to create a submission (or use --validate FILE)")
     meta = {"team_name": a.team_name, "authors": a.authors, "email": a.email, "institution": a.institution,
             "country / region": a.country}
-    path = create_submission(a.checkpoint, openscene_data_root(a.data_root), a.split, meta, omega=a.omega,
-                             steps=a.steps, out=a.out, second_stage_split=a.second_stage_split, device=a.device)
-    counts = validate_submission(path)
+    data_root = openscene_data_root(a.data_root)
+    try:
+        path = create_submission(a.checkpoint, data_root, a.split, meta, omega=a.omega, steps=a.steps, out=a.out,
+                                 second_stage_split=a.second_stage_split, device=a.device, best_of=a.best_of)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    counts = validate_submission(path, expected_tokens(data_root, a.split, a.second_stage_split))
     print(f"wrote {path}: " + ", ".join(f"{k}: {v} tokens" for k, v in counts.items()))
     return path
 
