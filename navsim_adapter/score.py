@@ -48,10 +48,9 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
         items = {str(k): np.asarray(getattr(v, "poses", v), dtype=np.float64) for k, v in obj.items()}
     out = {}
     for tok, arr in items.items():
-        arr = arr[None] if arr.ndim == 2 else arr
-        if arr.ndim != 3 or arr.shape[1:] != (8, 3):
+        if arr.shape[-2:] != (8, 3) or arr.ndim not in (2, 3):
             raise ValueError(f"{path}: trajectory of token {tok!r} has shape {arr.shape}, expected (8, 3) or (N, 8, 3)")
-        out[tok] = arr
+        out[tok] = arr[None] if arr.ndim == 2 else arr
     return out
 
 

@@ -110,3 +110,46 @@ def test_comfort_matches_on_random_states():
     expected = ego_is_comfortable(states, np.arange(41) * 0.1).all(-1).astype(float)
     np.testing.assert_array_equal(M.comfort(states), expected)
     assert 0 < expected.sum() < len(expected)
+
+
+def test_synthetic_world_scenes_match(official, pdm_scenes):
+    """Contexts built from our Scene + MapAPI (all scenario families), perturbed human candidates."""
+    from navsim_adapter.pdm import build_context
+    from navsim_adapter.pdm.official import to_metric_cache
+
+    ctxs = [build_context(s) for s in pdm_scenes]
+    traj = np.stack([_f32(toy_candidates(c, 8, i)) for i, c in enumerate(ctxs)])
+    ours = score(ctxs, traj, human_filter=False)
+    for i, ctx in enumerate(ctxs):
+        ref = official.score_batch(to_metric_cache(ctx), traj[i])
+        for k in KEYS:
+            np.testing.assert_allclose(getattr(ours, k)[i], ref[k], atol=1e-6, err_msg=f"{ctx.token} {k}")
+
+
+def test_metric_cache_round_trip(tmp_path, scenes):
+    """ScoringContext -> official MetricCache on disk (lzma + metadata csv) -> ScoringContext: same scores."""
+    from navsim_adapter.pdm.metric_cache import dump_metric_cache, load_contexts
+    from navsim_adapter.pdm.official import to_metric_cache
+
+    ctxs, traj = scenes
+    for c in ctxs[:4]:
+        dump_metric_cache(to_metric_cache(c), tmp_path, c.token)
+    back = load_contexts(tmp_path, [c.token for c in ctxs[:4]], progress=False)
+    a, b = score(ctxs[:4], traj[:4]), score(back, traj[:4])
+    for k in KEYS + ("epdms",):
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
+
+
+def test_old_metric_cache_is_reported(tmp_path):
+    import lzma
+    import pickle
+    from types import SimpleNamespace
+
+    from navsim_adapter.pdm.metric_cache import MetricCacheVersionError, load_metric_cache
+
+    v1_like = SimpleNamespace(trajectory=None, ego_state=None, observation=None, centerline=None, route_lane_ids=[],
+                              drivable_area_map=None)  # navsim 1.1 fields only
+    path = tmp_path / "metric_cache.pkl"
+    path.write_bytes(lzma.compress(pickle.dumps(v1_like)))
+    with pytest.raises(MetricCacheVersionError, match=r"metric_cache.pkl.*human_trajectory.*navsim < 2.0"):
+        load_metric_cache(path)
