@@ -33,7 +33,9 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
         data = np.load(path, allow_pickle=False)
         for key in ("tokens", "trajectories"):
             if key not in data:
-                raise ValueError(f"{path}: missing array {key!r} (expected 'tokens' [B] and 'trajectories' [B, (N,) 8, 3])")
+                raise ValueError(
+                    f"{path}: missing array {key!r} (expected 'tokens' [B] and 'trajectories' [B, (N,) 8, 3])"
+                )
         tokens, trajs = [str(t) for t in data["tokens"]], np.asarray(data["trajectories"], dtype=np.float64)
         if len(trajs) != len(tokens):
             raise ValueError(f"{path}: 'trajectories' has {len(trajs)} rows, 'tokens' {len(tokens)}")
@@ -49,7 +51,9 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
     out = {}
     for tok, arr in items.items():
         if arr.shape[-2:] != (8, 3) or arr.ndim not in (2, 3):
-            raise ValueError(f"{path}: trajectory of token {tok!r} has shape {arr.shape}, expected (8, 3) or (N, 8, 3)")
+            raise ValueError(
+                f"{path}: trajectory of token {tok!r} has shape {arr.shape}, expected (8, 3) or (N, 8, 3)"
+            )
         out[tok] = arr[None] if arr.ndim == 2 else arr
     return out
 
@@ -74,8 +78,10 @@ def format_table(result, tokens: list[str]) -> str:
     lines = [f"{'metric':<8}{'column':<34}{'mean':>8}", "-" * 50]
     for key in TABLE_KEYS:
         mean = _mean(getattr(result, key)[:, 0])
-        lines.append(f"{LABELS[key]:<8}{V2_COLUMNS.get(key, 'score (v1)' if key == 'pdms' else key):<34}{mean:>8.4f}")
-    lines.append(f"scenes: {len(tokens)}   candidates per scene: {getattr(result, 'nc').shape[1]}")
+        lines.append(
+            f"{LABELS[key]:<8}{V2_COLUMNS.get(key, 'score (v1)' if key == 'pdms' else key):<34}{mean:>8.4f}"
+        )
+    lines.append(f"scenes: {len(tokens)}   candidates per scene: {result.nc.shape[1]}")
     return "\n".join(lines)
 
 
@@ -86,10 +92,14 @@ def write_csv(path: str | Path, result, tokens: list[str]) -> None:
     keys = [k for k in TABLE_KEYS if k != "comfort"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["token", "valid"] + [V2_COLUMNS.get(k, "pdm_score_v1" if k == "pdms" else k) for k in keys])
+        w.writerow(
+            ["token", "valid"] + [V2_COLUMNS.get(k, "pdm_score_v1" if k == "pdms" else k) for k in keys]
+        )
         for i, tok in enumerate(tokens):
             w.writerow([tok, bool(result.valid[i, 0])] + [float(getattr(result, k)[i, 0]) for k in keys])
-        w.writerow(["average", bool(result.valid[:, 0].all())] + [_mean(getattr(result, k)[:, 0]) for k in keys])
+        w.writerow(
+            ["average", bool(result.valid[:, 0].all())] + [_mean(getattr(result, k)[:, 0]) for k in keys]
+        )
 
 
 def _contexts(args) -> list:
@@ -102,20 +112,30 @@ def _contexts(args) -> list:
     from navsim_adapter.pdm import build_context
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
-    loader = SceneLoader(args.split, data_root=args.data_root, scene_filter=SceneFilter(max_scenes=args.max_scenes,
-                                                                                        tokens=args.tokens))
-    return [build_context(loader.get_scene(t)) for t in tqdm(loader.tokens, desc="scenes", disable=args.quiet)]
+    loader = SceneLoader(
+        args.split,
+        data_root=args.data_root,
+        scene_filter=SceneFilter(max_scenes=args.max_scenes, tokens=args.tokens),
+    )
+    return [
+        build_context(loader.get_scene(t)) for t in tqdm(loader.tokens, desc="scenes", disable=args.quiet)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m navsim_adapter.score", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m navsim_adapter.score",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--trajectories", help=".npz or pickle of trajectories per token")
     src.add_argument("--agent", choices=AGENTS, default=None, help="score a built-in agent instead of a file")
     p.add_argument("--split", default="test", help="OpenScene split of our scenes (with --data-root)")
     p.add_argument("--data-root", default=None, help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
-    p.add_argument("--metric-cache", default=None, help="score on a NAVSIM metric cache instead (needs navsim)")
+    p.add_argument(
+        "--metric-cache", default=None, help="score on a NAVSIM metric cache instead (needs navsim)"
+    )
     p.add_argument("--max-scenes", type=int, default=None)
     p.add_argument("--tokens", nargs="*", default=None)
     p.add_argument("--no-human-filter", action="store_true", help="disable the v2 human filter")
@@ -139,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             batch[i, : len(trajs[c.token])] = trajs[c.token]
     else:
         batch = np.stack([agent_trajectory(c, args.agent or "human") for c in contexts])
-    result = score(contexts, batch, human_filter=not args.no_human_filter, on_invalid="zero", return_states=False)
+    result = score(
+        contexts, batch, human_filter=not args.no_human_filter, on_invalid="zero", return_states=False
+    )
     tokens = [c.token for c in contexts]
     print(f"PDM scorer {SCORER_VERSION}: {args.agent or args.trajectories}")
     print(format_table(result, tokens))

@@ -30,9 +30,16 @@ def _inputs(num_scenes: int, n: int, extra_agents: int = 0):
         agents = None
         if extra_agents:
             rng = np.random.default_rng(s)
-            agents = [dict(x=float(rng.uniform(-40, 120)), y=float(rng.choice([ROUTE_Y, -ROUTE_Y])) + rng.normal(0, 0.1),
-                           heading=float(rng.choice([0.0, np.pi])) + rng.normal(0, 0.01), speed=float(rng.uniform(0, 12)),
-                           token=f"extra{j}") for j in range(extra_agents)]
+            agents = [
+                dict(
+                    x=float(rng.uniform(-40, 120)),
+                    y=float(rng.choice([ROUTE_Y, -ROUTE_Y])) + rng.normal(0, 0.1),
+                    heading=float(rng.choice([0.0, np.pi])) + rng.normal(0, 0.01),
+                    speed=float(rng.uniform(0, 12)),
+                    token=f"extra{j}",
+                )
+                for j in range(extra_agents)
+            ]
         ctxs.append(toy_context(s, agents=agents))
     traj = np.stack([toy_candidates(c, n, s) for s, c in enumerate(ctxs)])
     return ctxs, traj
@@ -83,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", type=int, default=50)
     p.add_argument("--sizes", default="1,16,256", help="candidates per scene")
-    p.add_argument("--official-calls", type=int, default=40, help="official pdm_score calls to time (0 = skip)")
+    p.add_argument(
+        "--official-calls", type=int, default=40, help="official pdm_score calls to time (0 = skip)"
+    )
     p.add_argument("--agents", default="0,20,80", help="extra agents per scene for the scaling table")
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -91,17 +100,25 @@ def main(argv: list[str] | None = None) -> None:
     print(f"PDM engine benchmark: {args.scenes} toy scenes, cores available {len(os.sched_getaffinity(0))}")
     ctxs_off, traj_off = _inputs(min(args.scenes, 10), 4)
     official = time_official(ctxs_off, traj_off, args.official_calls) if args.official_calls else None
-    print(f"{'cand/scene':>10} {'cand/s':>9} {'sim s':>7} {'geom s':>7} {'metr s':>7} {'peak MB':>8} {'vs official':>12}")
+    print(
+        f"{'cand/scene':>10} {'cand/s':>9} {'sim s':>7} {'geom s':>7} {'metr s':>7} {'peak MB':>8} {'vs official':>12}"
+    )
     for n in sizes:
         ctxs, traj = _inputs(args.scenes, n)
         row = time_ours(ctxs, traj)
         ratio = f"{row['rate'] / official:>11.0f}x" if official else f"{'n/a':>12}"
-        print(f"{n:>10} {row['rate']:>9.0f} {row['simulation']:>7.2f} {row['geometry']:>7.2f} {row['metrics']:>7.2f} "
-              f"{row['peak_mb']:>8.0f} {ratio}")
+        print(
+            f"{n:>10} {row['rate']:>9.0f} {row['simulation']:>7.2f} {row['geometry']:>7.2f} {row['metrics']:>7.2f} "
+            f"{row['peak_mb']:>8.0f} {ratio}"
+        )
     if official:
-        print(f"official NAVSIM pdm_score: {official:.1f} candidates/s ({args.official_calls} calls, one trajectory each)")
+        print(
+            f"official NAVSIM pdm_score: {official:.1f} candidates/s ({args.official_calls} calls, one trajectory each)"
+        )
     else:
-        print("official NAVSIM scorer: not timed (navsim / nuplan-devkit not importable: make install-navsim)")
+        print(
+            "official NAVSIM scorer: not timed (navsim / nuplan-devkit not importable: make install-navsim)"
+        )
 
     n = max(1, min(sizes[-1], 64))
     print(f"\nscaling with agents ({n} candidates/scene, {min(args.scenes, 10)} scenes)")

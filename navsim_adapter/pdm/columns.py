@@ -28,6 +28,16 @@ V1_COLUMNS: dict[str, str] = {
 
 # Short labels for printed tables.
 LABELS: dict[str, str] = {
-    "nc": "NC", "dac": "DAC", "ddc": "DDC", "tlc": "TLC", "ep": "EP", "ttc": "TTC", "comfort": "C",
-    "lk": "LK", "hc": "HC", "ec": "EC", "pdms": "PDMS", "epdms": "EPDMS",
+    "nc": "NC",
+    "dac": "DAC",
+    "ddc": "DDC",
+    "tlc": "TLC",
+    "ep": "EP",
+    "ttc": "TTC",
+    "comfort": "C",
+    "lk": "LK",
+    "hc": "HC",
+    "ec": "EC",
+    "pdms": "PDMS",
+    "epdms": "EPDMS",
 }

@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, Polygon
 
-from navsim_adapter.pdm.geometry import Polyline, PolygonSet
+from navsim_adapter.pdm.geometry import PolygonSet, Polyline
 from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM
 
 # nuPlan TrackedObjectType names (lower case). Agents (moving kinds) score 0 when hit at fault,
@@ -106,8 +106,11 @@ class ScoringContext:
         if not np.isfinite(self.agent_boxes[self.agent_valid]).all():
             raise bad("agent_boxes", "finite values where agent_valid", "NaN/inf")
         if not (len(self.map_ids) == len(self.map_layers) == len(self.map_polygons)):
-            raise bad("map_ids/map_layers/map_polygons", "equal lengths",
-                      (len(self.map_ids), len(self.map_layers), len(self.map_polygons)))
+            raise bad(
+                "map_ids/map_layers/map_polygons",
+                "equal lengths",
+                (len(self.map_ids), len(self.map_layers), len(self.map_polygons)),
+            )
         bad_layers = sorted(set(self.map_layers) - set(MAP_LAYERS))
         if bad_layers:
             raise bad("map_layers", f"values in {MAP_LAYERS}", bad_layers)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from shapely.strtree import STRtree
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,9 @@ def ego_center(states_xyh: np.ndarray, vehicle: VehicleParameters = PACIFICA) ->
     return states_xyh[..., :2] + np.stack([d * np.cos(h), d * np.sin(h)], axis=-1)
 
 
-def ego_corners(states_xyh: np.ndarray, vehicle: VehicleParameters = PACIFICA) -> tuple[np.ndarray, np.ndarray]:
+def ego_corners(
+    states_xyh: np.ndarray, vehicle: VehicleParameters = PACIFICA
+) -> tuple[np.ndarray, np.ndarray]:
     """(corners [..., 4, 2], centre [..., 2]) of the ego footprint from rear-axle poses."""
     center = ego_center(states_xyh, vehicle)
     return box_corners(center, states_xyh[..., 2], vehicle.length, vehicle.width), center

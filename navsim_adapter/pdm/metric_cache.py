@@ -23,8 +23,16 @@ from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM, sample_times_us
 
 # Fields of the navsim 2.x MetricCache this engine reads.
 REQUIRED_FIELDS = (
-    "trajectory", "ego_state", "observation", "centerline", "route_lane_ids", "drivable_area_map",
-    "human_trajectory", "past_human_trajectory", "scene_type", "timepoint",
+    "trajectory",
+    "ego_state",
+    "observation",
+    "centerline",
+    "route_lane_ids",
+    "drivable_area_map",
+    "human_trajectory",
+    "past_human_trajectory",
+    "scene_type",
+    "timepoint",
 )
 RED_LIGHT_PREFIX = "red_light_"
 
@@ -38,7 +46,9 @@ def metadata_index(cache_root: str | Path) -> dict[str, Path]:
     root = Path(cache_root)
     csvs = sorted((root / "metadata").glob("*.csv"))
     if not csvs:
-        raise FileNotFoundError(f"{root / 'metadata'}: no metadata csv (expected <cache>/metadata/*_metadata_node_*.csv)")
+        raise FileNotFoundError(
+            f"{root / 'metadata'}: no metadata csv (expected <cache>/metadata/*_metadata_node_*.csv)"
+        )
     out: dict[str, Path] = {}
     for path in csvs:
         with open(path, newline="") as fh:
@@ -79,12 +89,22 @@ def check_version(cache, path: str | Path = "<memory>") -> None:
 
 def _state_array(ego) -> np.ndarray:
     dyn = ego.dynamic_car_state
-    return np.array([
-        ego.rear_axle.x, ego.rear_axle.y, ego.rear_axle.heading,
-        dyn.rear_axle_velocity_2d.x, dyn.rear_axle_velocity_2d.y,
-        dyn.rear_axle_acceleration_2d.x, dyn.rear_axle_acceleration_2d.y,
-        ego.tire_steering_angle, dyn.tire_steering_rate, dyn.angular_velocity, dyn.angular_acceleration,
-    ], dtype=np.float64)
+    return np.array(
+        [
+            ego.rear_axle.x,
+            ego.rear_axle.y,
+            ego.rear_axle.heading,
+            dyn.rear_axle_velocity_2d.x,
+            dyn.rear_axle_velocity_2d.y,
+            dyn.rear_axle_acceleration_2d.x,
+            dyn.rear_axle_acceleration_2d.y,
+            ego.tire_steering_angle,
+            dyn.tire_steering_rate,
+            dyn.angular_velocity,
+            dyn.angular_acceleration,
+        ],
+        dtype=np.float64,
+    )
 
 
 def _sample(trajectory, times_us: np.ndarray) -> np.ndarray:
@@ -104,7 +124,9 @@ def context_from_metric_cache(cache, token: str = "") -> ScoringContext:
     steps = NUM_STEPS + 1
     tracks = cache.observation.detections_tracks[:steps]
     if len(tracks) < steps:
-        raise MetricCacheVersionError(f"metric cache {token}: {len(tracks)} observation frames, expected >= {steps}")
+        raise MetricCacheVersionError(
+            f"metric cache {token}: {len(tracks)} observation frames, expected >= {steps}"
+        )
 
     tokens: dict[str, int] = {}
     rows = []
@@ -113,8 +135,20 @@ def context_from_metric_cache(cache, token: str = "") -> ScoringContext:
             j = tokens.setdefault(obj.track_token, len(tokens))
             kind = obj.tracked_object_type.name.lower()
             vel = getattr(obj, "velocity", None)
-            rows.append((t, j, obj.center.x, obj.center.y, obj.center.heading, obj.box.length, obj.box.width,
-                         vel.x if vel is not None else 0.0, vel.y if vel is not None else 0.0, kind))
+            rows.append(
+                (
+                    t,
+                    j,
+                    obj.center.x,
+                    obj.center.y,
+                    obj.center.heading,
+                    obj.box.length,
+                    obj.box.width,
+                    vel.x if vel is not None else 0.0,
+                    vel.y if vel is not None else 0.0,
+                    kind,
+                )
+            )
     m = len(tokens)
     boxes = np.zeros((steps, m, 5))
     velocity = np.zeros((steps, m, 2))
@@ -136,7 +170,7 @@ def context_from_metric_cache(cache, token: str = "") -> ScoringContext:
         names, polys = tl[t] if t < len(tl) else ([], [])
         here = set()
         for name, poly in zip(names, polys, strict=True):
-            lane_id = name[len(RED_LIGHT_PREFIX):] if name.startswith(RED_LIGHT_PREFIX) else name
+            lane_id = name[len(RED_LIGHT_PREFIX) :] if name.startswith(RED_LIGHT_PREFIX) else name
             if lane_id not in red_ids:
                 red_ids.append(lane_id)
                 red_polys.append(poly)
@@ -147,10 +181,15 @@ def context_from_metric_cache(cache, token: str = "") -> ScoringContext:
     reference = _sample(cache.trajectory, t0 + sample_times_us(t0))[:, :3]
     past = None
     if cache.past_human_trajectory is not None:
-        start, end = cache.past_human_trajectory.start_time.time_us, cache.past_human_trajectory.end_time.time_us
+        start, end = (
+            cache.past_human_trajectory.start_time.time_us,
+            cache.past_human_trajectory.end_time.time_us,
+        )
         q = np.arange(start, end, 100_000, dtype=np.int64)[:-1]
         past = _sample(cache.past_human_trajectory, q) if len(q) else np.zeros((0, STATE_DIM))
-    human = None if cache.human_trajectory is None else np.asarray(cache.human_trajectory.poses, dtype=np.float64)
+    human = (
+        None if cache.human_trajectory is None else np.asarray(cache.human_trajectory.poses, dtype=np.float64)
+    )
 
     return ScoringContext(
         token=token or str(getattr(cache, "file_path", "") or ""),
@@ -177,7 +216,9 @@ def context_from_metric_cache(cache, token: str = "") -> ScoringContext:
     )
 
 
-def load_contexts(cache_root: str | Path, tokens: list[str] | None = None, progress: bool = True) -> list[ScoringContext]:
+def load_contexts(
+    cache_root: str | Path, tokens: list[str] | None = None, progress: bool = True
+) -> list[ScoringContext]:
     """ScoringContexts for `tokens` (default: every token in the metadata csv) of a metric cache."""
     from tqdm import tqdm
 
@@ -186,8 +227,10 @@ def load_contexts(cache_root: str | Path, tokens: list[str] | None = None, progr
     unknown = [t for t in wanted if t not in index]
     if unknown:
         raise KeyError(f"{cache_root}: token(s) {unknown[:5]} not in the metadata csv")
-    return [context_from_metric_cache(load_metric_cache(index[t]), t)
-            for t in tqdm(wanted, desc="metric caches", disable=not progress)]
+    return [
+        context_from_metric_cache(load_metric_cache(index[t]), t)
+        for t in tqdm(wanted, desc="metric caches", disable=not progress)
+    ]
 
 
 def dump_metric_cache(cache, root: str | Path, token: str, log_name: str = "log") -> Path:

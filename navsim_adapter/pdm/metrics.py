@@ -107,8 +107,14 @@ def _contacts(ego_ctr, ego_h, ctx: ScoringContext, valid, frames) -> np.ndarray:
     if len(k):
         box = ab[s, m]
         hit[k, s, m] = rect_overlap(
-            ego_ctr[k, s], ego_h[k, s], PACIFICA.half_length, PACIFICA.half_width,
-            box[:, :2], box[:, 2], box[:, 3] / 2.0, box[:, 4] / 2.0,
+            ego_ctr[k, s],
+            ego_h[k, s],
+            PACIFICA.half_length,
+            PACIFICA.half_width,
+            box[:, :2],
+            box[:, 2],
+            box[:, 3] / 2.0,
+            box[:, 4] / 2.0,
         )
     return hit
 
@@ -172,7 +178,12 @@ def scene_geometry(ctx: ScoringContext, states: np.ndarray, cfg: MetricConfig = 
             if not len(steps):
                 continue
             x0, y0, x1, y1 = poly.bounds
-            near = (lo[:, steps, 0] <= x1) & (hi[:, steps, 0] >= x0) & (lo[:, steps, 1] <= y1) & (hi[:, steps, 1] >= y0)
+            near = (
+                (lo[:, steps, 0] <= x1)
+                & (hi[:, steps, 0] >= x0)
+                & (lo[:, steps, 1] <= y1)
+                & (hi[:, steps, 1] >= y0)
+            )
             ck, cs = np.nonzero(near & ~red[:, None])
             if len(ck):
                 polys = shapely.polygons(corners[ck, steps[cs]])
@@ -210,7 +221,9 @@ def _relative_angle(ego_pose: np.ndarray, point: np.ndarray) -> np.ndarray:
         return np.arccos(np.cos(ego_pose[..., 2]) * u[..., 0] + np.sin(ego_pose[..., 2]) * u[..., 1])
 
 
-def no_at_fault_collision(ctx: ScoringContext, states: np.ndarray, g: SceneGeometry, cfg: MetricConfig = METRICS):
+def no_at_fault_collision(
+    ctx: ScoringContext, states: np.ndarray, g: SceneGeometry, cfg: MetricConfig = METRICS
+):
     """NC in {0, 0.5, 1}: decided by the first contact with every track."""
     k, m = g.collision_first.shape
     score = np.ones(k)
@@ -223,19 +236,23 @@ def no_at_fault_collision(ctx: ScoringContext, states: np.ndarray, g: SceneGeome
     # nuPlan's is_track_stopped looks at the track as first seen (non-agents always count as stopped).
     first_seen = _first_true(ctx.agent_valid, axis=0)
     v_first = ctx.agent_velocity[np.maximum(first_seen, 0), np.arange(m)]
-    track_stopped = ~ctx.agent_is_agent | (np.hypot(v_first[:, 0], v_first[:, 1]) <= cfg.collision_stopped_speed)
+    track_stopped = ~ctx.agent_is_agent | (
+        np.hypot(v_first[:, 0], v_first[:, 1]) <= cfg.collision_stopped_speed
+    )
     behind = _relative_angle(st[:, :3], ctx.agent_boxes[ts, mm, :2]) > np.deg2rad(cfg.behind_angle_deg)
     lateral_at_fault = g.multiple_lanes[kk, ts] | g.non_drivable[kk, ts]
-    at_fault = ~ego_stopped & (
-        track_stopped[mm] | (~behind & (g.collision_front[kk, mm] | lateral_at_fault))
-    )
+    at_fault = ~ego_stopped & (track_stopped[mm] | (~behind & (g.collision_front[kk, mm] | lateral_at_fault)))
     value = np.where(ctx.agent_is_agent[mm], 0.0, 0.5)
     np.minimum.at(score, kk[at_fault], value[at_fault])
     return score
 
 
 def time_to_collision(
-    ctx: ScoringContext, states: np.ndarray, g: SceneGeometry, full_horizon: bool = False, cfg: MetricConfig = METRICS
+    ctx: ScoringContext,
+    states: np.ndarray,
+    g: SceneGeometry,
+    full_horizon: bool = False,
+    cfg: MetricConfig = METRICS,
 ):
     """TTC in {0, 1}: 0 if the first projected contact with some track is ahead / not behind."""
     first = g.ttc_first_full if full_horizon else g.ttc_first
@@ -296,8 +313,12 @@ def lane_keeping(g: SceneGeometry, cfg: MetricConfig = METRICS) -> np.ndarray:
     return np.where(failed, 0.0, 1.0)
 
 
-def normalized_progress(progress: np.ndarray, multiplier: np.ndarray, reference_masked: np.ndarray | float,
-                        cfg: MetricConfig = METRICS) -> np.ndarray:
+def normalized_progress(
+    progress: np.ndarray,
+    multiplier: np.ndarray,
+    reference_masked: np.ndarray | float,
+    cfg: MetricConfig = METRICS,
+) -> np.ndarray:
     """EP (v2): raw / max(masked reference, masked self), 1 when that maximum is under 5 m."""
     norm = np.maximum(reference_masked, progress * multiplier)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -318,7 +339,9 @@ def normalized_progress_v1(progress, multiplier, reference_masked, cfg: MetricCo
 @lru_cache(maxsize=64)
 def _savgol_operator(n: int, window: int, poly: int, deriv: int, delta: float) -> np.ndarray:
     """[n, n] matrix W with savgol_filter(y) == y @ W (the filter, edges included, is linear)."""
-    return savgol_filter(np.eye(n), window_length=min(window, n), polyorder=poly, deriv=deriv, delta=delta, axis=-1)
+    return savgol_filter(
+        np.eye(n), window_length=min(window, n), polyorder=poly, deriv=deriv, delta=delta, axis=-1
+    )
 
 
 def _savgol(y: np.ndarray, window: int, poly: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
@@ -387,10 +410,17 @@ def extended_comfort(states: np.ndarray, prev_states: np.ndarray, overlap_start:
     cur, prev = states[:, :-overlap_start], prev_states[:, overlap_start:]
 
     def feats(s):
-        return (_acceleration(s, "magnitude"), _jerk(s, "magnitude"), _yaw_derivative(s, 1, 2), _yaw_derivative(s, 2, 2))
+        return (
+            _acceleration(s, "magnitude"),
+            _jerk(s, "magnitude"),
+            _yaw_derivative(s, 1, 2),
+            _yaw_derivative(s, 2, 2),
+        )
 
     ok = np.ones(states.shape[0], dtype=bool)
-    for a, b, bound in zip(feats(cur), feats(prev), (EC_ACCEL, EC_JERK, EC_YAW_RATE, EC_YAW_ACCEL), strict=True):
+    for a, b, bound in zip(
+        feats(cur), feats(prev), (EC_ACCEL, EC_JERK, EC_YAW_RATE, EC_YAW_ACCEL), strict=True
+    ):
         ok &= np.sqrt(np.mean((a - b) ** 2, axis=1)) <= bound
     return ok.astype(np.float64)
 

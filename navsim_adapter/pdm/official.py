@@ -23,8 +23,10 @@ INSTALL_HINT = (
 def missing_packages() -> list[str]:
     """Names of the official packages that cannot be imported (empty when all are there)."""
     missing = []
-    for mod, name in (("nuplan.planning.simulation.trajectory.trajectory_sampling", "nuplan-devkit"),
-                      ("navsim.planning.simulation.planner.pdm_planner.scoring.pdm_scorer", "navsim")):
+    for mod, name in (
+        ("nuplan.planning.simulation.trajectory.trajectory_sampling", "nuplan-devkit"),
+        ("navsim.planning.simulation.planner.pdm_planner.scoring.pdm_scorer", "navsim"),
+    ):
         try:
             __import__(mod)
         except Exception:  # noqa: BLE001 - any import failure means "not usable"
@@ -35,7 +37,9 @@ def missing_packages() -> list[str]:
 def require_official(what: str = "this feature") -> None:
     missing = missing_packages()
     if missing:
-        raise ImportError(f"{what} needs the official packages {', '.join(missing)}, which are not importable; {INSTALL_HINT}")
+        raise ImportError(
+            f"{what} needs the official packages {', '.join(missing)}, which are not importable; {INSTALL_HINT}"
+        )
 
 
 def _ego_state(state: np.ndarray, time_us: int):
@@ -85,7 +89,9 @@ def _detections(ctx: ScoringContext, steps: int):
             x, y, h, length, width = ctx.agent_boxes[t, j]
             box = OrientedBox(StateSE2(x, y, h), length, width, 1.5)
             kind = TrackedObjectType[ctx.agent_types[j].upper()]
-            meta = SceneObjectMetadata(ctx.timestamp_us + t * 100_000, ctx.agent_tokens[j], int(j), ctx.agent_tokens[j])
+            meta = SceneObjectMetadata(
+                ctx.timestamp_us + t * 100_000, ctx.agent_tokens[j], int(j), ctx.agent_tokens[j]
+            )
             if ctx.agent_is_agent[j]:
                 objs.append(Agent(kind, box, StateVector2D(*ctx.agent_velocity[t, j]), meta))
             else:
@@ -97,16 +103,19 @@ def _detections(ctx: ScoringContext, steps: int):
 def to_metric_cache(ctx: ScoringContext):
     """The official NAVSIM v2 MetricCache describing the same scene as `ctx`."""
     require_official("converting a ScoringContext to a NAVSIM MetricCache")
-    from nuplan.common.actor_state.state_representation import StateSE2, TimePoint
-    from nuplan.common.maps.maps_datatypes import SemanticMapLayer, TrafficLightStatusData, TrafficLightStatusType
-    from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
-
     from navsim.common.dataclasses import Trajectory
     from navsim.common.enums import SceneFrameType
     from navsim.planning.metric_caching.metric_cache import MapParameters, MetricCache
     from navsim.planning.simulation.planner.pdm_planner.observation.pdm_observation import PDMObservation
     from navsim.planning.simulation.planner.pdm_planner.observation.pdm_occupancy_map import PDMDrivableMap
     from navsim.planning.simulation.planner.pdm_planner.utils.pdm_path import PDMPath
+    from nuplan.common.actor_state.state_representation import StateSE2, TimePoint
+    from nuplan.common.maps.maps_datatypes import (
+        SemanticMapLayer,
+        TrafficLightStatusData,
+        TrafficLightStatusType,
+    )
+    from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
 
     steps = NUM_STEPS + 1
     t0 = int(ctx.timestamp_us)
@@ -118,7 +127,9 @@ def to_metric_cache(ctx: ScoringContext):
     reference = _pose_trajectory(ctx.reference_poses, ref_times, np.zeros(11))
 
     detections = _detections(ctx, steps)
-    route_dict = {i: SimpleNamespace(polygon=p) for i, p in zip(ctx.red_light_ids, ctx.red_light_polygons, strict=True)}
+    route_dict = {
+        i: SimpleNamespace(polygon=p) for i, p in zip(ctx.red_light_ids, ctx.red_light_polygons, strict=True)
+    }
     lights = [
         [
             TrafficLightStatusData(TrafficLightStatusType.RED, lane_id, t0 + t * 100_000)
@@ -127,11 +138,15 @@ def to_metric_cache(ctx: ScoringContext):
         ]
         for t in range(steps)
     ]
-    observation = PDMObservation(sampling, sampling, 100.0, observation_sample_res=1, extend_observation_for_ttc=False)
+    observation = PDMObservation(
+        sampling, sampling, 100.0, observation_sample_res=1, extend_observation_for_ttc=False
+    )
     observation.update_detections_tracks(detections, lights, route_dict, compute_traffic_light_data=True)
 
     drivable = PDMDrivableMap(
-        list(ctx.map_ids), [SemanticMapLayer[layer] for layer in ctx.map_layers], np.array(ctx.map_polygons, dtype=object)
+        list(ctx.map_ids),
+        [SemanticMapLayer[layer] for layer in ctx.map_layers],
+        np.array(ctx.map_polygons, dtype=object),
     )
     centerline = PDMPath([StateSE2(*p) for p in ctx.centerline])
 
@@ -147,8 +162,10 @@ def to_metric_cache(ctx: ScoringContext):
 
     human = None
     if ctx.human_trajectory is not None:
-        human = Trajectory(np.asarray(ctx.human_trajectory, dtype=np.float64),
-                           TrajectorySampling(time_horizon=4, interval_length=0.5))
+        human = Trajectory(
+            np.asarray(ctx.human_trajectory, dtype=np.float64),
+            TrajectorySampling(time_horizon=4, interval_length=0.5),
+        )
 
     return MetricCache(
         file_path=None,
@@ -175,11 +192,13 @@ class OfficialScorer:
 
     def __init__(self, human_filter: bool = True):
         require_official("the official PDM scorer")
-        from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
-
-        from navsim.planning.simulation.planner.pdm_planner.scoring.pdm_scorer import PDMScorer, PDMScorerConfig
+        from navsim.planning.simulation.planner.pdm_planner.scoring.pdm_scorer import (
+            PDMScorer,
+            PDMScorerConfig,
+        )
         from navsim.planning.simulation.planner.pdm_planner.simulation.pdm_simulator import PDMSimulator
         from navsim.traffic_agents_policies.log_replay_traffic_agents import LogReplayTrafficAgents
+        from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
 
         self.sampling = TrajectorySampling(num_poses=NUM_STEPS, interval_length=DT)
         self.simulator = PDMSimulator(self.sampling)
@@ -190,12 +209,13 @@ class OfficialScorer:
         """Sub-scores (our keys; EPDMS without EC) and simulated states of one (8, 3) trajectory."""
         import warnings
 
-        from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
-
         from navsim.common.dataclasses import Trajectory
         from navsim.evaluate.pdm_score import pdm_score
+        from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
 
-        traj = Trajectory(np.asarray(poses, dtype=np.float32), TrajectorySampling(time_horizon=4, interval_length=0.5))
+        traj = Trajectory(
+            np.asarray(poses, dtype=np.float32), TrajectorySampling(time_horizon=4, interval_length=0.5)
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             row, states = pdm_score(cache, traj, self.sampling, self.simulator, self.scorer, self.traffic)
@@ -206,21 +226,31 @@ class OfficialScorer:
         candidate against the PDM-Closed row only, as `pdm_score` does)."""
         import warnings
 
-        from navsim.evaluate.pdm_score import get_trajectory_as_array, transform_trajectory
         from navsim.common.dataclasses import Trajectory
+        from navsim.evaluate.pdm_score import get_trajectory_as_array, transform_trajectory
         from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
 
         ego = cache.ego_state
         rows = [get_trajectory_as_array(cache.trajectory, self.sampling, ego.time_point)]
         for p in poses:
-            t = Trajectory(np.asarray(p, dtype=np.float32), TrajectorySampling(time_horizon=4, interval_length=0.5))
+            t = Trajectory(
+                np.asarray(p, dtype=np.float32), TrajectorySampling(time_horizon=4, interval_length=0.5)
+            )
             rows.append(get_trajectory_as_array(transform_trajectory(t, ego), self.sampling, ego.time_point))
         states = self.simulator.simulate_proposals(np.stack(rows), ego)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dets = self.traffic.simulate_environment(states[1], cache)
-            self.scorer.score_proposals(states, cache.observation, cache.centerline, cache.route_lane_ids,
-                                        cache.drivable_area_map, cache.map_parameters, dets, cache.past_human_trajectory)
+            self.scorer.score_proposals(
+                states,
+                cache.observation,
+                cache.centerline,
+                cache.route_lane_ids,
+                cache.drivable_area_map,
+                cache.map_parameters,
+                dets,
+                cache.past_human_trajectory,
+            )
         sc = self.scorer
         from navsim.planning.simulation.planner.pdm_planner.utils.pdm_enums import MultiMetricIndex as MI
         from navsim.planning.simulation.planner.pdm_planner.utils.pdm_enums import WeightedMetricIndex as WI
@@ -230,10 +260,15 @@ class OfficialScorer:
         norm = np.maximum(raw[0] * multi[0], raw * multi)
         ep = np.where(norm > 5.0, np.clip(raw / np.where(norm > 0, norm, 1.0), 0, 1), 1.0)
         out = {
-            "nc": sc._multi_metrics[MI.NO_COLLISION], "dac": sc._multi_metrics[MI.DRIVABLE_AREA],
-            "ddc": sc._multi_metrics[MI.DRIVING_DIRECTION], "tlc": sc._multi_metrics[MI.TRAFFIC_LIGHT_COMPLIANCE],
-            "ttc": sc._weighted_metrics[WI.TTC], "lk": sc._weighted_metrics[WI.LANE_KEEPING],
-            "hc": sc._weighted_metrics[WI.HISTORY_COMFORT], "ep": ep, "progress": raw,
+            "nc": sc._multi_metrics[MI.NO_COLLISION],
+            "dac": sc._multi_metrics[MI.DRIVABLE_AREA],
+            "ddc": sc._multi_metrics[MI.DRIVING_DIRECTION],
+            "tlc": sc._multi_metrics[MI.TRAFFIC_LIGHT_COMPLIANCE],
+            "ttc": sc._weighted_metrics[WI.TTC],
+            "lk": sc._weighted_metrics[WI.LANE_KEEPING],
+            "hc": sc._weighted_metrics[WI.HISTORY_COMFORT],
+            "ep": ep,
+            "progress": raw,
         }
         out = {k: np.asarray(v, dtype=np.float64)[1:].copy() for k, v in out.items()}
         out["states"] = states[1:]

@@ -110,8 +110,10 @@ def idm_proposals(ctx: ScoringContext, speed_limit: float | None = None, cfg: ID
     front = PACIFICA.front_length
     b_comf = np.sqrt(cfg.accel_max * cfg.decel_max)
     for t in range(NUM_STEPS):
-        blocking = valid[t][None] & (np.abs(d[t][None] - offsets[:, None]) < half_w[t][None] + PACIFICA.half_width
-                                     + cfg.corridor_margin)
+        blocking = valid[t][None] & (
+            np.abs(d[t][None] - offsets[:, None])
+            < half_w[t][None] + PACIFICA.half_width + cfg.corridor_margin
+        )
         gap = rear[t][None] - (s[:, None] + front)
         ahead = blocking & (gap > -front)
         gap = np.where(ahead, gap, np.inf)
@@ -121,7 +123,9 @@ def idm_proposals(ctx: ScoringContext, speed_limit: float | None = None, cfg: ID
         g = np.maximum(gap[np.arange(n), lead], 0.01)
         vl = np.where(np.isfinite(gap[np.arange(n), lead]), v_lead[t][lead] if v_lead.shape[1] else 0.0, v)
         s_star = cfg.min_gap + v * cfg.headway + v * (v - vl) / (2 * b_comf)
-        acc = cfg.accel_max * (1 - (v / target) ** 4 - np.where(np.isfinite(g), (np.maximum(s_star, 0) / g) ** 2, 0.0))
+        acc = cfg.accel_max * (
+            1 - (v / target) ** 4 - np.where(np.isfinite(g), (np.maximum(s_star, 0) / g) ** 2, 0.0)
+        )
         acc = np.clip(acc, -cfg.decel_max, cfg.accel_max)
         v = np.maximum(v + acc * DT, 0.0)
         s = s + v * DT
@@ -141,6 +145,10 @@ def plan_reference(ctx: ScoringContext, speed_limit: float | None = None, cfg: I
     multi = sub["nc"] * sub["dac"] * sub["ddc"] * sub["tlc"]
     masked = sub["progress"] * multi
     norm = masked.max()
-    ep = np.clip(sub["progress"] / norm, 0, 1) if norm > M.METRICS.progress_distance_threshold else np.ones(len(multi))
+    ep = (
+        np.clip(sub["progress"] / norm, 0, 1)
+        if norm > M.METRICS.progress_distance_threshold
+        else np.ones(len(multi))
+    )
     total = multi * (5 * ep + 5 * sub["ttc"] + 2 * sub["comfort"]) / 12
     return proposals[int(np.argmax(total))]

@@ -68,8 +68,10 @@ def agent_arrays(scene) -> tuple[list[str], list[str], np.ndarray, np.ndarray, n
     last = len(scene.frames) - 1
     horizon = c + NUM_STEPS // STEPS_PER_FRAME
     if horizon > last:
-        raise ValueError(f"scene {scene.token}: needs {NUM_STEPS // STEPS_PER_FRAME} future frames for scoring, "
-                         f"has {last - c}")
+        raise ValueError(
+            f"scene {scene.token}: needs {NUM_STEPS // STEPS_PER_FRAME} future frames for scoring, "
+            f"has {last - c}"
+        )
     times = np.arange(AGENT_STEPS) * 0.1
     main = _track_table(scene, range(c, horizon + 1))
     extended = _track_table(scene, range(c, min(last, c + AGENT_STEPS // STEPS_PER_FRAME) + 1))
@@ -99,8 +101,10 @@ def drivable_map(map_api: MapAPI, center_xy: np.ndarray) -> tuple[list[str], lis
     connectors = map_api.objects_near(center_xy, MAP_RADIUS, (MapLayer.ROADBLOCK_CONNECTOR,))
     for b in blocks:
         ids.append(b.id), layers.append("ROADBLOCK"), polys.append(b.polygon)
-    for parents, lane_layer, layer_name in ((blocks, MapLayer.LANE, "LANE"),
-                                            (connectors, MapLayer.LANE_CONNECTOR, "LANE_CONNECTOR")):
+    for parents, lane_layer, layer_name in (
+        (blocks, MapLayer.LANE, "LANE"),
+        (connectors, MapLayer.LANE_CONNECTOR, "LANE_CONNECTOR"),
+    ):
         wanted = {p.id for p in parents}
         for lane in map_api.objects(lane_layer):
             if isinstance(lane, LaneLike) and lane.roadblock_id in wanted:
@@ -143,7 +147,9 @@ def past_states(scene) -> np.ndarray | None:
     if len(frames) < 2:
         return None
     t_us = np.array([f.timestamp for f in frames], dtype=np.int64)
-    knots = np.array([[*f.ego_status.ego_pose, *f.ego_status.ego_velocity, *f.ego_status.ego_acceleration] for f in frames])
+    knots = np.array(
+        [[*f.ego_status.ego_pose, *f.ego_status.ego_velocity, *f.ego_status.ego_acceleration] for f in frames]
+    )
     knots[:, 2] = np.unwrap(knots[:, 2])
     query = np.arange(t_us[0], t_us[-1], 100_000, dtype=np.int64)[:-1]
     out = np.zeros((len(query), STATE_DIM))
@@ -182,7 +188,9 @@ def build_context(scene, map_api: MapAPI | None = None, *, reference: bool = Tru
         red = {str(i) for i, is_red in scene.frames[fi].traffic_lights if is_red and str(i) in connectors}
         red_ids += sorted(red - set(red_ids))
         active_rows.append(red)
-    active = np.array([[i in row for i in red_ids] for row in active_rows], dtype=bool).reshape(AGENT_STEPS, len(red_ids))
+    active = np.array([[i in row for i in red_ids] for row in active_rows], dtype=bool).reshape(
+        AGENT_STEPS, len(red_ids)
+    )
 
     ctx = ScoringContext(
         token=scene.token,

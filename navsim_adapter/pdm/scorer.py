@@ -157,7 +157,12 @@ def _scene_scores(ctx, states, g, n, human_filter, prev) -> dict[str, np.ndarray
 
     cand = slice(0, n)
     s = {
-        "nc": nc[cand], "dac": dac[cand], "ddc": ddc[cand], "tlc": tlc[cand], "ttc": ttc[cand], "lk": lk[cand],
+        "nc": nc[cand],
+        "dac": dac[cand],
+        "ddc": ddc[cand],
+        "tlc": tlc[cand],
+        "ttc": ttc[cand],
+        "lk": lk[cand],
         "ep": M.normalized_progress(g.progress[cand], multi[cand], g.progress[ref] * multi[ref]),
         "hc": M.history_comfort(states[cand], ctx.past_states),
     }
@@ -172,8 +177,14 @@ def _scene_scores(ctx, states, g, n, human_filter, prev) -> dict[str, np.ndarray
     if human_filter and not ctx.is_synthetic and ctx.human_trajectory is not None:
         # The human row is scored alone (EP normalised by itself) and without history comfort.
         human = {
-            "nc": nc[hum], "dac": dac[hum], "ddc": ddc[hum], "tlc": tlc[hum], "ttc": ttc[hum], "lk": lk[hum],
-            "ep": M.normalized_progress(g.progress[hum], multi[hum], 0.0), "hc": 1.0,
+            "nc": nc[hum],
+            "dac": dac[hum],
+            "ddc": ddc[hum],
+            "tlc": tlc[hum],
+            "ttc": ttc[hum],
+            "lk": lk[hum],
+            "ep": M.normalized_progress(g.progress[hum], multi[hum], 0.0),
+            "hc": 1.0,
         }
         for key in FILTERED:
             if human[key] == 0:

@@ -77,7 +77,9 @@ def sample_times_us(timestamp_us: int, horizon_s: float = NUM_STEPS * DT, step_s
     return np.array([int(t * 1e6) for t in times_s], dtype=np.int64) - int(timestamp_us)
 
 
-def _knot_times_us(timestamp_us: int, num_poses: int = TRAJ_POSES, interval: float = TRAJ_INTERVAL_S) -> np.ndarray:
+def _knot_times_us(
+    timestamp_us: int, num_poses: int = TRAJ_POSES, interval: float = TRAJ_INTERVAL_S
+) -> np.ndarray:
     """Knot times [µs] rel. t0 of the candidate poses (t0 itself first), as nuPlan stamps them."""
     ts = (np.arange(0.0, num_poses * interval, interval) + interval) + timestamp_us * 1e-6
     return np.concatenate([[0], np.array([int(t * 1e6) for t in ts], dtype=np.int64) - int(timestamp_us)])
@@ -164,7 +166,13 @@ def _lqr_commands(state, ref_pose, v_ref, curv, cfg: TrackerConfig, dt: float, w
 
     stop = (v_ref <= cfg.stopping_velocity) & (v0 <= cfg.stopping_velocity)
     b_lon = cfg.horizon * dt
-    lqr_accel = -1.0 / (b_lon * cfg.q_longitudinal * b_lon + cfg.r_longitudinal) * b_lon * cfg.q_longitudinal * (v0 - v_ref)
+    lqr_accel = (
+        -1.0
+        / (b_lon * cfg.q_longitudinal * b_lon + cfg.r_longitudinal)
+        * b_lon
+        * cfg.q_longitudinal
+        * (v0 - v_ref)
+    )
     accel = np.where(stop, -cfg.stopping_gain * (v0 - v_ref), lqr_accel)
 
     # Lateral: accumulate the horizon's affine prediction x_H = A x0 + B u + g in closed form.

@@ -26,7 +26,9 @@ def _to_global(origin: np.ndarray):
     c, s = np.cos(origin[2]), np.sin(origin[2])
 
     def pts(xy: np.ndarray) -> np.ndarray:
-        return np.stack([origin[0] + c * xy[..., 0] - s * xy[..., 1], origin[1] + s * xy[..., 0] + c * xy[..., 1]], -1)
+        return np.stack(
+            [origin[0] + c * xy[..., 0] - s * xy[..., 1], origin[1] + s * xy[..., 0] + c * xy[..., 1]], -1
+        )
 
     def poly(p: Polygon) -> Polygon:
         return affine_transform(p, [c, -s, s, c, origin[0], origin[1]])
@@ -71,7 +73,9 @@ def _agent_track(x, y, h, v, length, width, steps=AGENT_STEPS, start=0, stop=Non
     return boxes, vel, valid
 
 
-def lane_follow(speed: float, accel: float = 0.0, y: float = ROUTE_Y, x0: float = 0.0, num: int = 8, dt: float = 0.5):
+def lane_follow(
+    speed: float, accel: float = 0.0, y: float = ROUTE_Y, x0: float = 0.0, num: int = 8, dt: float = 0.5
+):
     """Road-frame poses (num, 3) driving straight along y with speed/accel (stops at zero speed)."""
     t = np.arange(1, num + 1) * dt
     if accel < 0 and speed > 0:
@@ -100,7 +104,11 @@ def toy_context(
     rng = np.random.default_rng(seed)
     ego_x = float(rng.uniform(0, 30)) if ego_x is None else ego_x
     ego_speed = float(rng.uniform(0, 14)) if ego_speed is None else ego_speed
-    origin = np.array(origin if origin is not None else (rng.uniform(-2e3, 2e3), rng.uniform(-2e3, 2e3), rng.uniform(-np.pi, np.pi)))
+    origin = np.array(
+        origin
+        if origin is not None
+        else (rng.uniform(-2e3, 2e3), rng.uniform(-2e3, 2e3), rng.uniform(-np.pi, np.pi))
+    )
     if agents is None:
         agents = random_agents(rng, ego_x, ego_speed)
     if red_steps is None and rng.random() < 0.4:
@@ -114,8 +122,16 @@ def toy_context(
     vel = np.zeros((AGENT_STEPS, m, 2))
     valid = np.zeros((AGENT_STEPS, m), dtype=bool)
     for j, a in enumerate(agents):
-        bx, v, ok = _agent_track(a["x"], a["y"], a.get("heading", 0.0), a.get("speed", 0.0), a.get("length", 4.5),
-                                 a.get("width", 1.9), start=a.get("start", 0), stop=a.get("stop"))
+        bx, v, ok = _agent_track(
+            a["x"],
+            a["y"],
+            a.get("heading", 0.0),
+            a.get("speed", 0.0),
+            a.get("length", 4.5),
+            a.get("width", 1.9),
+            start=a.get("start", 0),
+            stop=a.get("stop"),
+        )
         boxes[:, j], vel[:, j], valid[:, j] = bx, v, ok
     g_boxes = boxes.copy()
     g_boxes[..., :2] = pts(boxes[..., :2])
@@ -182,21 +198,52 @@ def random_agents(rng: np.random.Generator, ego_x: float, ego_speed: float) -> l
     car, static obstacle, crossing pedestrian, late-appearing car."""
     out: list[dict] = []
     if rng.random() < 0.7:
-        out.append(dict(x=ego_x + rng.uniform(8, 45), y=ROUTE_Y + rng.normal(0, 0.2), speed=rng.choice([0.0, rng.uniform(0, 10)])))
+        out.append(
+            dict(
+                x=ego_x + rng.uniform(8, 45),
+                y=ROUTE_Y + rng.normal(0, 0.2),
+                speed=rng.choice([0.0, rng.uniform(0, 10)]),
+            )
+        )
     if rng.random() < 0.5:
         out.append(dict(x=ego_x - rng.uniform(7, 20), y=ROUTE_Y, speed=ego_speed + rng.uniform(0, 6)))
     if rng.random() < 0.7:
         out.append(dict(x=ego_x + rng.uniform(10, 80), y=LANE_W / 2, heading=np.pi, speed=rng.uniform(0, 12)))
     if rng.random() < 0.5:
-        out.append(dict(x=ego_x + rng.uniform(5, 40), y=rng.uniform(-3.0, -0.5), length=0.6, width=0.6,
-                        type=str(rng.choice(["traffic_cone", "barrier", "generic_object"]))))
+        out.append(
+            dict(
+                x=ego_x + rng.uniform(5, 40),
+                y=rng.uniform(-3.0, -0.5),
+                length=0.6,
+                width=0.6,
+                type=str(rng.choice(["traffic_cone", "barrier", "generic_object"])),
+            )
+        )
     if rng.random() < 0.4:
-        out.append(dict(x=ego_x + rng.uniform(10, 40), y=rng.uniform(-8, -4), heading=np.pi / 2, speed=rng.uniform(0.5, 2),
-                        length=0.8, width=0.8, type="pedestrian"))
+        out.append(
+            dict(
+                x=ego_x + rng.uniform(10, 40),
+                y=rng.uniform(-8, -4),
+                heading=np.pi / 2,
+                speed=rng.uniform(0.5, 2),
+                length=0.8,
+                width=0.8,
+                type="pedestrian",
+            )
+        )
     if rng.random() < 0.3:
         start = int(rng.integers(5, 30))
-        out.append(dict(x=ego_x + rng.uniform(15, 40), y=ROUTE_Y, speed=rng.uniform(0, 8), start=start, type="bicycle",
-                        length=1.8, width=0.7))
+        out.append(
+            dict(
+                x=ego_x + rng.uniform(15, 40),
+                y=ROUTE_Y,
+                speed=rng.uniform(0, 8),
+                start=start,
+                type="bicycle",
+                length=1.8,
+                width=0.7,
+            )
+        )
     for j, a in enumerate(out):
         a.setdefault("token", f"trk{j:03d}")
         # Generic placement: an agent exactly on the ego's heading line makes nuPlan's relative-angle
@@ -227,7 +274,10 @@ def toy_candidates(ctx: ScoringContext, n: int, seed: int = 0) -> np.ndarray:
         elif kind == 2:  # curve (possibly off the road)
             k = rng.normal(0, 0.04)
             h = k * s
-            out[i] = np.stack([np.sin(h) / k if abs(k) > 1e-9 else s, (1 - np.cos(h)) / k if abs(k) > 1e-9 else 0 * s, h], -1)
+            out[i] = np.stack(
+                [np.sin(h) / k if abs(k) > 1e-9 else s, (1 - np.cos(h)) / k if abs(k) > 1e-9 else 0 * s, h],
+                -1,
+            )
             continue
         elif kind == 3:  # hard brake or jerky speed
             s = np.maximum.accumulate(np.maximum(v0 * t - rng.uniform(2, 6) * t**2, 0.0))
@@ -241,7 +291,9 @@ def toy_candidates(ctx: ScoringContext, n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def straight_states(x0: float = 0.0, y0: float = ROUTE_Y, speed=10.0, heading: float = 0.0, lateral=None) -> np.ndarray:
+def straight_states(
+    x0: float = 0.0, y0: float = ROUTE_Y, speed=10.0, heading: float = 0.0, lateral=None
+) -> np.ndarray:
     """States [41, 11] of a rear axle moving along `heading` with per-step speeds (scalar or [41]);
     `lateral` [41] adds a sideways offset. For metric tests that bypass the simulation."""
     from navsim_adapter.pdm.simulation import AX, VX, X, Y

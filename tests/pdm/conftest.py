@@ -12,8 +12,15 @@ def road():
     """Factory: a toy-road context (road frame = global frame) with the given agents."""
 
     def make(agents=(), ego_x=0.0, ego_speed=10.0, red_steps=None, **kw):
-        return toy_context(0, ego_x=ego_x, ego_speed=ego_speed, agents=list(agents), red_steps=red_steps,
-                           origin=(0.0, 0.0, 0.0), **kw)
+        return toy_context(
+            0,
+            ego_x=ego_x,
+            ego_speed=ego_speed,
+            agents=list(agents),
+            red_steps=red_steps,
+            origin=(0.0, 0.0, 0.0),
+            **kw,
+        )
 
     return make
 
@@ -25,8 +32,17 @@ def pdm_world(tmp_path_factory):
     from data_prep.world.scenarios import FAMILIES
 
     root = tmp_path_factory.mktemp("pdm_world")
-    synthesize(root, "pdm", len(FAMILIES), 7, frames_per_log=20, image_size=(32, 18), cameras=("CAM_F0",),
-               workers=1, progress=False)
+    synthesize(
+        root,
+        "pdm",
+        len(FAMILIES),
+        7,
+        frames_per_log=20,
+        image_size=(32, 18),
+        cameras=("CAM_F0",),
+        workers=1,
+        progress=False,
+    )
     return root
 
 

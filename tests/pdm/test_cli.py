@@ -14,8 +14,24 @@ from navsim_adapter.pdm import bench, official
 
 def test_cli_scores_human_agent(pdm_world, tmp_path, capsys):
     out = tmp_path / "scores.csv"
-    assert cli.main(["--data-root", str(pdm_world), "--split", "pdm", "--agent", "human", "--max-scenes", "4",
-                     "--csv", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "--data-root",
+                str(pdm_world),
+                "--split",
+                "pdm",
+                "--agent",
+                "human",
+                "--max-scenes",
+                "4",
+                "--csv",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "no_at_fault_collisions" in text and "EPDMS" in text
     rows = list(csv.DictReader(open(out)))
@@ -33,7 +49,19 @@ def test_cli_trajectory_files(pdm_world, tmp_path, capsys):
     npz = tmp_path / "preds.npz"
     np.savez(npz, tokens=np.array(tokens), trajectories=trajs)
     out = tmp_path / "scores.csv"
-    cli.main(["--data-root", str(pdm_world), "--split", "pdm", "--trajectories", str(npz), "--csv", str(out), "--quiet"])
+    cli.main(
+        [
+            "--data-root",
+            str(pdm_world),
+            "--split",
+            "pdm",
+            "--trajectories",
+            str(npz),
+            "--csv",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert "candidates per scene: 2" in capsys.readouterr().out
     pkl = tmp_path / "preds.pkl"
     pkl.write_bytes(pickle.dumps({"predictions": [{t: trajs[i, 0]} for i, t in enumerate(tokens)]}))
@@ -52,5 +80,7 @@ def test_bench_runs(capsys):
 
 def test_missing_official_packages_message(monkeypatch):
     monkeypatch.setattr(official, "missing_packages", lambda: ["navsim", "nuplan-devkit"])
-    with pytest.raises(ImportError, match=r"needs the official packages navsim, nuplan-devkit.*make install-navsim"):
+    with pytest.raises(
+        ImportError, match=r"needs the official packages navsim, nuplan-devkit.*make install-navsim"
+    ):
         official.require_official("reading the NAVSIM metric cache x")

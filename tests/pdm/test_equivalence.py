@@ -22,7 +22,9 @@ if MISSING:
     print(f"tests/pdm/test_equivalence.py skipped: official packages not importable: {', '.join(MISSING)}")
 pytestmark = [
     pytest.mark.navsim,
-    pytest.mark.skipif(bool(MISSING), reason=f"official {', '.join(MISSING)} not importable (make install-navsim)"),
+    pytest.mark.skipif(
+        bool(MISSING), reason=f"official {', '.join(MISSING)} not importable (make install-navsim)"
+    ),
 ]
 
 KEYS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "lk", "hc")
@@ -55,8 +57,12 @@ def test_all_subscores_match_many_scenes(official, scenes):
     seen = {k: set() for k in KEYS}
     for i, ctx in enumerate(ctxs):
         ref = official.score_batch(to_metric_cache(ctx), traj[i])
-        np.testing.assert_allclose(ours.simulated_states[i], ref["states"], atol=1e-6, err_msg=f"scene {i} states")
-        np.testing.assert_allclose(ours.progress[i], ref["progress"], atol=1e-6, err_msg=f"scene {i} progress")
+        np.testing.assert_allclose(
+            ours.simulated_states[i], ref["states"], atol=1e-6, err_msg=f"scene {i} states"
+        )
+        np.testing.assert_allclose(
+            ours.progress[i], ref["progress"], atol=1e-6, err_msg=f"scene {i} progress"
+        )
         for k in KEYS:
             np.testing.assert_allclose(getattr(ours, k)[i], ref[k], atol=1e-6, err_msg=f"scene {i} {k}")
             seen[k] |= set(np.round(ref[k], 3))
@@ -147,8 +153,14 @@ def test_old_metric_cache_is_reported(tmp_path):
 
     from navsim_adapter.pdm.metric_cache import MetricCacheVersionError, load_metric_cache
 
-    v1_like = SimpleNamespace(trajectory=None, ego_state=None, observation=None, centerline=None, route_lane_ids=[],
-                              drivable_area_map=None)  # navsim 1.1 fields only
+    v1_like = SimpleNamespace(
+        trajectory=None,
+        ego_state=None,
+        observation=None,
+        centerline=None,
+        route_lane_ids=[],
+        drivable_area_map=None,
+    )  # navsim 1.1 fields only
     path = tmp_path / "metric_cache.pkl"
     path.write_bytes(lzma.compress(pickle.dumps(v1_like)))
     with pytest.raises(MetricCacheVersionError, match=r"metric_cache.pkl.*human_trajectory.*navsim < 2.0"):

@@ -39,7 +39,9 @@ def test_rear_end_by_follower_is_not_at_fault(road):
     follower = dict(x=-8.0, y=ROUTE_Y, speed=12.0, token="follower")
     ctx = road(agents=[follower], ego_speed=5.0)
     s = M.subscores(ctx, straight_states(0.0, speed=5.0)[None])
-    assert M.scene_geometry(ctx, straight_states(0.0, speed=5.0)[None]).collision_first[0, 0] > 0  # they do touch
+    assert (
+        M.scene_geometry(ctx, straight_states(0.0, speed=5.0)[None]).collision_first[0, 0] > 0
+    )  # they do touch
     assert s["nc"][0] == 1.0  # hit from behind (ACTIVE_REAR): not at fault
 
 
@@ -49,8 +51,10 @@ def test_hitting_slower_lead_vehicle_is_at_fault(road):
     assert M.subscores(ctx, straight_states(0.0, speed=10.0)[None])["nc"][0] == 0.0
 
 
-@pytest.mark.parametrize(("kind", "speed", "expected"), [("traffic_cone", 0.0, 0.5), ("barrier", 0.0, 0.5),
-                                                        ("vehicle", 0.0, 0.0), ("pedestrian", 0.0, 0.0)])
+@pytest.mark.parametrize(
+    ("kind", "speed", "expected"),
+    [("traffic_cone", 0.0, 0.5), ("barrier", 0.0, 0.5), ("vehicle", 0.0, 0.0), ("pedestrian", 0.0, 0.0)],
+)
 def test_stopped_obstacle_collision_weights(road, kind, speed, expected):
     obstacle = dict(x=20.0, y=ROUTE_Y, speed=speed, length=0.6, width=0.6, type=kind)
     ctx = road(agents=[obstacle])
@@ -111,12 +115,15 @@ def test_history_comfort_uses_the_logged_past(road):
     assert M.comfort(smooth)[0] == 1.0 and M.history_comfort(smooth, hard_past)[0] == 0.0
 
 
-@pytest.mark.parametrize(("progress", "multiplier", "reference", "expected"), [
-    ((3.0, 4.9), (1.0, 1.0), 4.0, (1.0, 1.0)),  # normaliser under 5 m: EP = 1
-    ((3.0, 10.0), (1.0, 1.0), 20.0, (0.15, 0.5)),  # above 5 m: raw / reference
-    ((30.0,), (1.0,), 20.0, (1.0,)),  # beyond the reference: normalised by itself
-    ((30.0,), (0.0,), 20.0, (1.0,)),  # failing multipliers do not raise the normaliser (v2 clips)
-])
+@pytest.mark.parametrize(
+    ("progress", "multiplier", "reference", "expected"),
+    [
+        ((3.0, 4.9), (1.0, 1.0), 4.0, (1.0, 1.0)),  # normaliser under 5 m: EP = 1
+        ((3.0, 10.0), (1.0, 1.0), 20.0, (0.15, 0.5)),  # above 5 m: raw / reference
+        ((30.0,), (1.0,), 20.0, (1.0,)),  # beyond the reference: normalised by itself
+        ((30.0,), (0.0,), 20.0, (1.0,)),  # failing multipliers do not raise the normaliser (v2 clips)
+    ],
+)
 def test_progress_normalisation(progress, multiplier, reference, expected):
     ep = M.normalized_progress(np.array(progress), np.array(multiplier), reference)
     np.testing.assert_allclose(ep, expected)
@@ -128,8 +135,10 @@ def test_raw_progress_is_distance_along_centerline(road):
     np.testing.assert_allclose(g.progress, [0.0, 4.0, 40.0], atol=1e-9)
 
 
-@pytest.mark.parametrize(("red", "speed", "tlc"), [((0, 51), 10.0, 0.0), (None, 10.0, 1.0), ((0, 51), 2.0, 1.0),
-                                                  ((0, 5), 10.0, 1.0)])
+@pytest.mark.parametrize(
+    ("red", "speed", "tlc"),
+    [((0, 51), 10.0, 0.0), (None, 10.0, 1.0), ((0, 51), 2.0, 1.0), ((0, 5), 10.0, 1.0)],
+)
 def test_traffic_light_compliance(road, red, speed, tlc):
     # From x = 40 the front bumper enters the connector (x >= 60) at about 1.6 s at 10 m/s.
     ctx = road(ego_x=40.0, red_steps=red)

@@ -41,7 +41,9 @@ def test_extended_comfort_with_previous_states(batch):
     r2 = score(ctxs, traj, prev_simulated_states=prev)
     assert set(np.unique(r2.ec)) <= {0.0, 1.0}
     multi = r2.nc * r2.dac * r2.ddc * r2.tlc
-    np.testing.assert_allclose(r2.epdms, multi * (5 * r2.ep + 5 * r2.ttc + 2 * r2.lk + 2 * r2.hc + 2 * r2.ec) / 16)
+    np.testing.assert_allclose(
+        r2.epdms, multi * (5 * r2.ep + 5 * r2.ttc + 2 * r2.lk + 2 * r2.hc + 2 * r2.ec) / 16
+    )
     with pytest.raises(ValueError, match="prev_simulated_states"):
         score(ctxs, traj, prev_simulated_states=prev[:, :10])
 
