@@ -1,6 +1,6 @@
 """Policy speed: the head's cost per denoising step (one branch vs both batched) and omega sweeps.
 
-``python -m vla_dipole.model.bench_policy [--presets tiny small] [--batch 1 8] [--repeats 20]`` prints two
+``python -m vla_dipole.model.bench_policy [--presets tiny small] [--batch 1 4] [--repeats 10]`` prints two
 tables; ``run_bench(...) -> list[dict]`` is what ``vla_dipole.bench`` calls.
 
 - *head step*: ms for one ``denoise_branches`` call with pi+ alone, with pi+ and pi- batched (E = 2),
@@ -65,7 +65,7 @@ def bench_preset(preset: str, batch_sizes: Sequence[int], repeats: int, num_step
         t_one = _ms(lambda: denoise_branches(head, one, x, t, m_one), repeats)
         t_both = _ms(lambda: denoise_branches(head, both, x, t, m_both), repeats)
         t_two = _ms(lambda: (denoise_branches(head, one, x, t, m_one), denoise_branches(head, neg, x, t, m_neg)), repeats)
-        sweep_reps = max(1, repeats // 10)
+        sweep_reps = max(1, repeats // 20)
         t_sweep = _ms(lambda: policy.sample(cond, SWEEP, num_steps), sweep_reps)
         t_sep = _ms(lambda: [policy.sample(cond, [w], num_steps) for w in SWEEP], sweep_reps)
         t_sweep_e2e = _ms(lambda: policy.sample(batch, SWEEP, num_steps), sweep_reps)
@@ -79,7 +79,7 @@ def bench_preset(preset: str, batch_sizes: Sequence[int], repeats: int, num_step
 
 
 def run_bench(
-    presets: Sequence[str] = ("tiny", "small"), batch_sizes: Sequence[int] = (1, 8), repeats: int = 20
+    presets: Sequence[str] = ("tiny", "small"), batch_sizes: Sequence[int] = (1, 4), repeats: int = 10
 ) -> list[dict]:
     rows = []
     for preset in presets:
@@ -108,8 +108,8 @@ def format_tables(rows: list[dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "small"])
-    ap.add_argument("--batch", nargs="+", type=int, default=[1, 8])
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--batch", nargs="+", type=int, default=[1, 4])
+    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args(argv)
     if args.threads:
