@@ -76,8 +76,16 @@ def generate_log(job: LogJob) -> Path:
 
     out = Path(job.out)
     cams = [make_camera(name, *job.image_size) for name in job.cameras]
-    dicts = frame_dicts(frames, log_name=job.log_name, map_name=job.map_name, route=scenario.route_roadblocks,
-                        origin=origin, cams=cams, start_us=start_us, salt=(job.split, job.seed, job.index))
+    dicts = frame_dicts(
+        frames,
+        log_name=job.log_name,
+        map_name=job.map_name,
+        route=scenario.route_roadblocks,
+        origin=origin,
+        cams=cams,
+        start_us=start_us,
+        salt=(job.split, job.seed, job.index),
+    )
 
     map_path = out / "synthetic_maps" / f"{job.map_name}.json"
     map_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,14 +122,25 @@ def generate_log(job: LogJob) -> Path:
     return log_path
 
 
-def _check_options(split: str, num_logs: int, frames_per_log: int, image_size: tuple[int, int],
-                   cameras: tuple[str, ...], driver_noise: float, families: tuple[str, ...]) -> None:
+def _check_options(
+    split: str,
+    num_logs: int,
+    frames_per_log: int,
+    image_size: tuple[int, int],
+    cameras: tuple[str, ...],
+    driver_noise: float,
+    families: tuple[str, ...],
+) -> None:
     if not _SAFE_NAME.match(split):
-        raise ValueError(f"split {split!r}: expected letters, digits, '_', '-' or '.' (it becomes a folder name)")
+        raise ValueError(
+            f"split {split!r}: expected letters, digits, '_', '-' or '.' (it becomes a folder name)"
+        )
     if num_logs < 1:
         raise ValueError(f"num_logs must be >= 1, got {num_logs}")
     if frames_per_log < 2:
-        raise ValueError(f"frames_per_log must be >= 2 (NAVSIM scenes need 14: 4 history + 10 future), got {frames_per_log}")
+        raise ValueError(
+            f"frames_per_log must be >= 2 (NAVSIM scenes need 14: 4 history + 10 future), got {frames_per_log}"
+        )
     if len(image_size) != 2 or min(image_size) < 8:
         raise ValueError(f"image_size must be (width, height) with both >= 8, got {image_size}")
     unknown = [c for c in cameras if c not in RIG_YAW_DEG]
@@ -134,10 +153,20 @@ def _check_options(split: str, num_logs: int, frames_per_log: int, image_size: t
         raise ValueError(f"families {bad or families}: expected names from {FAMILIES}")
 
 
-def synthesize(out: str | os.PathLike, split: str, num_logs: int, seed: int, *, frames_per_log: int = 40,
-               image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE, cameras: tuple[str, ...] = DEFAULT_CAMERAS,
-               driver_noise: float = 1.0, families: tuple[str, ...] = FAMILIES, workers: int | None = None,
-               progress: bool = True) -> list[Path]:
+def synthesize(
+    out: str | os.PathLike,
+    split: str,
+    num_logs: int,
+    seed: int,
+    *,
+    frames_per_log: int = 40,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    cameras: tuple[str, ...] = DEFAULT_CAMERAS,
+    driver_noise: float = 1.0,
+    families: tuple[str, ...] = FAMILIES,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
     """Write `num_logs` synthetic logs of `split` under `out`; returns the log pickles in index order.
 
     Log i plays scenario family `families[i % len(families)]`, so any split of at least
@@ -145,8 +174,20 @@ def synthesize(out: str | os.PathLike, split: str, num_logs: int, seed: int, *, 
     """
     cameras, families, image_size = tuple(cameras), tuple(families), tuple(int(v) for v in image_size)
     _check_options(split, num_logs, frames_per_log, image_size, cameras, driver_noise, families)
-    jobs = [LogJob(str(out), split, int(seed), i, families[i % len(families)], frames_per_log, image_size, cameras,
-                   float(driver_noise)) for i in range(num_logs)]
+    jobs = [
+        LogJob(
+            str(out),
+            split,
+            int(seed),
+            i,
+            families[i % len(families)],
+            frames_per_log,
+            image_size,
+            cameras,
+            float(driver_noise),
+        )
+        for i in range(num_logs)
+    ]
     workers = min(num_logs, workers or os.cpu_count() or 1)
     paths: dict[int, Path] = {}
     bar = tqdm(total=num_logs, desc=f"synthesize {split}", unit="log", disable=not progress)
@@ -176,24 +217,45 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.synthesize", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep.synthesize", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", required=True, help="dataset root (becomes OPENSCENE_DATA_ROOT)")
     parser.add_argument("--split", required=True, help="split name, e.g. mini / trainval / test")
     parser.add_argument("--logs", type=int, required=True, help="number of logs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--frames", type=int, default=40, help="frames per log at 2 Hz (>= 14 for NAVSIM scenes)")
+    parser.add_argument(
+        "--frames", type=int, default=40, help="frames per log at 2 Hz (>= 14 for NAVSIM scenes)"
+    )
     parser.add_argument("--image-size", type=_image_size, default=DEFAULT_IMAGE_SIZE, help="WIDTHxHEIGHT")
-    parser.add_argument("--cameras", type=_names, default=DEFAULT_CAMERAS,
-                        help=f"comma-separated, from {','.join(RIG_YAW_DEG)} ('all' for every camera)")
-    parser.add_argument("--driver-noise", type=float, default=1.0, help="strength of the logged driver's flaws (0 = clean)")
-    parser.add_argument("--families", type=_names, default=FAMILIES, help=f"comma-separated, from {','.join(FAMILIES)}")
+    parser.add_argument(
+        "--cameras",
+        type=_names,
+        default=DEFAULT_CAMERAS,
+        help=f"comma-separated, from {','.join(RIG_YAW_DEG)} ('all' for every camera)",
+    )
+    parser.add_argument(
+        "--driver-noise", type=float, default=1.0, help="strength of the logged driver's flaws (0 = clean)"
+    )
+    parser.add_argument(
+        "--families", type=_names, default=FAMILIES, help=f"comma-separated, from {','.join(FAMILIES)}"
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = parser.parse_args(argv)
     cameras = tuple(RIG_YAW_DEG) if args.cameras == ("all",) else args.cameras
     try:
-        paths = synthesize(args.out, args.split, args.logs, args.seed, frames_per_log=args.frames,
-                           image_size=args.image_size, cameras=cameras, driver_noise=args.driver_noise,
-                           families=args.families, workers=args.workers)
+        paths = synthesize(
+            args.out,
+            args.split,
+            args.logs,
+            args.seed,
+            frames_per_log=args.frames,
+            image_size=args.image_size,
+            cameras=cameras,
+            driver_noise=args.driver_noise,
+            families=args.families,
+            workers=args.workers,
+        )
     except ValueError as err:
         parser.error(str(err))
     print(f"wrote {len(paths)} logs to {Path(args.out) / 'navsim_logs' / args.split}")

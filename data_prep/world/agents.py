@@ -27,7 +27,9 @@ SIZES = {  # length, width, height
 }
 
 
-def idm_accel(v: float, v0: float, gap: float, dv: float, a_max: float, b: float, T: float, s0: float) -> float:
+def idm_accel(
+    v: float, v0: float, gap: float, dv: float, a_max: float, b: float, T: float, s0: float
+) -> float:
     """Intelligent Driver Model acceleration; `dv` = own speed minus leader speed."""
     v0 = max(v0, 0.1)
     # Above the desired speed, slow down gently instead of IDM's quartic free-road term, so a
@@ -132,8 +134,9 @@ class Static:
 Agent = Vehicle | Pedestrian | Static
 
 
-def _leader_gap(me: Vehicle, pose: np.ndarray, others: list[tuple[np.ndarray, float, float]],
-                lookahead: float = 60.0) -> tuple[float, float]:
+def _leader_gap(
+    me: Vehicle, pose: np.ndarray, others: list[tuple[np.ndarray, float, float]], lookahead: float = 60.0
+) -> tuple[float, float]:
     """Bumper gap and speed of the nearest box ahead within half a lane of `me`'s heading line."""
     best_gap, best_v = np.inf, 0.0
     c, s = np.cos(pose[2]), np.sin(pose[2])
@@ -147,8 +150,9 @@ def _leader_gap(me: Vehicle, pose: np.ndarray, others: list[tuple[np.ndarray, fl
     return best_gap, best_v
 
 
-def step_agents(agents: list[Agent], ego_box: tuple[np.ndarray, float, float], t: float, dt: float,
-                is_red) -> None:
+def step_agents(
+    agents: list[Agent], ego_box: tuple[np.ndarray, float, float], t: float, dt: float, is_red
+) -> None:
     """Advance every agent by `dt`; `ego_box` = (xy, length, speed); `is_red(connector_id, t)`."""
     boxes = [(a.pose()[:2], a.size[0], a.v) for a in agents] + [ego_box]
     for k, agent in enumerate(agents):
@@ -159,13 +163,23 @@ def step_agents(agents: list[Agent], ego_box: tuple[np.ndarray, float, float], t
             for stop in agent.stops:
                 to_line = stop.s - agent.s - agent.size[0] / 2
                 braking = agent.v**2 / (2 * 4.0)
-                if to_line > -0.5 and to_line > braking - 2.0 and is_red(stop.connector_id, t) and to_line < gap:
+                if (
+                    to_line > -0.5
+                    and to_line > braking - 2.0
+                    and is_red(stop.connector_id, t)
+                    and to_line < gap
+                ):
                     gap, v_lead = max(to_line, 0.0) + 0.5, 0.0
             v0 = agent.v0
             if agent.brake_at is not None and agent.brake_at <= t < agent.brake_until:
                 v0 = agent.brake_to
                 acc = -agent.brake_decel if agent.v > v0 else 0.0
-                acc = min(acc, idm_accel(agent.v, max(v0, 0.1), gap, agent.v - v_lead, agent.a_max, agent.b, agent.T, agent.s0))
+                acc = min(
+                    acc,
+                    idm_accel(
+                        agent.v, max(v0, 0.1), gap, agent.v - v_lead, agent.a_max, agent.b, agent.T, agent.s0
+                    ),
+                )
             else:
                 acc = idm_accel(agent.v, v0, gap, agent.v - v_lead, agent.a_max, agent.b, agent.T, agent.s0)
                 acc = min(acc, curve_accel(agent.path, agent.s, agent.v))

@@ -27,7 +27,9 @@ def _row(cells: list) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.world.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep.world.bench", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--logs", type=int, default=8)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--image-size", type=_image_size, default=(256, 144))
@@ -39,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         rng = np.random.default_rng([0, k])
         scenario = build_scenario(family, rng, duration=args.frames * 0.5)
         t0 = time.perf_counter()
-        frames = simulate(scenario, EgoDriver(scenario.plan, scenario.ego, sample_style(rng, 1.0), rng), args.frames)
+        frames = simulate(
+            scenario, EgoDriver(scenario.plan, scenario.ego, sample_style(rng, 1.0), rng), args.frames
+        )
         t1 = time.perf_counter()
         renderer = SceneRenderer(scenario.net)
         for f in frames:
@@ -52,8 +56,16 @@ def main(argv: list[str] | None = None) -> None:
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            synthesize(tmp, "bench", args.logs, 0, frames_per_log=args.frames, image_size=args.image_size,
-                       workers=workers, progress=False)
+            synthesize(
+                tmp,
+                "bench",
+                args.logs,
+                0,
+                frames_per_log=args.frames,
+                image_size=args.image_size,
+                workers=workers,
+                progress=False,
+            )
             dt = time.perf_counter() - t0
         print(_row([str(workers), dt, args.logs / dt]))
 

@@ -71,8 +71,9 @@ def camera_to_pixels(cam_points: np.ndarray, intrinsics: np.ndarray) -> np.ndarr
     return (cam_points[:, :2] / z) @ intrinsics[:2, :2].T + intrinsics[:2, 2]
 
 
-def project_points(points_ego: np.ndarray, intrinsics: np.ndarray, rotation: np.ndarray,
-                   translation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_points(
+    points_ego: np.ndarray, intrinsics: np.ndarray, rotation: np.ndarray, translation: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (N, 2) and depths (N,) of ego-frame points; the renderer's projection.
 
     Takes raw arrays so it works equally with a `CameraSpec` or a log's `cams[...]` entry

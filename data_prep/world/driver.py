@@ -41,16 +41,22 @@ class DriverStyle:
 
 
 def sample_style(rng: np.random.Generator, noise: float) -> DriverStyle:
-    """Each flaw is present with probability ~0.4 (more at higher noise), strength scaled by `noise`."""
+    """Each flaw is present with probability 0.3 * noise (at most 0.9), strength scaled by `noise`."""
     if noise <= 0:
         return DriverStyle()
-    p = min(0.9, 0.4 * noise)
+    p = min(0.9, 0.3 * noise)
 
     def flaw() -> float:
         return float(min(1.0, noise * rng.uniform(0.5, 1.0))) if rng.random() < p else 0.0
 
-    return DriverStyle(late_brake=flaw(), hesitation=flaw(), weave=flaw(), harsh=flaw(), noise=float(noise),
-                       speed_factor=float(np.clip(rng.normal(1.0, 0.07 * noise), 0.8, 1.15)))
+    return DriverStyle(
+        late_brake=flaw(),
+        hesitation=flaw(),
+        weave=flaw(),
+        harsh=flaw(),
+        noise=float(noise),
+        speed_factor=float(np.clip(rng.normal(1.0, 0.07 * noise), 0.8, 1.15)),
+    )
 
 
 @dataclass
@@ -62,6 +68,12 @@ class RoutePlan:
     turn: str = "straight"  # command while approaching/inside the junction
     turn_span: tuple[float, float] | None = None  # arc-length range of the turn connector
     speed_limit: float = 13.0
+    # per path: how far (left, right) the driver may drift from the lane centre; small towards
+    # the road edge so a weaving driver leaves its lane but never the road
+    drift_room: list[tuple[float, float]] | None = None
+
+    def room(self, index: int) -> tuple[float, float]:
+        return self.drift_room[index] if self.drift_room else (0.9, 0.9)
 
 
 @dataclass
@@ -118,7 +130,9 @@ class EgoDriver:
             for k, agent in enumerate(agents):
                 if horizon and agent.name != PEDESTRIAN:
                     continue
-                half = max(agent.size[0], agent.size[1]) / 2 if agent.name == PEDESTRIAN else agent.size[1] / 2
+                half = (
+                    max(agent.size[0], agent.size[1]) / 2 if agent.name == PEDESTRIAN else agent.size[1] / 2
+                )
                 margin = 0.8 if agent.name == PEDESTRIAN else 0.25
                 if abs(lat[k]) < EGO_WIDTH / 2 + half + margin:
                     gap = s_obj[k] - s_ego - REAR_AXLE_TO_FRONT - agent.size[0] / 2
@@ -131,7 +145,7 @@ class EgoDriver:
         for s_stop, connector in self.plan.stops:
             to_line = s_stop - self.s - REAR_AXLE_TO_FRONT
             if to_line > -0.5 and is_red(connector, t) and to_line > self.state.v**2 / (2 * 5.0) - 3.0:
-                obstacles.append((max(to_line, 0.0) + 1.0, 0.0, True))
+                obstacles.append((max(to_line - 1.0, 0.0) + 0.5, 0.0, True))  # stop ~1.5 m short
         if not obstacles:
             return np.inf, 0.0, False
         return min(obstacles)
@@ -193,7 +207,13 @@ class EgoDriver:
         _, lateral = self.path.project(st.pose()[None, :2], self.s - 2.0, self.s + 2.0)
         kappa_ref = float(self.path.curvature(self.s + 0.5 * st.v))
         turning = float(np.abs(self.path.curvature(self.s + np.array([0.0, 10.0]))).max()) > 0.02
-        weave = style.weave * (0.25 if turning else 0.9) * np.sin(2 * np.pi * t / self.weave_period + self.weave_phase)
+        weave = (
+            style.weave
+            * (0.25 if turning else 0.9)
+            * np.sin(2 * np.pi * t / self.weave_period + self.weave_phase)
+        )
+        left_room, right_room = self.plan.room(self.path_index)
+        weave = float(np.clip(weave, -right_room, left_room))
         v_ctl = max(st.v, 2.0)
         omega, zeta = 1.2, 0.9
         err = float(lateral[0]) - weave

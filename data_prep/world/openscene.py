@@ -43,8 +43,17 @@ def global_ego_poses(frames: list[LoggedFrame], origin: np.ndarray) -> np.ndarra
     return local_to_global(local, origin)
 
 
-def frame_dicts(frames: list[LoggedFrame], *, log_name: str, map_name: str, route: list[str], origin: np.ndarray,
-                cams: list[CameraSpec], start_us: int, salt: tuple) -> list[dict]:
+def frame_dicts(
+    frames: list[LoggedFrame],
+    *,
+    log_name: str,
+    map_name: str,
+    route: list[str],
+    origin: np.ndarray,
+    cams: list[CameraSpec],
+    start_us: int,
+    salt: tuple,
+) -> list[dict]:
     """One OpenScene dict per logged frame; `salt` makes every token unique to this log."""
     tokens = [make_token(*salt, "frame", k) for k in range(len(frames))]
     log_token, scene_token = make_token(*salt, "log"), make_token(*salt, "scene")
@@ -57,39 +66,43 @@ def frame_dicts(frames: list[LoggedFrame], *, log_name: str, map_name: str, rout
         boxes[:, [0, 1, 6]] = global_to_local(f.boxes[keep][:, [0, 1, 6]], f.ego[:3])
         c, s = np.cos(f.ego[2]), np.sin(f.ego[2])
         vel = f.velocities[keep]
-        vel_ego = np.column_stack([c * vel[:, 0] + s * vel[:, 1], -s * vel[:, 0] + c * vel[:, 1], np.zeros(len(keep))])
+        vel_ego = np.column_stack(
+            [c * vel[:, 0] + s * vel[:, 1], -s * vel[:, 0] + c * vel[:, 1], np.zeros(len(keep))]
+        )
         tracks = [track_tokens.setdefault(f.tracks[i], make_token(*salt, "track", f.tracks[i])) for i in keep]
         command = np.zeros(4, dtype=np.int64)
         command[COMMANDS.index(f.command)] = 1
         token = tokens[k]
-        out.append({
-            "token": token,
-            "frame_idx": k,
-            "timestamp": int(start_us + k * FRAME_INTERVAL_US),
-            "log_name": log_name,
-            "log_token": log_token,
-            "scene_token": scene_token,
-            "scene_name": log_name,
-            "vehicle_name": "synthetic",
-            "map_location": map_name,
-            "sample_prev": tokens[k - 1] if k else None,
-            "sample_next": tokens[k + 1] if k + 1 < len(tokens) else None,
-            "roadblock_ids": list(route),
-            "traffic_lights": [(cid, bool(red)) for cid, red in f.lights],
-            "ego2global_translation": np.array([pose[0], pose[1], 0.0]),
-            "ego2global_rotation": yaw_to_quaternion(wrap_angle(pose[2])),
-            "ego_dynamic_state": np.array([f.ego[3], 0.0, f.ego[4], f.ego[5]]),
-            "driving_command": command,
-            "lidar2ego_translation": np.zeros(3),
-            "lidar2ego_rotation": np.array([1.0, 0.0, 0.0, 0.0]),
-            "lidar_path": f"{log_name}/MERGED_PC/{token}.pcd",
-            "cams": {cam.name: camera_entry(cam, f"{log_name}/{cam.name}/{token}.jpg") for cam in cams},
-            "anns": {
-                "gt_boxes": boxes,
-                "gt_names": [f.names[i] for i in keep],
-                "gt_velocity_3d": vel_ego,
-                "instance_tokens": [make_token(*salt, "instance", f.tracks[i], k) for i in keep],
-                "track_tokens": tracks,
-            },
-        })
+        out.append(
+            {
+                "token": token,
+                "frame_idx": k,
+                "timestamp": int(start_us + k * FRAME_INTERVAL_US),
+                "log_name": log_name,
+                "log_token": log_token,
+                "scene_token": scene_token,
+                "scene_name": log_name,
+                "vehicle_name": "synthetic",
+                "map_location": map_name,
+                "sample_prev": tokens[k - 1] if k else None,
+                "sample_next": tokens[k + 1] if k + 1 < len(tokens) else None,
+                "roadblock_ids": list(route),
+                "traffic_lights": [(cid, bool(red)) for cid, red in f.lights],
+                "ego2global_translation": np.array([pose[0], pose[1], 0.0]),
+                "ego2global_rotation": yaw_to_quaternion(wrap_angle(pose[2])),
+                "ego_dynamic_state": np.array([f.ego[3], 0.0, f.ego[4], f.ego[5]]),
+                "driving_command": command,
+                "lidar2ego_translation": np.zeros(3),
+                "lidar2ego_rotation": np.array([1.0, 0.0, 0.0, 0.0]),
+                "lidar_path": f"{log_name}/MERGED_PC/{token}.pcd",
+                "cams": {cam.name: camera_entry(cam, f"{log_name}/{cam.name}/{token}.jpg") for cam in cams},
+                "anns": {
+                    "gt_boxes": boxes,
+                    "gt_names": [f.names[i] for i in keep],
+                    "gt_velocity_3d": vel_ego,
+                    "instance_tokens": [make_token(*salt, "instance", f.tracks[i], k) for i in keep],
+                    "track_tokens": tracks,
+                },
+            }
+        )
     return out

@@ -17,7 +17,9 @@ def headings_of(xy: np.ndarray) -> np.ndarray:
     return np.arctan2(d[:, 1], d[:, 0])
 
 
-def arc_poses(start: tuple[float, float, float], pieces: list[tuple[float, float]], step: float = 1.0) -> np.ndarray:
+def arc_poses(
+    start: tuple[float, float, float], pieces: list[tuple[float, float]], step: float = 1.0
+) -> np.ndarray:
     """Integrate constant-curvature pieces [(length, curvature)] from `start` (x, y, heading) exactly.
 
     Returns (N, 3) poses every `step` metres (plus each piece's end), so straights and arcs meet smoothly.
@@ -47,7 +49,12 @@ def hermite_poses(start: np.ndarray, end: np.ndarray, step: float = 1.0, scale: 
     t = np.linspace(0.0, 1.0, max(3, int(np.ceil(chord * 1.3 / step)) + 1))[:, None]
     h00, h10, h01, h11 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t, -2 * t**3 + 3 * t**2, t**3 - t**2
     xy = h00 * p0 + h10 * m0 + h01 * p1 + h11 * m1
-    dxy = (6 * t**2 - 6 * t) * p0 + (3 * t**2 - 4 * t + 1) * m0 + (-6 * t**2 + 6 * t) * p1 + (3 * t**2 - 2 * t) * m1
+    dxy = (
+        (6 * t**2 - 6 * t) * p0
+        + (3 * t**2 - 4 * t + 1) * m0
+        + (-6 * t**2 + 6 * t) * p1
+        + (3 * t**2 - 2 * t) * m1
+    )
     return np.column_stack([xy, np.arctan2(dxy[:, 1], dxy[:, 0])])
 
 
@@ -100,7 +107,9 @@ class Path:
     def curvature(self, s: np.ndarray | float) -> np.ndarray:
         return np.interp(np.asarray(s, dtype=np.float64), self.s, self.kappa)
 
-    def project(self, xy: np.ndarray, s_min: float = -np.inf, s_max: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    def project(
+        self, xy: np.ndarray, s_min: float = -np.inf, s_max: float = np.inf
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Arc length and signed lateral offset (left positive) of points (M, 2) on this path.
 
         Only segments overlapping [s_min, s_max] are searched, which keeps self-approaching paths

@@ -38,8 +38,15 @@ COLORS = {
     "green": (20, 230, 60),
     "dark": (25, 25, 25),
 }
-VEHICLE_PALETTE = [(190, 30, 30), (30, 60, 160), (215, 215, 215), (40, 40, 40), (120, 122, 130), (200, 160, 40),
-                   (30, 120, 60)]
+VEHICLE_PALETTE = [
+    (190, 30, 30),
+    (30, 60, 160),
+    (215, 215, 215),
+    (40, 40, 40),
+    (120, 122, 130),
+    (200, 160, 40),
+    (30, 120, 60),
+]
 # box faces as corner indices: corners 0-3 bottom (front-left, rear-left, rear-right, front-right), 4-7 top
 _FACES = np.array([(0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7), (4, 5, 6, 7)])
 _FACE_SHADE = np.array([0.72, 0.6, 0.72, 0.85, 1.0])
@@ -79,8 +86,16 @@ def _face_normals(heading: np.ndarray) -> np.ndarray:
     """Outward normals (N, 5, 3) of the faces in `_FACES` order: left, rear, right, front, top."""
     c, s = np.cos(heading), np.sin(heading)
     z = np.zeros_like(c)
-    return np.stack([np.stack([-s, c, z], -1), np.stack([-c, -s, z], -1), np.stack([s, -c, z], -1),
-                     np.stack([c, s, z], -1), np.stack([z, z, z + 1], -1)], axis=1)
+    return np.stack(
+        [
+            np.stack([-s, c, z], -1),
+            np.stack([-c, -s, z], -1),
+            np.stack([s, -c, z], -1),
+            np.stack([c, s, z], -1),
+            np.stack([z, z, z + 1], -1),
+        ],
+        axis=1,
+    )
 
 
 class SceneRenderer:
@@ -97,18 +112,30 @@ class SceneRenderer:
         for curb in net.curbs:
             for k in range(0, len(curb) - 1, 10):
                 piece = curb[k : k + 11]
-                ground.append((np.concatenate([np.column_stack([piece, np.zeros(len(piece))]),
-                                               np.column_stack([piece[::-1], np.full(len(piece), 0.15)])]),
-                               COLORS["curb"]))
+                ground.append(
+                    (
+                        np.concatenate(
+                            [
+                                np.column_stack([piece, np.zeros(len(piece))]),
+                                np.column_stack([piece[::-1], np.full(len(piece), 0.15)]),
+                            ]
+                        ),
+                        COLORS["curb"],
+                    )
+                )
         self.colors = [c for _, c in ground]
         polys3 = [p if p.shape[1] == 3 else np.column_stack([p, np.zeros(len(p))]) for p, _ in ground]
         self.offsets = np.cumsum([0] + [len(p) for p in polys3])
         self.verts = np.concatenate(polys3) if polys3 else np.zeros((0, 3))
         self.centres = np.array([p[:, :2].mean(axis=0) for p in polys3]).reshape(-1, 2)
-        self.radii = np.array([np.linalg.norm(p[:, :2] - c, axis=1).max() for p, c in zip(polys3, self.centres, strict=True)])
+        self.radii = np.array(
+            [np.linalg.norm(p[:, :2] - c, axis=1).max() for p, c in zip(polys3, self.centres, strict=True)]
+        )
 
     @staticmethod
-    def _draw(draw: ImageDraw.ImageDraw, cam_poly: np.ndarray, cam: CameraSpec, color, uv: np.ndarray | None = None) -> None:
+    def _draw(
+        draw: ImageDraw.ImageDraw, cam_poly: np.ndarray, cam: CameraSpec, color, uv: np.ndarray | None = None
+    ) -> None:
         """Fill one polygon given in camera coordinates (`uv`: its projection if fully in front)."""
         if uv is None:
             clipped = clip_near(cam_poly)
@@ -130,8 +157,15 @@ class SceneRenderer:
             else:
                 self._draw(draw, cam_pts[a:b], cam, color)
 
-    def render(self, ego_pose: np.ndarray, boxes: np.ndarray, names: list[str], tracks: list[str], t: float,
-               cams: list[CameraSpec]) -> dict[str, Image.Image]:
+    def render(
+        self,
+        ego_pose: np.ndarray,
+        boxes: np.ndarray,
+        names: list[str],
+        tracks: list[str],
+        t: float,
+        cams: list[CameraSpec],
+    ) -> dict[str, Image.Image]:
         """Images seen by `cams` with the ego at `ego_pose` (x, y, heading in the world's local frame)."""
         ego_pose = np.asarray(ego_pose, dtype=np.float64)
         near = np.flatnonzero(np.linalg.norm(self.centres - ego_pose[:2], axis=1) < VIEW_RANGE + self.radii)
@@ -159,12 +193,16 @@ class SceneRenderer:
             self._draw_polys(draw, cam_pts, uv, spans, colors, cam)
             if len(solids):
                 visible = ((cam.translation - face_centres) * normals).sum(-1) > 0
-                flat = ego_to_camera(face_pts.reshape(-1, 3), cam.rotation, cam.translation).reshape(face_pts.shape)
+                flat = ego_to_camera(face_pts.reshape(-1, 3), cam.rotation, cam.translation).reshape(
+                    face_pts.shape
+                )
                 dist = np.linalg.norm(solids[:, :2] - cam.translation[:2], axis=1)
                 for i in np.argsort(-dist, kind="stable"):
                     faces = np.flatnonzero(visible[i])
                     for f in faces[np.argsort(-flat[i, faces, :, 2].mean(-1), kind="stable")]:
-                        color = tuple(int(c) for c in np.clip(np.array(solid_colors[i]) * _FACE_SHADE[f], 0, 255))
+                        color = tuple(
+                            int(c) for c in np.clip(np.array(solid_colors[i]) * _FACE_SHADE[f], 0, 255)
+                        )
                         self._draw(draw, flat[i, f], cam, color)
             images[cam.name] = img
         return images
@@ -189,10 +227,18 @@ class SceneRenderer:
                 continue
             red = self.net.is_red(light.group, t)
             lamp_z = 5.25 if red else 4.55
-            out += [np.array([x, y, 2.2, 0.2, 0.2, 4.4, h]), np.array([x, y, 4.9, 0.5, 0.5, 1.2, h]),
-                    np.array([x + 0.3 * np.cos(h), y + 0.3 * np.sin(h), lamp_z, 0.1, 0.42, 0.42, h])]
+            out += [
+                np.array([x, y, 2.2, 0.2, 0.2, 4.4, h]),
+                np.array([x, y, 4.9, 0.5, 0.5, 1.2, h]),
+                np.array([x + 0.3 * np.cos(h), y + 0.3 * np.sin(h), lamp_z, 0.1, 0.42, 0.42, h]),
+            ]
             colors += [COLORS["pole"], COLORS["dark"], COLORS["red" if red else "green"]]
         return (np.array(out) if out else np.zeros((0, 7))), colors
 
 
-__all__ = ["SceneRenderer", "box_corners_3d", "clip_near", "project_points"]  # project_points: the projection used
+__all__ = [
+    "SceneRenderer",
+    "box_corners_3d",
+    "clip_near",
+    "project_points",
+]  # project_points: the projection used

@@ -23,6 +23,7 @@ MAP_FORMAT = "vla-dipole/synthetic-map"
 MAP_VERSION = 1
 
 WHITE, YELLOW = "white", "yellow"
+SHOULDER = 0.8  # paved margin between the outer edge line and the curb [m]
 
 
 @dataclass
@@ -145,7 +146,9 @@ class RoadNetwork:
         for lane in self.lanes.values():
             layers[lane.layer.value].append(lane_entry(lane))
         for block in self.blocks.values():
-            layers[block.layer.value].append({"id": block.id, "polygon": xy(block.polygon), "lane_ids": block.lane_ids})
+            layers[block.layer.value].append(
+                {"id": block.id, "polygon": xy(block.polygon), "lane_ids": block.lane_ids}
+            )
         for layer, items in (
             (MapLayer.INTERSECTION, self.intersections),
             (MapLayer.CROSSWALK, self.crosswalks),
@@ -161,7 +164,13 @@ class RoadNetwork:
                     "lane_connector_ids": list(light.connector_ids),
                 }
             )
-        return {"format": MAP_FORMAT, "version": MAP_VERSION, "map_name": map_name, "layers": layers, "traffic_lights": lights}
+        return {
+            "format": MAP_FORMAT,
+            "version": MAP_VERSION,
+            "map_name": map_name,
+            "layers": layers,
+            "traffic_lights": lights,
+        }
 
 
 def _segment_bounds(length: float, seg_len: float) -> list[tuple[float, float]]:
@@ -174,16 +183,32 @@ def _strip(path: Path, d_left: float, d_right: float) -> np.ndarray:
     return np.concatenate([path.offset(d_left), path.offset(d_right)[::-1]])
 
 
-def _dashes(path: Path, d: float, dash: float = 3.0, gap: float = 6.0, half_w: float = 0.075) -> list[np.ndarray]:
+def _dashes(
+    path: Path, d: float, dash: float = 3.0, gap: float = 6.0, half_w: float = 0.075
+) -> list[np.ndarray]:
     out = []
     for s0 in np.arange(1.0, path.length - dash, dash + gap):
         out.append(_strip(path.slice(s0, s0 + dash, step=dash), d + half_w, d - half_w))
     return out
 
 
-def add_road(net: RoadNetwork, name: str, ref: Path, nf: int, nb: int, width: float, speed: float,
-             seg_len: float = 60.0, sidewalk: float = 2.5) -> Road:
-    """Cut `ref` into roadblocks of `nf` forward and `nb` backward lanes, with markings and curbs."""
+def add_road(
+    net: RoadNetwork,
+    name: str,
+    ref: Path,
+    nf: int,
+    nb: int,
+    width: float,
+    speed: float,
+    seg_len: float = 60.0,
+    sidewalk: float = 2.5,
+) -> Road:
+    """Cut `ref` into roadblocks of `nf` forward and `nb` backward lanes, with markings and curbs.
+
+    Each direction's roadblock also covers a paved `SHOULDER` beyond its outer edge line, as real
+    roadblocks cover the road surface between the curbs.
+    """
+    right_edge, left_edge = -nf * width - SHOULDER, nb * width + SHOULDER
     road = Road(name, ref, nf, nb, width, fwd=[[] for _ in range(nf)], bwd=[[] for _ in range(nb)])
     bwd_blocks_rev: list[str] = []
     bwd_rev: list[list[str]] = [[] for _ in range(nb)]
@@ -192,11 +217,18 @@ def add_road(net: RoadNetwork, name: str, ref: Path, nf: int, nb: int, width: fl
         if nf:
             block_id, ids = net.new_id(), []
             for i in range(nf):
-                lane = Lane(net.new_id(), MapLayer.LANE, block_id, Path(_offset_poses(seg, -(i + 0.5) * width)), width, speed)
+                lane = Lane(
+                    net.new_id(),
+                    MapLayer.LANE,
+                    block_id,
+                    Path(_offset_poses(seg, -(i + 0.5) * width)),
+                    width,
+                    speed,
+                )
                 net.lanes[lane.id] = lane
                 ids.append(lane.id)
                 road.fwd[i].append(lane.id)
-            net.blocks[block_id] = Block(block_id, MapLayer.ROADBLOCK, ids, _strip(seg, 0.0, -nf * width))
+            net.blocks[block_id] = Block(block_id, MapLayer.ROADBLOCK, ids, _strip(seg, 0.0, right_edge))
             road.fwd_blocks.append(block_id)
         if nb:
             block_id, ids = net.new_id(), []
@@ -206,7 +238,7 @@ def add_road(net: RoadNetwork, name: str, ref: Path, nf: int, nb: int, width: fl
                 net.lanes[lane.id] = lane
                 ids.append(lane.id)
                 bwd_rev[j].append(lane.id)
-            net.blocks[block_id] = Block(block_id, MapLayer.ROADBLOCK, ids, _strip(seg, nb * width, 0.0))
+            net.blocks[block_id] = Block(block_id, MapLayer.ROADBLOCK, ids, _strip(seg, left_edge, 0.0))
             bwd_blocks_rev.append(block_id)
         # markings: dashed between same-direction lanes, yellow centre line, white edges
         for i in range(1, nf):
@@ -215,13 +247,13 @@ def add_road(net: RoadNetwork, name: str, ref: Path, nf: int, nb: int, width: fl
             net.markings.extend((d, WHITE) for d in _dashes(seg, j * width))
         if nf and nb:
             net.markings.append((_strip(seg, 0.12, -0.12), YELLOW))
-        net.markings.append((_strip(seg, -nf * width + 0.3, -nf * width + 0.15), WHITE))
-        net.markings.append((_strip(seg, nb * width - 0.15, nb * width - 0.3), WHITE))
-        net.curbs.append(seg.offset(-nf * width))
-        net.curbs.append(seg.offset(nb * width))
+        net.markings.append((_strip(seg, -nf * width + 0.075, -nf * width - 0.075), WHITE))
+        net.markings.append((_strip(seg, nb * width + 0.075, nb * width - 0.075), WHITE))
+        net.curbs.append(seg.offset(right_edge))
+        net.curbs.append(seg.offset(left_edge))
         if sidewalk > 0:
-            net.walkways.append((net.new_id(), _strip(seg, -nf * width, -nf * width - sidewalk)))
-            net.walkways.append((net.new_id(), _strip(seg, nb * width + sidewalk, nb * width)))
+            net.walkways.append((net.new_id(), _strip(seg, right_edge, right_edge - sidewalk)))
+            net.walkways.append((net.new_id(), _strip(seg, left_edge + sidewalk, left_edge)))
     road.bwd = [list(reversed(ids)) for ids in bwd_rev]
     road.bwd_blocks = list(reversed(bwd_blocks_rev))
     for chains in (road.fwd, road.bwd):
@@ -241,10 +273,17 @@ def _link(net: RoadNetwork, chain: list[str]) -> None:
         net.lanes[b].incoming.append(a)
 
 
-def build_corridor(length: float, nf: int, nb: int, width: float, speed: float,
-                   curvature: float = 0.0, straight_lead: float = 40.0) -> RoadNetwork:
+def build_corridor(
+    length: float,
+    nf: int,
+    nb: int,
+    width: float,
+    speed: float,
+    curvature: float = 0.0,
+    straight_lead: float = 40.0,
+) -> RoadNetwork:
     """One road of `length` metres; with `curvature` != 0 it bends after a straight lead-in, then
-    straightens (clothoid-free, constant-curvature pieces: enough for pure pursuit)."""
+    straightens (constant-curvature pieces, no clothoids: enough for the tracking controller)."""
     if curvature:
         bend = min(length - straight_lead, np.pi / 2 / abs(curvature))
         pieces = [(straight_lead, 0.0), (bend, curvature)]
@@ -267,15 +306,16 @@ def turn_of(arm_in: str, arm_out: str) -> str:
     return "straight" if abs(rel) < 0.1 else ("left" if rel > 0 else "right")
 
 
-def build_junction(arm_length: dict[str, float], nf: int, nb: int, width: float, speed: float,
-                   turn_speed: float = 8.0) -> RoadNetwork:
+def build_junction(
+    arm_length: dict[str, float], nf: int, nb: int, width: float, speed: float, turn_speed: float = 8.0
+) -> RoadNetwork:
     """A signalised four-way junction centred at the origin; arm 'S' comes from the south.
 
     Each arm's forward lanes lead *into* the junction (incoming), its backward lanes away from it.
     Connectors: straight lane i -> lane i, left from the innermost lane, right from the outermost.
     """
     net = RoadNetwork()
-    half = max(nf, nb) * width + 5.0  # leaves right turns a radius of >= 5 m + half a lane
+    half = max(nf, nb) * width + 8.0  # right turns get a radius of >= 8 m + half a lane
     for arm, phi in ARM_ANGLES.items():
         length = arm_length[arm]
         start = ((half + length) * np.cos(phi), (half + length) * np.sin(phi), phi + np.pi)
@@ -304,7 +344,16 @@ def build_junction(arm_length: dict[str, float], nf: int, nb: int, width: float,
                 else:
                     poses = turn_poses(a.path.poses[-1], b.path.poses[0])
                 lane_speed = speed if turn == "straight" else turn_speed
-                conn = Lane(net.new_id(), MapLayer.LANE_CONNECTOR, block_id, Path(poses), width, lane_speed, [a.id], [b.id])
+                conn = Lane(
+                    net.new_id(),
+                    MapLayer.LANE_CONNECTOR,
+                    block_id,
+                    Path(poses),
+                    width,
+                    lane_speed,
+                    [a.id],
+                    [b.id],
+                )
                 net.lanes[conn.id] = conn
                 a.outgoing.append(conn.id)
                 b.incoming.append(conn.id)
@@ -313,22 +362,34 @@ def build_junction(arm_length: dict[str, float], nf: int, nb: int, width: float,
             union = unary_union(polys)
             if union.geom_type != "Polygon":
                 union = union.convex_hull
-            net.blocks[block_id] = Block(block_id, MapLayer.ROADBLOCK_CONNECTOR, [c for c, _, _ in conns],
-                                         np.asarray(union.exterior.coords)[:-1])
+            net.blocks[block_id] = Block(
+                block_id,
+                MapLayer.ROADBLOCK_CONNECTOR,
+                [c for c, _, _ in conns],
+                np.asarray(union.exterior.coords)[:-1],
+            )
             net.connectors[(arm_in, arm_out)] = conns
             light_conns.extend(c for c, _, _ in conns)
         end = road_in.ref.poses[-1]
-        side = end[:2] + (nf * width + 1.0) * np.array([np.sin(end[2]), -np.cos(end[2])])
-        net.lights.append(TrafficLight(arm_in, ARM_GROUP[arm_in], np.array([side[0], side[1], 0.0]),
-                                       facing=float(end[2] + np.pi), connector_ids=light_conns))
+        side = end[:2] + (nf * width + SHOULDER + 1.0) * np.array([np.sin(end[2]), -np.cos(end[2])])
+        net.lights.append(
+            TrafficLight(
+                arm_in,
+                ARM_GROUP[arm_in],
+                np.array([side[0], side[1], 0.0]),
+                facing=float(end[2] + np.pi),
+                connector_ids=light_conns,
+            )
+        )
     return net
 
 
 def add_crosswalk(net: RoadNetwork, road: Road, s: float, depth: float = 4.0) -> np.ndarray:
     """A crosswalk across the whole road at arc length `s`; returns its polygon and adds stripes."""
     seg = road.ref.slice(s - depth / 2, s + depth / 2, step=depth / 4)
-    poly = _strip(seg, road.nb * road.width, -road.nf * road.width)
+    left, right = road.nb * road.width + SHOULDER, -road.nf * road.width - SHOULDER
+    poly = _strip(seg, left, right)
     net.crosswalks.append((net.new_id(), poly))
-    for d in np.arange(-road.nf * road.width + 0.4, road.nb * road.width - 0.4, 1.0):
+    for d in np.arange(right + 0.4, left - 0.4, 1.0):
         net.markings.append((_strip(seg, d + 0.5, d), WHITE))
     return poly

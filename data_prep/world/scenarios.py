@@ -25,9 +25,9 @@ from data_prep.world.agents import (
     StopLine,
     Vehicle,
 )
-from data_prep.world.driver import EgoState, RoutePlan
+from data_prep.world.driver import EGO_WIDTH, EgoState, RoutePlan
 from data_prep.world.paths import Path
-from data_prep.world.road import RoadNetwork, add_crosswalk, build_corridor, build_junction, turn_of
+from data_prep.world.road import SHOULDER, RoadNetwork, add_crosswalk, build_corridor, build_junction, turn_of
 
 FAMILIES = (
     "lane_follow_straight",
@@ -41,6 +41,7 @@ FAMILIES = (
 )
 
 SPEED_LIMITS = (11.2, 13.4, 15.6)  # 25, 30, 35 mph
+STOP_SETBACK = 4.0  # where queued cross traffic stops, before the junction edge [m]
 
 
 @dataclass
@@ -66,13 +67,24 @@ class _Tracks:
         return f"agent-{self.n}"
 
 
+def edge_room(lane_width: float) -> float:
+    """How far the ego may drift towards the road edge while its footprint stays on the road."""
+    return max(0.0, lane_width / 2 - EGO_WIDTH / 2 - 0.2)
+
+
 def _vehicle(rng: np.random.Generator, track: str, path: Path, s: float, v0: float, **kw) -> Vehicle:
     size = (rng.uniform(4.2, 5.2), rng.uniform(1.8, 2.1), rng.uniform(1.45, 1.9))
     return Vehicle(track, path, s, v=kw.pop("v", v0), v0=v0, size=size, **kw)
 
 
-def _roadside(rng: np.random.Generator, tracks: _Tracks, path: Path, offset: float, s_range: tuple[float, float],
-              count: int) -> list[Agent]:
+def _roadside(
+    rng: np.random.Generator,
+    tracks: _Tracks,
+    path: Path,
+    offset: float,
+    s_range: tuple[float, float],
+    count: int,
+) -> list[Agent]:
     """Cones, construction signs and generic objects on the sidewalk, for visual and class variety."""
     out: list[Agent] = []
     for _ in range(count):
@@ -94,12 +106,16 @@ def _corridor(family: str, rng: np.random.Generator, duration: float) -> Scenari
         curvature = float(rng.choice([-1, 1]) * rng.uniform(1 / 120, 1 / 45))
     s_start = 30.0
     length = s_start + speed * 1.15 * duration + 120.0
-    net = build_corridor(length, nf, nb, width, speed, curvature=curvature, straight_lead=s_start + rng.uniform(20, 60))
+    net = build_corridor(
+        length, nf, nb, width, speed, curvature=curvature, straight_lead=s_start + rng.uniform(20, 60)
+    )
     road = net.roads["main"]
     lane = int(rng.integers(nf))
     order = [lane] + [i for i in range(nf) if i != lane]
     paths = [net.path_of(road.fwd[i]) for i in order]
-    plan = RoutePlan(paths=paths, speed_limit=speed)
+    edge = edge_room(width)
+    room = [(0.9, 0.9 if i < nf - 1 else edge) for i in order]
+    plan = RoutePlan(paths=paths, speed_limit=speed, drift_room=room)
     p0 = paths[0].at(s_start)
     v_init = speed * rng.uniform(0.7, 1.0)
     ego = EgoState(float(p0[0]), float(p0[1]), float(p0[2]), v_init)
@@ -119,9 +135,20 @@ def _corridor(family: str, rng: np.random.Generator, duration: float) -> Scenari
         gap = rng.uniform(18.0, 35.0)
         brake_at = rng.uniform(3.0, 9.0)
         stop = rng.random() < 0.5
-        agents.append(_vehicle(rng, tracks(), ego_path, s_start + gap, speed * 0.85, v=v_init * 0.95,
-                               brake_at=brake_at, brake_to=0.0 if stop else speed * rng.uniform(0.2, 0.5),
-                               brake_decel=rng.uniform(2.5, 5.0), brake_until=brake_at + rng.uniform(4.0, 8.0)))
+        agents.append(
+            _vehicle(
+                rng,
+                tracks(),
+                ego_path,
+                s_start + gap,
+                speed * 0.85,
+                v=v_init * 0.95,
+                brake_at=brake_at,
+                brake_to=0.0 if stop else speed * rng.uniform(0.2, 0.5),
+                brake_decel=rng.uniform(2.5, 5.0),
+                brake_until=brake_at + rng.uniform(4.0, 8.0),
+            )
+        )
         info["lead_brake_at"] = round(brake_at, 2)
     elif family == "stopped_obstacle":
         s_obs = s_start + rng.uniform(60.0, 100.0)
@@ -145,23 +172,37 @@ def _corridor(family: str, rng: np.random.Generator, duration: float) -> Scenari
             from_right = rng.random() < 0.5
             pose = road.ref.at(s_cross + rng.uniform(-1.2, 1.2))
             left = np.array([-np.sin(pose[2]), np.cos(pose[2])])
-            edge_r, edge_l = -nf * width - 1.0, nb * width + 1.0
+            edge_r, edge_l = -nf * width - SHOULDER - 1.0, nb * width + SHOULDER + 1.0
             start = pose[:2] + (edge_r if from_right else edge_l) * left
             heading = float(pose[2] + (np.pi / 2 if from_right else -np.pi / 2))
             walk = rng.uniform(1.1, 1.6)
-            to_ego_lane = (abs(edge_r) - (lane + 0.5) * width) if from_right else (edge_l + (lane + 0.5) * width)
+            to_ego_lane = (
+                (abs(edge_r) - (lane + 0.5) * width) if from_right else (edge_l + (lane + 0.5) * width)
+            )
             t_start = max(0.0, t_arrive - to_ego_lane / walk - rng.uniform(1.0, 3.0) + 1.5 * k)
             agents.append(Pedestrian(tracks(), start, heading, walk, t_start, distance=edge_l - edge_r))
         info["crossing_s"] = round(s_cross - s_start, 2)
     elif family == "lane_follow_straight" and nf == 2 and rng.random() < 0.6:
         other = paths[1]
-        agents.append(_vehicle(rng, tracks(), other, s_start + rng.uniform(10, 40), speed * 0.6, name=BICYCLE
-                               if rng.random() < 0.4 else VEHICLE))
+        agents.append(
+            _vehicle(
+                rng,
+                tracks(),
+                other,
+                s_start + rng.uniform(10, 40),
+                speed * 0.6,
+                name=BICYCLE if rng.random() < 0.4 else VEHICLE,
+            )
+        )
         if agents[-1].name == BICYCLE:
             agents[-1].size, agents[-1].v0, agents[-1].v = SIZES[BICYCLE], 5.0, 5.0
     if family in ("lane_follow_straight", "lane_follow_curve") and rng.random() < 0.5:
-        agents.append(_vehicle(rng, tracks(), ego_path, s_start + rng.uniform(35, 60), speed * rng.uniform(0.85, 1.0)))
-    agents += _roadside(rng, tracks, road.ref, -nf * width - 1.2, (s_start, length - 20), int(rng.integers(1, 5)))
+        agents.append(
+            _vehicle(rng, tracks(), ego_path, s_start + rng.uniform(35, 60), speed * rng.uniform(0.85, 1.0))
+        )
+    agents += _roadside(
+        rng, tracks, road.ref, -nf * width - SHOULDER - 1.2, (s_start, length - 20), int(rng.integers(1, 5))
+    )
     return Scenario(family, net, plan, ego, agents, list(road.fwd_blocks), duration, info)
 
 
@@ -173,7 +214,11 @@ def _junction(family: str, rng: np.random.Generator, duration: float) -> Scenari
     exit_length = speed * duration + 40.0
     arm_length = {"S": to_junction + 40.0, "N": exit_length, "E": exit_length, "W": exit_length}
     net = build_junction(arm_length, nf, nb, width, speed)
-    out_arm = str(rng.choice(["W", "N", "E"])) if family == "intersection_turn" else str(rng.choice(["N", "N", "W", "E"]))
+    out_arm = (
+        str(rng.choice(["W", "N", "E"]))
+        if family == "intersection_turn"
+        else str(rng.choice(["N", "N", "W", "E"]))
+    )
     turn = turn_of("S", out_arm)
     conns = net.connectors[("S", out_arm)]
     conn_id, i, j = conns[int(rng.integers(len(conns)))]
@@ -182,7 +227,15 @@ def _junction(family: str, rng: np.random.Generator, duration: float) -> Scenari
     path = net.path_of(lane_ids)
     s_conn0 = net.path_of(s_in.fwd[i]).length
     s_conn1 = s_conn0 + net.lanes[conn_id].path.length
-    plan = RoutePlan([path], stops=[(s_conn0, conn_id)], turn=turn, turn_span=(s_conn0, s_conn1), speed_limit=speed)
+    edge = edge_room(width)
+    plan = RoutePlan(
+        [path],
+        stops=[(s_conn0, conn_id)],
+        turn=turn,
+        turn_span=(s_conn0, s_conn1),
+        speed_limit=speed,
+        drift_room=[(edge, edge)],
+    )
     s_start = s_conn0 - to_junction
     p0 = path.at(s_start)
     v_init = speed * rng.uniform(0.7, 1.0)
@@ -197,27 +250,57 @@ def _junction(family: str, rng: np.random.Generator, duration: float) -> Scenari
     agents: list[Agent] = []
 
     def through(arm_in: str, arm_out: str, lane: int = 0) -> tuple[Path, list[StopLine]]:
-        cid, ii, jj = [c for c in net.connectors[(arm_in, arm_out)] if c[1] == lane or len(net.connectors[(arm_in, arm_out)]) == 1][0]
+        cid, ii, jj = [
+            c
+            for c in net.connectors[(arm_in, arm_out)]
+            if c[1] == lane or len(net.connectors[(arm_in, arm_out)]) == 1
+        ][0]
         r_in, r_out = net.roads[arm_in], net.roads[arm_out]
         p = net.path_of(r_in.fwd[ii] + [cid] + r_out.bwd[jj])
-        return p, [StopLine(net.path_of(r_in.fwd[ii]).length, cid)]
+        # other traffic stops a few metres before the junction, clear of turning vehicles
+        return p, [StopLine(net.path_of(r_in.fwd[ii]).length - STOP_SETBACK, cid)]
 
     # cross traffic on the E-W arms: moving on green, queued on red
     for arm_in, arm_out in (("E", "W"), ("W", "E")):
         p, stops = through(arm_in, arm_out)
         for k in range(int(rng.integers(1, 4))):
-            s = stops[0].s - rng.uniform(8.0, 20.0) - 9.0 * k - (rng.uniform(10, 60) if family == "red_light" else 0.0)
+            s = (
+                stops[0].s
+                - rng.uniform(8.0, 20.0)
+                - 9.0 * k
+                - (rng.uniform(10, 60) if family == "red_light" else 0.0)
+            )
             moving = family == "red_light"
-            agents.append(_vehicle(rng, tracks(), p, s, speed * 0.9, v=speed * 0.8 if moving else 0.0, stops=stops))
+            agents.append(
+                _vehicle(rng, tracks(), p, s, speed * 0.9, v=speed * 0.8 if moving else 0.0, stops=stops)
+            )
     # oncoming from the north (not across the ego's left turn)
     if turn != "left" and rng.random() < 0.8:
         p, stops = through("N", "S", lane=0)
-        for k in range(int(rng.integers(1, 3))):
-            agents.append(_vehicle(rng, tracks(), p, rng.uniform(10.0, stops[0].s - 20.0), speed * 0.9, stops=stops))
+        for _ in range(int(rng.integers(1, 3))):
+            agents.append(
+                _vehicle(rng, tracks(), p, rng.uniform(10.0, stops[0].s - 20.0), speed * 0.9, stops=stops)
+            )
     if rng.random() < 0.5:  # a lead vehicle taking the same route
-        agents.append(_vehicle(rng, tracks(), path, s_start + rng.uniform(20, 35), speed * 0.9, v=v_init,
-                               stops=[StopLine(s_conn0, conn_id)]))
-    agents += _roadside(rng, tracks, s_in.ref, -nf * width - 1.2, (0.0, s_in.ref.length - 10), int(rng.integers(0, 3)))
+        agents.append(
+            _vehicle(
+                rng,
+                tracks(),
+                path,
+                s_start + rng.uniform(20, 35),
+                speed * 0.9,
+                v=v_init,
+                stops=[StopLine(s_conn0, conn_id)],
+            )
+        )
+    agents += _roadside(
+        rng,
+        tracks,
+        s_in.ref,
+        -nf * width - SHOULDER - 1.2,
+        (0.0, s_in.ref.length - 10),
+        int(rng.integers(0, 3)),
+    )
     route = list(s_in.fwd_blocks) + [net.lanes[conn_id].roadblock_id] + list(s_out.bwd_blocks)
     info = {"turn": turn, "exit_arm": out_arm, "lanes_forward": nf, "lanes_backward": nb}
     return Scenario(family, net, plan, ego, agents, route, duration, info)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_prep.world.agents import step_agents
-from data_prep.world.driver import REAR_AXLE_TO_CENTER, EGO_LENGTH, EgoDriver
+from data_prep.world.driver import EGO_LENGTH, REAR_AXLE_TO_CENTER, EgoDriver
 from data_prep.world.scenarios import Scenario
 
 SIM_DT = 0.1
@@ -55,7 +55,9 @@ def simulate(sc: Scenario, driver: EgoDriver, num_frames: int) -> list[LoggedFra
         if step % LOG_EVERY == 0:
             frames.append(_snapshot(t, sc, driver))
         st = driver.state
-        centre = np.array([st.x, st.y]) + REAR_AXLE_TO_CENTER * np.array([np.cos(st.heading), np.sin(st.heading)])
+        centre = np.array([st.x, st.y]) + REAR_AXLE_TO_CENTER * np.array(
+            [np.cos(st.heading), np.sin(st.heading)]
+        )
         step_agents(sc.agents, (centre, EGO_LENGTH, st.v), t, SIM_DT, sc.net.is_red)
         driver.step(t, SIM_DT, sc.agents, sc.net.is_red)
     return frames

@@ -39,4 +39,13 @@ def load_map(map_name: str, data_root: str | os.PathLike | None = None) -> MapAP
     return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)
 
 
-__all__ = ["LaneLike", "MapAPI", "MapFormatError", "MapLayer", "MapObject", "SyntheticMap", "load_map", "synthetic_map_path"]
+__all__ = [
+    "LaneLike",
+    "MapAPI",
+    "MapFormatError",
+    "MapLayer",
+    "MapObject",
+    "SyntheticMap",
+    "load_map",
+    "synthetic_map_path",
+]

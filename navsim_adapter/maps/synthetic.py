@@ -47,7 +47,9 @@ class _Reader:
 
     def field(self, obj: dict, key: str, where: str) -> Any:
         if not isinstance(obj, dict) or key not in obj:
-            self.fail(f"{where}.{key}", "a value (missing field)", obj if not isinstance(obj, dict) else sorted(obj))
+            self.fail(
+                f"{where}.{key}", "a value (missing field)", obj if not isinstance(obj, dict) else sorted(obj)
+            )
         return obj[key]
 
     def array(self, obj: dict, key: str, where: str, cols: int, min_rows: int) -> np.ndarray:
@@ -56,7 +58,13 @@ class _Reader:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
             arr = None
-        if arr is None or arr.ndim != 2 or arr.shape[1] != cols or len(arr) < min_rows or not np.isfinite(arr).all():
+        if (
+            arr is None
+            or arr.ndim != 2
+            or arr.shape[1] != cols
+            or len(arr) < min_rows
+            or not np.isfinite(arr).all()
+        ):
             self.fail(f"{where}.{key}", f"a list of >= {min_rows} finite [{cols} numbers] rows", value)
         return arr
 
@@ -78,7 +86,9 @@ class SyntheticMap(MapAPI):
         except json.JSONDecodeError as err:
             raise MapFormatError(f"{self.path}: not valid JSON ({err})") from err
         if not isinstance(raw, dict) or raw.get("format") != MAP_FORMAT:
-            r.fail("format", repr(MAP_FORMAT), raw.get("format") if isinstance(raw, dict) else type(raw).__name__)
+            r.fail(
+                "format", repr(MAP_FORMAT), raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+            )
         if raw.get("version") not in SUPPORTED_VERSIONS:
             r.fail("version", f"one of {SUPPORTED_VERSIONS}", raw.get("version"))
         self._name = str(r.field(raw, "map_name", "map"))
@@ -94,11 +104,15 @@ class SyntheticMap(MapAPI):
             items = layers.get(layer.value, [])
             if not isinstance(items, list):
                 r.fail(f"layers.{layer.value}", "a list of objects", items)
-            self._objects[layer] = [self._parse(r, layer, item, f"layers.{layer.value}[{i}]") for i, item in enumerate(items)]
+            self._objects[layer] = [
+                self._parse(r, layer, item, f"layers.{layer.value}[{i}]") for i, item in enumerate(items)
+            ]
         for layer in LANE_LAYERS:
             for lane in self._objects[layer]:
                 self._lanes[lane.id] = lane  # type: ignore[assignment]
-        self._trees = {layer: STRtree([o.polygon for o in objs]) for layer, objs in self._objects.items() if objs}
+        self._trees = {
+            layer: STRtree([o.polygon for o in objs]) for layer, objs in self._objects.items() if objs
+        }
         self.traffic_light_connectors: dict[str, tuple[float, float, float]] = {}
         for i, light in enumerate(raw.get("traffic_lights", [])):
             where = f"traffic_lights[{i}]"
@@ -146,7 +160,9 @@ class SyntheticMap(MapAPI):
         try:
             return self._lanes[str(lane_id)]
         except KeyError:
-            raise KeyError(f"map {self._name!r} ({self.path}) has no lane or lane connector with id {lane_id!r}") from None
+            raise KeyError(
+                f"map {self._name!r} ({self.path}) has no lane or lane connector with id {lane_id!r}"
+            ) from None
 
     def objects_near(self, xy: np.ndarray, radius: float, layers: tuple[MapLayer, ...]) -> list[MapObject]:
         """Same result as the base method, via the per-layer R-trees."""

@@ -32,6 +32,15 @@ class SyntheticSplit:
 @pytest.fixture(scope="session")
 def synthetic_split(tmp_path_factory) -> SyntheticSplit:
     root = tmp_path_factory.mktemp("synthetic")
-    logs = synthesize(root, SPLIT, len(FAMILIES), seed=7, frames_per_log=NUM_FRAMES, image_size=IMAGE_SIZE,
-                      cameras=CAMERAS, workers=1, progress=False)
+    logs = synthesize(
+        root,
+        SPLIT,
+        len(FAMILIES),
+        seed=7,
+        frames_per_log=NUM_FRAMES,
+        image_size=IMAGE_SIZE,
+        cameras=CAMERAS,
+        workers=1,
+        progress=False,
+    )
     return SyntheticSplit(root, SPLIT, 7, logs)

@@ -53,7 +53,9 @@ def test_rendered_box_covers_its_projected_centre():
     """A vehicle drawn by the renderer appears at the pixel the projection predicts."""
     cam = make_camera("CAM_F0", 200, 120)
     box = np.array([[15.0, 1.5, 0.8, 4.5, 1.9, 1.6, 0.0]])  # world frame == ego frame (ego at origin)
-    image = SceneRenderer(RoadNetwork()).render(np.zeros(3), box, ["vehicle"], ["car-1"], 0.0, [cam])["CAM_F0"]
+    image = SceneRenderer(RoadNetwork()).render(np.zeros(3), box, ["vehicle"], ["car-1"], 0.0, [cam])[
+        "CAM_F0"
+    ]
     rear_face_centre = np.array([[15.0 - 2.25, 1.5, 0.8]])
     uv, _ = project_points(rear_face_centre, cam.intrinsics, cam.rotation, cam.translation)
     u, v = np.round(uv[0]).astype(int)

@@ -16,9 +16,9 @@ from data_prep.world.driver import (
     EgoDriver,
     sample_style,
 )
+from data_prep.world.render import box_corners_3d
 from data_prep.world.scenarios import FAMILIES, build_scenario
 from data_prep.world.simulate import simulate
-from data_prep.world.render import box_corners_3d
 
 FRAMES = 36
 
@@ -66,7 +66,7 @@ def test_clean_driver_never_collides_and_keeps_its_lane(family):
 
 def test_clean_driver_stops_at_red_and_goes_on_green():
     sc, frames = run("red_light", 0)
-    (s_stop, connector), = sc.plan.stops
+    ((s_stop, connector),) = sc.plan.stops
     path = sc.plan.paths[0]
     for f in frames:
         s_front = path.project(f.ego[None, :2])[0][0] + REAR_AXLE_TO_FRONT
@@ -95,7 +95,9 @@ def test_stopped_obstacle_is_passed_by_a_lane_change_or_waited_for():
         sc, frames = run("stopped_obstacle", seed)
         ego = np.array([f.ego for f in frames])
         s_obs = sc.info["obstacle_s"]
-        progressed = sc.plan.paths[0].project(ego[-1:, :2])[0][0] - sc.plan.paths[0].project(ego[:1, :2])[0][0]
+        progressed = (
+            sc.plan.paths[0].project(ego[-1:, :2])[0][0] - sc.plan.paths[0].project(ego[:1, :2])[0][0]
+        )
         if len(sc.plan.paths) > 1:
             assert progressed > s_obs + 10, seed  # overtook
         else:
@@ -123,7 +125,9 @@ def test_flaws_show_up_in_the_logged_driving():
 
     _, slow = run("lane_follow_curve", 3, DriverStyle(hesitation=1.0, noise=1.0))
     _, fast = run("lane_follow_curve", 3, DriverStyle(noise=1.0))
-    assert np.linalg.norm(slow[-1].ego[:2] - slow[0].ego[:2]) < np.linalg.norm(fast[-1].ego[:2] - fast[0].ego[:2])
+    assert np.linalg.norm(slow[-1].ego[:2] - slow[0].ego[:2]) < np.linalg.norm(
+        fast[-1].ego[:2] - fast[0].ego[:2]
+    )
 
 
 def test_driver_noise_zero_is_clean_and_styles_are_seeded():
@@ -137,7 +141,11 @@ def test_driver_noise_zero_is_clean_and_styles_are_seeded():
 
 def test_idm_vehicles_queue_without_collisions_and_wait_at_red():
     sc, frames = run("intersection_turn", 0)
-    cross = [a for a in sc.agents if isinstance(a, Vehicle) and a.stops and sc.net.light_group(a.stops[0].connector_id) == "EW"]
+    cross = [
+        a
+        for a in sc.agents
+        if isinstance(a, Vehicle) and a.stops and sc.net.light_group(a.stops[0].connector_id) == "EW"
+    ]
     assert cross
     for a in cross:  # EW is red all along in this family
         assert a.s + a.size[0] / 2 <= a.stops[0].s + 0.5

@@ -26,7 +26,9 @@ def test_every_driven_pose_is_on_the_drivable_area_and_near_the_route(synthetic_
         m = load_map(truth["map_name"], synthetic_split.root)
         drivable = unary_union([o.polygon for layer in DRIVABLE_LAYERS for o in m.objects(layer)])
         route_lanes = m.lanes_of_roadblocks(truth["route_roadblock_ids"])
-        assert route_lanes and {lane.roadblock_id for lane in route_lanes} == set(truth["route_roadblock_ids"])
+        assert route_lanes and {lane.roadblock_id for lane in route_lanes} == set(
+            truth["route_roadblock_ids"]
+        )
         route = unary_union([lane.polygon for lane in route_lanes])
         for x, y, _ in truth["ego_poses_global"]:
             assert drivable.contains(Point(x, y)), (log.stem, x, y)
@@ -35,7 +37,9 @@ def test_every_driven_pose_is_on_the_drivable_area_and_near_the_route(synthetic_
 
 def test_lanes_have_consistent_baselines_and_links(synthetic_split):
     m, _ = _first(synthetic_split, "intersection_turn")
-    blocks = {o.id: o for layer in (MapLayer.ROADBLOCK, MapLayer.ROADBLOCK_CONNECTOR) for o in m.objects(layer)}
+    blocks = {
+        o.id: o for layer in (MapLayer.ROADBLOCK, MapLayer.ROADBLOCK_CONNECTOR) for o in m.objects(layer)
+    }
     for layer in (MapLayer.LANE, MapLayer.LANE_CONNECTOR):
         lanes = m.objects(layer)
         assert lanes and all(isinstance(lane, LaneLike) for lane in lanes)
@@ -53,9 +57,14 @@ def test_lanes_have_consistent_baselines_and_links(synthetic_split):
                 assert np.linalg.norm(m.lane(nxt).baseline[0, :2] - lane.baseline[-1, :2]) < 0.05
                 assert lane.id in m.lane(nxt).incoming_ids
     assert len(m.objects(MapLayer.INTERSECTION)) == 1
-    assert {layer for layer in MapLayer if m.objects(layer)} >= {MapLayer.LANE, MapLayer.LANE_CONNECTOR,
-                                                                 MapLayer.ROADBLOCK, MapLayer.ROADBLOCK_CONNECTOR,
-                                                                 MapLayer.INTERSECTION, MapLayer.WALKWAYS}
+    assert {layer for layer in MapLayer if m.objects(layer)} >= {
+        MapLayer.LANE,
+        MapLayer.LANE_CONNECTOR,
+        MapLayer.ROADBLOCK,
+        MapLayer.ROADBLOCK_CONNECTOR,
+        MapLayer.INTERSECTION,
+        MapLayer.WALKWAYS,
+    }
 
 
 def test_oncoming_roadblocks_point_the_other_way(synthetic_split):
@@ -79,7 +88,9 @@ def test_traffic_lights_refer_to_connectors_and_turn_red(synthetic_split):
     assert frames[0]["traffic_lights"]
     red_at_start = m.red_lane_connectors(frames[0]["traffic_lights"])
     assert red_at_start and all(c.layer == MapLayer.LANE_CONNECTOR for c in red_at_start)
-    route_connectors = {c.id for c in m.lanes_of_roadblocks(frames[0]["roadblock_ids"]) if c.layer == MapLayer.LANE_CONNECTOR}
+    route_connectors = {
+        c.id for c in m.lanes_of_roadblocks(frames[0]["roadblock_ids"]) if c.layer == MapLayer.LANE_CONNECTOR
+    }
     assert route_connectors & {c.id for c in red_at_start}, "the ego starts facing a red light"
     assert set(m.traffic_light_connectors) == {cid for cid, _ in frames[0]["traffic_lights"]}
 
@@ -111,8 +122,14 @@ def test_unknown_lane_is_a_keyerror_naming_it(synthetic_split):
     "corrupt, field",
     [
         (lambda d: d["layers"]["LANE"][0].pop("baseline"), "layers.LANE[0].baseline"),
-        (lambda d: d["layers"]["ROADBLOCK"][1].__setitem__("polygon", [[0, 0], [1, 1]]), "layers.ROADBLOCK[1].polygon"),
-        (lambda d: d["layers"]["LANE"][2].__setitem__("speed_limit_mps", "fast"), "layers.LANE[2].speed_limit_mps"),
+        (
+            lambda d: d["layers"]["ROADBLOCK"][1].__setitem__("polygon", [[0, 0], [1, 1]]),
+            "layers.ROADBLOCK[1].polygon",
+        ),
+        (
+            lambda d: d["layers"]["LANE"][2].__setitem__("speed_limit_mps", "fast"),
+            "layers.LANE[2].speed_limit_mps",
+        ),
         (lambda d: d.__setitem__("format", "geopackage"), "format"),
         (lambda d: d["layers"].__setitem__("ROADS", []), "layers"),
     ],

@@ -13,7 +13,9 @@ from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 @pytest.fixture(scope="module")
 def loader(synthetic_split):
-    return SceneLoader(synthetic_split.split, data_root=synthetic_split.root, scene_filter=SceneFilter(frame_interval=3))
+    return SceneLoader(
+        synthetic_split.split, data_root=synthetic_split.root, scene_filter=SceneFilter(frame_interval=3)
+    )
 
 
 def test_every_log_and_family_yields_scenes(loader, synthetic_split):
@@ -27,8 +29,12 @@ def test_trajectories_match_the_driven_poses(loader, synthetic_split):
         t = truth[scene.metadata.log_name]
         k = t["frame_tokens"].index(scene.metadata.scene_token)
         poses = np.array(t["ego_poses_global"])
-        np.testing.assert_allclose(scene.get_future_trajectory(8), global_to_local(poses[k + 1 : k + 9], poses[k]), atol=1e-9)
-        np.testing.assert_allclose(scene.get_history_trajectory(), global_to_local(poses[k - 3 : k + 1], poses[k]), atol=1e-9)
+        np.testing.assert_allclose(
+            scene.get_future_trajectory(8), global_to_local(poses[k + 1 : k + 9], poses[k]), atol=1e-9
+        )
+        np.testing.assert_allclose(
+            scene.get_history_trajectory(), global_to_local(poses[k - 3 : k + 1], poses[k]), atol=1e-9
+        )
         status = scene.current_frame.ego_status
         assert status.ego_velocity[0] == pytest.approx(t["ego_speed"][k])
         command = ("left", "straight", "right", "unknown")[int(np.argmax(status.driving_command))]
@@ -63,7 +69,11 @@ def test_annotations_round_trip(loader, synthetic_split):
     import pickle
 
     scene = loader.get_scene(loader.tokens[0])
-    raw = pickle.loads((synthetic_split.root / "navsim_logs" / synthetic_split.split / f"{scene.metadata.log_name}.pkl").read_bytes())
+    raw = pickle.loads(
+        (
+            synthetic_split.root / "navsim_logs" / synthetic_split.split / f"{scene.metadata.log_name}.pkl"
+        ).read_bytes()
+    )
     by_token = {f["token"]: f for f in raw}
     for frame in scene.frames:
         anns = by_token[frame.token]["anns"]

@@ -15,10 +15,31 @@ from data_prep.world.render import COLORS, SKY
 from data_prep.world.scenarios import FAMILIES
 from navsim_adapter.geometry import global_to_local, quaternion_to_yaw
 
-FRAME_KEYS = {"token", "timestamp", "log_name", "map_location", "roadblock_ids", "traffic_lights",
-              "ego2global_translation", "ego2global_rotation", "ego_dynamic_state", "driving_command",
-              "lidar_path", "cams", "anns", "scene_token"}
-NAVSIM_CLASSES = {"vehicle", "pedestrian", "bicycle", "traffic_cone", "barrier", "czone_sign", "generic_object"}
+FRAME_KEYS = {
+    "token",
+    "timestamp",
+    "log_name",
+    "map_location",
+    "roadblock_ids",
+    "traffic_lights",
+    "ego2global_translation",
+    "ego2global_rotation",
+    "ego_dynamic_state",
+    "driving_command",
+    "lidar_path",
+    "cams",
+    "anns",
+    "scene_token",
+}
+NAVSIM_CLASSES = {
+    "vehicle",
+    "pedestrian",
+    "bicycle",
+    "traffic_cone",
+    "barrier",
+    "czone_sign",
+    "generic_object",
+}
 
 
 def _load(path):
@@ -76,10 +97,14 @@ def test_boxes_and_velocities_are_in_the_ego_frame(synthetic_split):
     positions = {}
     for f in frames:
         pose = np.array([*f["ego2global_translation"][:2], quaternion_to_yaw(f["ego2global_rotation"])])
-        for box, track, vel in zip(f["anns"]["gt_boxes"], f["anns"]["track_tokens"], f["anns"]["gt_velocity_3d"], strict=True):
+        for box, track, vel in zip(
+            f["anns"]["gt_boxes"], f["anns"]["track_tokens"], f["anns"]["gt_velocity_3d"], strict=True
+        ):
             if np.linalg.norm(vel) < 1e-9:
                 c, s = np.cos(pose[2]), np.sin(pose[2])
-                positions.setdefault(track, []).append(pose[:2] + [c * box[0] - s * box[1], s * box[0] + c * box[1]])
+                positions.setdefault(track, []).append(
+                    pose[:2] + [c * box[0] - s * box[1], s * box[0] + c * box[1]]
+                )
     assert positions
     for track, xy in positions.items():
         assert np.ptp(np.array(xy), axis=0).max() < 1e-6, track
@@ -102,12 +127,18 @@ def test_images_show_road_ahead_and_sky_above(synthetic_split):
     log = next(p for p in synthetic_split.logs if "lane_follow_straight" in p.stem)
     frame = _load(log)[3]
     cam = frame["cams"]["CAM_F0"]
-    image = np.asarray(Image.open(root / "sensor_blobs" / split / cam["data_path"]).convert("RGB")).astype(int)
+    image = np.asarray(Image.open(root / "sensor_blobs" / split / cam["data_path"]).convert("RGB")).astype(
+        int
+    )
     assert image.shape == (54, 96, 3)
     road_point = np.array([[9.0, 0.0, 0.0]])  # on the ego's lane, 9 m ahead of the rear axle
     sky_point = np.array([[200.0, 0.0, 60.0]])
-    (road_uv, sky_uv), _ = project_points(np.concatenate([road_point, sky_point]), cam["cam_intrinsic"],
-                                          cam["sensor2lidar_rotation"], cam["sensor2lidar_translation"])
+    (road_uv, sky_uv), _ = project_points(
+        np.concatenate([road_point, sky_point]),
+        cam["cam_intrinsic"],
+        cam["sensor2lidar_rotation"],
+        cam["sensor2lidar_translation"],
+    )
     ru, rv = np.round(road_uv).astype(int)
     su, sv = np.round(sky_uv).astype(int)
     assert np.abs(image[rv, ru] - COLORS["road"]).max() < 30
@@ -115,8 +146,13 @@ def test_images_show_road_ahead_and_sky_above(synthetic_split):
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
-    kwargs = dict(frames_per_log=4, image_size=(48, 27), cameras=("CAM_F0",), families=("red_light", "pedestrian_crossing"),
-                  progress=False)
+    kwargs = dict(
+        frames_per_log=4,
+        image_size=(48, 27),
+        cameras=("CAM_F0",),
+        families=("red_light", "pedestrian_crossing"),
+        progress=False,
+    )
     a = synthesize(tmp_path / "a", "det", 2, seed=3, workers=1, **kwargs)
     b = synthesize(tmp_path / "b", "det", 2, seed=3, workers=2, **kwargs)
     c = synthesize(tmp_path / "c", "det", 2, seed=4, workers=1, **kwargs)
@@ -146,8 +182,28 @@ def test_bad_options_are_named(tmp_path, kwargs, message):
 
 
 def test_cli_writes_a_split(tmp_path, capsys):
-    main(["--out", str(tmp_path), "--split", "cli", "--logs", "1", "--seed", "2", "--frames", "3",
-          "--image-size", "32x18", "--cameras", "CAM_F0,CAM_B0", "--driver-noise", "0.5", "--workers", "1"])
+    main(
+        [
+            "--out",
+            str(tmp_path),
+            "--split",
+            "cli",
+            "--logs",
+            "1",
+            "--seed",
+            "2",
+            "--frames",
+            "3",
+            "--image-size",
+            "32x18",
+            "--cameras",
+            "CAM_F0,CAM_B0",
+            "--driver-noise",
+            "0.5",
+            "--workers",
+            "1",
+        ]
+    )
     logs = list((tmp_path / "navsim_logs" / "cli").glob("*.pkl"))
     assert len(logs) == 1 and "wrote 1 logs" in capsys.readouterr().out
     frame = _load(logs[0])[0]
