@@ -124,20 +124,26 @@ def rect_overlap(c1, h1, hl1, hw1, c2, h2, hl2, hw2) -> np.ndarray:
     return ok
 
 
-def polyline_project(xy: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Arc length [P] of the nearest point on polyline xy [S+1, 2] to each point [P, 2]
-    (shapely's `line_locate_point`; the first nearest segment wins ties)."""
+def _segment_offsets(xy: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For points [P, 2] and every segment of polyline xy [S+1, 2]: the clamped parameter t [P, S]
+    of the nearest point on the segment, the offset point - nearest [P, S, 2], squared lengths [S]."""
     a, b = xy[:-1][None], xy[1:][None]
     ab = b - a
     seg_len2 = (ab * ab).sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.clip(((pts[:, None] - a) * ab).sum(-1) / seg_len2, 0.0, 1.0)
     t = np.where(seg_len2 > 0, t, 0.0)
-    d = pts[:, None] - (a + t[..., None] * ab)
+    return t, pts[:, None] - (a + t[..., None] * ab), seg_len2[0]
+
+
+def polyline_project(xy: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Arc length [P] of the nearest point on polyline xy [S+1, 2] to each point [P, 2]
+    (shapely's `line_locate_point`; the first nearest segment wins ties)."""
+    t, d, seg_len2 = _segment_offsets(xy, pts)
     best = np.argmin((d * d).sum(-1), axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(np.sqrt(seg_len2[0]))])
-    rows = np.arange(len(pts))
-    return cum[best] + t[rows, best] * np.sqrt(seg_len2[0, best])
+    seg_len = np.sqrt(seg_len2)
+    cum = np.concatenate([[0.0], np.cumsum(seg_len)])
+    return cum[best] + t[np.arange(len(pts)), best] * seg_len[best]
 
 
 def segment_box_overlap(seg: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -208,13 +214,7 @@ class Polyline:
 
     def exact_distance(self, pts: np.ndarray) -> np.ndarray:
         """Distance of points [P, 2] to the original segments (brute force)."""
-        a, b = self.xy[:-1][None], self.xy[1:][None]
-        ab = b - a
-        denom = (ab * ab).sum(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.clip(((pts[:, None] - a) * ab).sum(-1) / denom, 0.0, 1.0)
-        t = np.where(denom > 0, t, 0.0)
-        d = pts[:, None] - (a + t[..., None] * ab)
+        _, d, _ = _segment_offsets(self.xy, pts)
         return np.hypot(d[..., 0], d[..., 1]).min(-1)
 
     def farther_than(self, xy: np.ndarray, limit: float) -> np.ndarray:
