@@ -268,7 +268,10 @@ def weight_stats(w: Tensor, mask: Tensor | None = None, prefix: str = "") -> dic
         **{f"q{int(q * 100):02d}": qs[i] for i, q in enumerate(_QUANTILES)},
         "ess": ess,
         "ess_frac": ess / n,
-        "max_over_mean": vf.max() / mean.clamp(min=torch.finfo(vf.dtype).tiny),
+        # inf / inf would be NaN: overflowing weights are reported as an infinite ratio instead
+        "max_over_mean": torch.where(
+            torch.isinf(vf.max()), vf.max(), vf.max() / mean.clamp(min=torch.finfo(vf.dtype).tiny)
+        ),
         "values": v,
     }
     return {prefix + key: val for key, val in out.items()}
