@@ -38,13 +38,12 @@ from data_prep.shard_format import (
     TrajStatsAccumulator,
     decode_jpeg,
     encode_jpeg,
-    encode_sample,
     read_manifest,
     sha256_file,
     shard_name,
-    shard_writer,
     source_codes,
     write_manifest,
+    write_shard,
 )
 from data_prep.vocabulary import (
     VOCAB_ARRAY,
@@ -282,25 +281,23 @@ def _build_shard(job: ShardJob) -> dict[str, Any]:
     loader = _scene_loader(state, job.logs)
     name = shard_name(s.split, job.index)
     final, tmp = state.out / name, state.out / f"{name}.tmp"
-    stats = TrajStatsAccumulator()
     histogram = {src: np.zeros(10, np.int64) for src, _ in s.sources}
-    with open(tmp, "wb") as fh, shard_writer(fh) as writer:
+
+    def samples():
         for start in range(0, len(job.scenes), SCORE_CHUNK):
-            tokens = [tok for _, tok in job.scenes[start : start + SCORE_CHUNK]]
-            scenes = [loader.get_scene(t) for t in tokens]
-            samples = [_scene_sample(scene, s) for scene in scenes]
-            _add_candidates(samples, state)
-            _add_scores(samples, scenes, score)
-            for sample in samples:
-                writer.write(encode_sample(sample))
-                stats.add(sample.human)
-                stats.add(sample.candidates)
+            scenes = [loader.get_scene(tok) for _, tok in job.scenes[start : start + SCORE_CHUNK]]
+            chunk = [_scene_sample(scene, s) for scene in scenes]
+            _add_candidates(chunk, state)
+            _add_scores(chunk, scenes, score)
+            for sample in chunk:
                 pdms = sample.candidate_scores[:, SCORE_NAMES.index("pdms")]
                 for src, _ in s.sources:
                     mask = sample.sources == SOURCES.index(src)
                     histogram[src] += np.histogram(pdms[mask], bins=10, range=(0.0, 1.0))[0]
-    record = {"name": name, "samples": len(job.scenes), "sha256": sha256_file(tmp), "bytes": tmp.stat().st_size,
-              "stats": stats.state(), "pdms_histogram": {k: v.tolist() for k, v in histogram.items()}}
+                yield sample
+
+    record = write_shard(tmp, samples())
+    record["pdms_histogram"] = {k: v.tolist() for k, v in histogram.items()}
     sidecar = state.out / BUILD_DIR / f"{name}.json"
     sidecar.with_suffix(".tmp").write_text(json.dumps(record, sort_keys=True))
     sidecar.with_suffix(".tmp").replace(sidecar)

@@ -11,7 +11,7 @@ import ast
 import hashlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -358,3 +358,38 @@ def source_codes(names: Sequence[str]) -> np.ndarray:
     if unknown:
         raise ValueError(f"unknown candidate sources {unknown}; expected some of {SOURCES}")
     return np.array([SOURCES.index(n) for n in names], dtype=np.uint8)
+
+
+def write_shard(path: str | Path, samples: Iterable[Sample]) -> dict[str, Any]:
+    """Write samples to one shard (deterministic bytes); returns its manifest entry plus
+    `stats` (TrajStatsAccumulator state over human + candidate poses)."""
+    path = Path(path)
+    acc, count = TrajStatsAccumulator(), 0
+    with open(path, "wb") as fh, shard_writer(fh) as writer:
+        for sample in samples:
+            writer.write(encode_sample(sample))
+            acc.add(np.asarray(sample.human, dtype=np.float32))
+            acc.add(np.asarray(sample.candidates, dtype=np.float32))
+            count += 1
+    name = path.name[: -len(".tmp")] if path.name.endswith(".tmp") else path.name
+    return {"name": name, "samples": count, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+            "stats": acc.state()}
+
+
+def write_sample_shards(out: str | Path, split: str, shards: Iterable[Iterable[Sample]], **fields: Any) -> dict[str, Any]:
+    """Write ready-made samples as a complete build (shards + manifest) without scenes or scorer:
+    for tests and benchmarks of the consumers. `fields` override manifest fields."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = [write_shard(out / shard_name(split, i), group) for i, group in enumerate(shards)]
+    acc = TrajStatsAccumulator()
+    for record in records:
+        acc.merge(TrajStatsAccumulator(**record.pop("stats")))
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "split": split, "config": {}, "image": {}, "scorer_version": "none",
+        "score_names": list(SCORE_NAMES), "source_names": list(SOURCES), "candidate_sources": {},
+        "num_candidates": None, "num_samples": sum(r["samples"] for r in records), "shards": records,
+        "traj_stats": acc.result(), **fields,
+    }
+    write_manifest(out, manifest)
+    return manifest

@@ -9,19 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.shard_format import (
-    SCHEMA_VERSION,
-    SCORE_NAMES,
-    SOURCES,
-    Sample,
-    TrajStatsAccumulator,
-    encode_jpeg,
-    encode_sample,
-    sha256_file,
-    shard_name,
-    shard_writer,
-    write_manifest,
-)
+from data_prep.shard_format import SCORE_NAMES, Sample, encode_jpeg, write_sample_shards
 
 
 def make_sample(token: str, rng: np.random.Generator, k: int = 6, history: int = 2, size=(32, 24)) -> Sample:
@@ -43,28 +31,15 @@ def make_sample(token: str, rng: np.random.Generator, k: int = 6, history: int =
 
 def write_build(out: Path, num_shards: int, per_shard: int, seed: int = 0, **sample_kw) -> dict:
     """Write num_shards shards of per_shard samples plus a manifest the loader accepts."""
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    shards, acc, n = [], TrajStatsAccumulator(), 0
-    for s in range(num_shards):
-        name = shard_name("unit", s)
-        with open(out / name, "wb") as fh, shard_writer(fh) as writer:
-            for _ in range(per_shard):
-                token = hashlib.sha1(f"{seed}-{n}".encode()).hexdigest()[:14] + f"{n % 100:02d}"
-                sample = make_sample(token, rng, **sample_kw)
-                writer.write(encode_sample(sample))
-                acc.add(sample.human.astype(np.float32))
-                acc.add(sample.candidates.astype(np.float32))
-                n += 1
-        shards.append({"name": name, "samples": per_shard, "sha256": sha256_file(out / name),
-                       "bytes": (out / name).stat().st_size})
-    manifest = {
-        "schema_version": SCHEMA_VERSION, "split": "unit", "config": {}, "image": {}, "scorer_version": "none",
-        "score_names": list(SCORE_NAMES), "source_names": list(SOURCES), "candidate_sources": {"vocab": 3, "perturb": 3},
-        "num_candidates": sample_kw.get("k", 6), "num_samples": n, "shards": shards, "traj_stats": acc.result(),
-    }
-    write_manifest(out, manifest)
-    return manifest
+
+    def token(n: int) -> str:
+        return hashlib.sha1(f"{seed}-{n}".encode()).hexdigest()[:14] + f"{n % 100:02d}"
+
+    groups = [[make_sample(token(s * per_shard + i), rng, **sample_kw) for i in range(per_shard)]
+              for s in range(num_shards)]
+    return write_sample_shards(out, "unit", groups, num_candidates=sample_kw.get("k", 6),
+                               candidate_sources={"vocab": 3, "perturb": 3})
 
 
 @pytest.fixture
