@@ -92,9 +92,13 @@ def sample_dichotomous(
         raise ValueError(f"sample_dichotomous: num_steps={num_steps}, expected >= 1")
     shape = tuple(int(s) for s in shape)
     if init_noise is None:
-        init_noise = randn_tensor(shape, generator=generator, device=torch.device(device or "cpu"), dtype=dtype)
+        init_noise = randn_tensor(
+            shape, generator=generator, device=torch.device(device or "cpu"), dtype=dtype
+        )
     elif tuple(init_noise.shape) != shape:
-        raise ValueError(f"sample_dichotomous: init_noise has shape {tuple(init_noise.shape)}, expected {shape}")
+        raise ValueError(
+            f"sample_dichotomous: init_noise has shape {tuple(init_noise.shape)}, expected {shape}"
+        )
     omegas_t = omegas_t.to(init_noise.device)
     sched = type(scheduler).from_config(scheduler.config)
     sched.set_timesteps(num_steps, device=init_noise.device)

@@ -37,13 +37,17 @@ def tiny_policy(_tiny_policy) -> DipolePolicy:
     return copy.deepcopy(_tiny_policy)
 
 
-def make_batch(batch_size: int = 3, history: int = 1, cameras: int = 1, num_candidates: int = 4, seed: int = 0):
+def make_batch(
+    batch_size: int = 3, history: int = 1, cameras: int = 1, num_candidates: int = 4, seed: int = 0
+):
     """A loader-style batch (docs/shards.md) with plausible driving numbers."""
     g = torch.Generator().manual_seed(seed)
     b, h = batch_size, history
     t = torch.arange(1, 9, dtype=torch.float32) * 0.5
     speed = 2 + 8 * torch.rand(b, 1, generator=g)
-    human = torch.stack([speed * t, 0.05 * speed * t**2 * torch.randn(b, 1, generator=g), 0.02 * t.expand(b, 8)], -1)
+    human = torch.stack(
+        [speed * t, 0.05 * speed * t**2 * torch.randn(b, 1, generator=g), 0.02 * t.expand(b, 8)], -1
+    )
     cmd = torch.nn.functional.one_hot(torch.randint(0, 4, (b, h), generator=g), 4).float()
     pose = torch.zeros(b, h, 3)
     pose[:, :, 0] = -speed * 0.5 * torch.arange(h - 1, -1, -1, dtype=torch.float32)

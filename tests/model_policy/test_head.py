@@ -71,7 +71,9 @@ def test_candidates_are_independent_and_memory_is_shared(heads):
     with torch.no_grad():
         eps = head(x, t, tokens, mask, proprio)
         perm = torch.tensor([4, 2, 0, 1, 3])
-        torch.testing.assert_close(head(x[:, perm], t[:, perm], tokens, mask, proprio), eps[:, perm], rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            head(x[:, perm], t[:, perm], tokens, mask, proprio), eps[:, perm], rtol=0, atol=1e-5
+        )
         x2 = x.clone()
         x2[:, 1:] += 1.0
         eps2 = head(x2, t, tokens, mask, proprio)
@@ -79,7 +81,8 @@ def test_candidates_are_independent_and_memory_is_shared(heads):
         assert not torch.allclose(eps2[:, 1:], eps[:, 1:])
         # a scalar timestep broadcasts over all candidates
         torch.testing.assert_close(
-            head(x, torch.tensor(7), tokens, mask, proprio), head(x, torch.full((3, 5), 7), tokens, mask, proprio)
+            head(x, torch.tensor(7), tokens, mask, proprio),
+            head(x, torch.full((3, 5), 7), tokens, mask, proprio),
         )
 
 

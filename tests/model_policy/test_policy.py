@@ -8,12 +8,17 @@ def test_end_to_end_shapes(tiny_policy, batch):
     cond = tiny_policy.encode(batch)
     b = batch["images"].shape[0]
     assert cond.tokens.shape[0] == b and cond.tokens.shape[-1] == tiny_policy.backbone.hidden_size
-    assert cond.mask.shape == cond.tokens.shape[:2] and cond.proprio.shape == (b, tiny_policy.config.observation.proprio_dim)
+    assert cond.mask.shape == cond.tokens.shape[:2] and cond.proprio.shape == (
+        b,
+        tiny_policy.config.observation.proprio_dim,
+    )
     actions = tiny_policy.processor.trajectory_to_actions(batch["candidates"])
     err_pos, err_neg = tiny_policy.branch_errors(cond, actions)
     assert err_pos.shape == err_neg.shape == (b, 4)
     assert (err_pos > 0).all() and torch.isfinite(err_neg).all()
-    traj = tiny_policy.sample(batch, omegas=[0.0, 1.0, 2.5], num_steps=4, generator=torch.Generator().manual_seed(0))
+    traj = tiny_policy.sample(
+        batch, omegas=[0.0, 1.0, 2.5], num_steps=4, generator=torch.Generator().manual_seed(0)
+    )
     assert traj.shape == (b, 3, 8, 3) and torch.isfinite(traj).all()
     assert (traj[..., 2].abs() <= torch.pi).all()  # heading decoded with atan2
 
@@ -50,7 +55,9 @@ def test_gradients_reach_exactly_the_trainable_parameters(tiny_policy, batch):
     trainable = {id(p) for p in tiny_policy.trainable_parameters()}
     assert trainable and len(trainable) < len(list(tiny_policy.parameters()))
     cond = tiny_policy.encode(batch)
-    err_pos, err_neg = tiny_policy.branch_errors(cond, tiny_policy.processor.trajectory_to_actions(batch["candidates"]))
+    err_pos, err_neg = tiny_policy.branch_errors(
+        cond, tiny_policy.processor.trajectory_to_actions(batch["candidates"])
+    )
     (err_pos.mean() + 0.5 * err_neg.mean()).backward()
     for name, p in tiny_policy.named_parameters():
         if id(p) in trainable:
@@ -59,7 +66,9 @@ def test_gradients_reach_exactly_the_trainable_parameters(tiny_policy, batch):
             assert p.grad is None, name
     # BC touches only pi+
     tiny_policy.zero_grad(set_to_none=True)
-    tiny_policy.bc_error(cond, tiny_policy.processor.trajectory_to_actions(batch["human"])[:, None]).mean().backward()
+    tiny_policy.bc_error(
+        cond, tiny_policy.processor.trajectory_to_actions(batch["human"])[:, None]
+    ).mean().backward()
     assert all(p.grad is None for p in tiny_policy.head_neg.parameters())
     assert all(p.grad is not None for p in tiny_policy.head_pos.parameters())
 
@@ -87,8 +96,14 @@ def test_best_of_n_keeps_the_highest_score(tiny_policy, batch):
         seen.append(traj)
         return traj[..., -1, 0]
 
-    out = tiny_policy.sample(batch, [0.0, 1.0], num_steps=3, best_of=4, score_fn=score_fn,
-                             generator=torch.Generator().manual_seed(0))
+    out = tiny_policy.sample(
+        batch,
+        [0.0, 1.0],
+        num_steps=3,
+        best_of=4,
+        score_fn=score_fn,
+        generator=torch.Generator().manual_seed(0),
+    )
     b = batch["images"].shape[0]
     assert out.shape == (b, 2, 8, 3) and seen[0].shape == (b, 8, 8, 3)
     cands = seen[0].reshape(b, 2, 4, 8, 3)
@@ -114,7 +129,9 @@ def test_branch_lora_adapters(tiny_config, batch):
 
     from vla_dipole.model.policy import DipolePolicy
 
-    cfg = dataclasses.replace(tiny_config, branch_lora=dataclasses.replace(tiny_config.branch_lora, enabled=True, r=4))
+    cfg = dataclasses.replace(
+        tiny_config, branch_lora=dataclasses.replace(tiny_config.branch_lora, enabled=True, r=4)
+    )
     torch.manual_seed(0)
     policy = DipolePolicy(cfg).train()
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}

@@ -45,7 +45,9 @@ def test_batch_and_single_sample_agree(tiny_config, tokenizer, batch_factory):
     assert x.pixel_values.shape == (2, 1, 6, tiny_config.backbone.image_size, tiny_config.backbone.image_size)
     assert x.proprio.shape == (2, tiny_config.observation.proprio_dim) and x.attention_mask.shape == (2, s)
     single = proc({k: v[1] for k, v in batch.items()})
-    assert torch.equal(single.pixel_values[0], x.pixel_values[1]) and torch.equal(single.proprio[0], x.proprio[1])
+    assert torch.equal(single.pixel_values[0], x.pixel_values[1]) and torch.equal(
+        single.proprio[0], x.proprio[1]
+    )
     n = int(single.attention_mask.sum())
     assert torch.equal(single.input_ids[0, :n], x.input_ids[1, :n])
     # the prompt carries the command: changing it changes the ids
@@ -55,12 +57,16 @@ def test_batch_and_single_sample_agree(tiny_config, tokenizer, batch_factory):
 
 def test_history_frames_and_cameras(tiny_config, tokenizer, batch_factory):
     batch = batch_factory(batch_size=2, history=3, cameras=2)
-    proc = processor_for(tiny_config, tokenizer, cameras=["cam_f0", "cam_l0"], history_frames=2, ego_history=3)
+    proc = processor_for(
+        tiny_config, tokenizer, cameras=["cam_f0", "cam_l0"], history_frames=2, ego_history=3
+    )
     x = proc(batch)
     assert x.pixel_values.shape[1] == 4
     last = processor_for(tiny_config, tokenizer, cameras=["cam_f0", "cam_l0"], history_frames=1)(batch)
     assert torch.equal(x.pixel_values[:, 2:], last.pixel_values)  # history-major: the last frame's cameras
-    f = ego_features(batch["ego_pose"], batch["ego_velocity"], batch["ego_acceleration"], batch["driving_command"], 3)
+    f = ego_features(
+        batch["ego_pose"], batch["ego_velocity"], batch["ego_acceleration"], batch["driving_command"], 3
+    )
     assert torch.equal(x.proprio, f)
     torch.testing.assert_close(f[:, :2], batch["ego_pose"][:, 0, :2] / 10)
     with pytest.raises(ValueError, match="ego_history=5"):

@@ -25,7 +25,11 @@ def test_omega_sweep_matches_geometric_mixture(solver):
     omegas = [0.0, 0.5, 2.0]
     out = sample_dichotomous(
         lambda x, t: (eps_p(x, t, sched), eps_n(x, t, sched)),
-        (4000,), omegas, sched, num_steps=50, generator=torch.Generator().manual_seed(0),
+        (4000,),
+        omegas,
+        sched,
+        num_steps=50,
+        generator=torch.Generator().manual_seed(0),
     )
     assert out.shape == (3, 4000)
     for row, w in zip(out, omegas, strict=True):
@@ -44,7 +48,9 @@ def test_omega_zero_is_pi_plus_alone_bitwise(solver):
         seen.append(x)
         return net_pos(x), net_neg(x)
 
-    out = sample_dichotomous(eps_fn, (5, 3), [1.5, 0.0, 3.0], sched, 6, generator=torch.Generator().manual_seed(7))
+    out = sample_dichotomous(
+        eps_fn, (5, 3), [1.5, 0.0, 3.0], sched, 6, generator=torch.Generator().manual_seed(7)
+    )
     # reference: plain diffusers loop with pi+ only, same generator
     ref_sched = build_scheduler(solver)
     ref_sched.set_timesteps(6)

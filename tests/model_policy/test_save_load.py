@@ -25,7 +25,9 @@ def test_round_trip_is_exact(tiny_policy, batch, tmp_path):
 
     assert torch.equal(sample(loaded), sample(tiny_policy))
     enc_a, enc_b = tiny_policy.processor(batch), loaded.processor(batch)
-    assert torch.equal(enc_a.input_ids, enc_b.input_ids) and torch.equal(enc_a.pixel_values, enc_b.pixel_values)
+    assert torch.equal(enc_a.input_ids, enc_b.input_ids) and torch.equal(
+        enc_a.pixel_values, enc_b.pixel_values
+    )
 
 
 def test_load_errors_name_the_file(tiny_policy, tmp_path):
@@ -59,7 +61,9 @@ def test_pretrained_backbone_checkpoint_round_trip(tiny_config, batch, tmp_path)
     base = PrismaticBackbone(tiny_config.backbone)
     save_openvla_layout(base, build_tokenizer(tiny_config), tmp_path / "openvla")
     cfg = dataclasses.replace(
-        tiny_config, pretrained_backbone=str(tmp_path / "openvla"), tokenizer=str(tmp_path / "openvla"),
+        tiny_config,
+        pretrained_backbone=str(tmp_path / "openvla"),
+        tokenizer=str(tmp_path / "openvla"),
         branch_lora=dataclasses.replace(tiny_config.branch_lora, enabled=True, r=4),
     )
     policy = DipolePolicy.from_config(cfg).eval()

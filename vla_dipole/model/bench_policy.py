@@ -36,7 +36,9 @@ def synthetic_batch(config: PolicyConfig, batch_size: int, seed: int = 0) -> dic
         "ego_pose": torch.randn(batch_size, h, 3, generator=g),
         "ego_velocity": 5 * torch.rand(batch_size, h, 2, generator=g),
         "ego_acceleration": torch.randn(batch_size, h, 2, generator=g),
-        "driving_command": torch.nn.functional.one_hot(torch.randint(0, 4, (batch_size, h), generator=g), 4).float(),
+        "driving_command": torch.nn.functional.one_hot(
+            torch.randint(0, 4, (batch_size, h), generator=g), 4
+        ).float(),
     }
 
 
@@ -49,33 +51,42 @@ def _ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 @torch.no_grad()
+def bench_batch(policy: DipolePolicy, b: int, repeats: int, num_steps: int = 10) -> dict:
+    """One table row: head step timings and sweep timings for batch size ``b``."""
+    head = policy.head_pos
+    batch = synthetic_batch(policy.config, b)
+    cond = policy.encode(batch)
+    one, both = stack_heads([policy.head_pos]), stack_heads([policy.head_pos, policy.head_neg])
+    neg = stack_heads([policy.head_neg])
+    m_one, m_both, m_neg = (
+        prepare_branches(head, p, cond.tokens, cond.mask, cond.proprio) for p in (one, both, neg)
+    )
+    x = torch.randn(b, 1, policy.config.head.horizon, policy.config.head.action_dim)
+    t = torch.tensor(50)
+    t_one = _ms(lambda: denoise_branches(head, one, x, t, m_one), repeats)
+    t_both = _ms(lambda: denoise_branches(head, both, x, t, m_both), repeats)
+    t_two = _ms(
+        lambda: (denoise_branches(head, one, x, t, m_one), denoise_branches(head, neg, x, t, m_neg)), repeats
+    )
+    reps = max(1, repeats // 20)
+    return dict(
+        batch=b,
+        steps=num_steps,
+        one_ms=t_one,
+        both_ms=t_both,
+        two_calls_ms=t_two,
+        both_over_one=t_both / t_one,
+        sweep_ms=_ms(lambda: policy.sample(cond, SWEEP, num_steps), reps),
+        separate_ms=_ms(lambda: [policy.sample(cond, [w], num_steps) for w in SWEEP], reps),
+        sweep_e2e_ms=_ms(lambda: policy.sample(batch, SWEEP, num_steps), reps),
+        separate_e2e_ms=_ms(lambda: [policy.sample(batch, [w], num_steps) for w in SWEEP], reps),
+    )
+
+
 def bench_preset(preset: str, batch_sizes: Sequence[int], repeats: int, num_steps: int = 10) -> list[dict]:
     torch.manual_seed(0)
     policy = DipolePolicy.from_config(PolicyConfig.preset(preset)).eval()
-    head = policy.head_pos
-    rows = []
-    for b in batch_sizes:
-        batch = synthetic_batch(policy.config, b)
-        cond = policy.encode(batch)
-        one, both = stack_heads([policy.head_pos]), stack_heads([policy.head_pos, policy.head_neg])
-        neg = stack_heads([policy.head_neg])
-        m_one, m_both, m_neg = (prepare_branches(head, p, cond.tokens, cond.mask, cond.proprio) for p in (one, both, neg))
-        x = torch.randn(b, 1, policy.config.head.horizon, policy.config.head.action_dim)
-        t = torch.tensor(50)
-        t_one = _ms(lambda: denoise_branches(head, one, x, t, m_one), repeats)
-        t_both = _ms(lambda: denoise_branches(head, both, x, t, m_both), repeats)
-        t_two = _ms(lambda: (denoise_branches(head, one, x, t, m_one), denoise_branches(head, neg, x, t, m_neg)), repeats)
-        sweep_reps = max(1, repeats // 20)
-        t_sweep = _ms(lambda: policy.sample(cond, SWEEP, num_steps), sweep_reps)
-        t_sep = _ms(lambda: [policy.sample(cond, [w], num_steps) for w in SWEEP], sweep_reps)
-        t_sweep_e2e = _ms(lambda: policy.sample(batch, SWEEP, num_steps), sweep_reps)
-        t_sep_e2e = _ms(lambda: [policy.sample(batch, [w], num_steps) for w in SWEEP], sweep_reps)
-        rows.append(
-            dict(preset=preset, batch=b, one_ms=t_one, both_ms=t_both, two_calls_ms=t_two, both_over_one=t_both / t_one,
-                 sweep_ms=t_sweep, separate_ms=t_sep, sweep_e2e_ms=t_sweep_e2e, separate_e2e_ms=t_sep_e2e,
-                 steps=num_steps)
-        )
-    return rows
+    return [dict(preset=preset, **bench_batch(policy, b, repeats, num_steps)) for b in batch_sizes]
 
 
 def run_bench(
@@ -91,11 +102,20 @@ def format_tables(rows: list[dict]) -> str:
     head = f"{'preset':<8} {'batch':>5} {'pi+ ms':>8} {'both ms':>8} {'both/one':>8} {'2 calls ms':>10}"
     lines = ["Head cost per denoising step (one branch vs both branches batched)", head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['preset']:<8} {r['batch']:>5} {r['one_ms']:>8.2f} {r['both_ms']:>8.2f} "
-                     f"{r['both_over_one']:>8.2f} {r['two_calls_ms']:>10.2f}")
-    head2 = (f"{'preset':<8} {'batch':>5} {'steps':>5} {'sweep ms':>9} {'8 calls ms':>10} {'ratio':>6} "
-             f"{'e2e sweep':>9} {'e2e 8 calls':>11} {'ratio':>6}")
-    lines += ["", f"8-omega sweep {SWEEP} vs 8 single-omega calls (head only / with backbone)", head2, "-" * len(head2)]
+        lines.append(
+            f"{r['preset']:<8} {r['batch']:>5} {r['one_ms']:>8.2f} {r['both_ms']:>8.2f} "
+            f"{r['both_over_one']:>8.2f} {r['two_calls_ms']:>10.2f}"
+        )
+    head2 = (
+        f"{'preset':<8} {'batch':>5} {'steps':>5} {'sweep ms':>9} {'8 calls ms':>10} {'ratio':>6} "
+        f"{'e2e sweep':>9} {'e2e 8 calls':>11} {'ratio':>6}"
+    )
+    lines += [
+        "",
+        f"8-omega sweep {SWEEP} vs 8 single-omega calls (head only / with backbone)",
+        head2,
+        "-" * len(head2),
+    ]
     for r in rows:
         lines.append(
             f"{r['preset']:<8} {r['batch']:>5} {r['steps']:>5} {r['sweep_ms']:>9.1f} {r['separate_ms']:>10.1f} "

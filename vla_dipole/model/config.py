@@ -101,11 +101,19 @@ class PolicyConfig:
         if not isinstance(d, dict):
             raise ValueError(f"{source}: model config must be a mapping, got {type(d).__name__}")
         backbone = d.pop("backbone", {"preset": "tiny"})
-        sections = dict(observation=ObservationConfig, head=HeadConfig, diffusion=DiffusionConfig,
-                        branch_lora=BranchLoraConfig)
+        sections = dict(
+            observation=ObservationConfig,
+            head=HeadConfig,
+            diffusion=DiffusionConfig,
+            branch_lora=BranchLoraConfig,
+        )
         schema = OmegaConf.create(
-            {"name": "custom", "tokenizer": "tiny", "pretrained_backbone": None,
-             **{k: OmegaConf.structured(v) for k, v in sections.items()}},
+            {
+                "name": "custom",
+                "tokenizer": "tiny",
+                "pretrained_backbone": None,
+                **{k: OmegaConf.structured(v) for k, v in sections.items()},
+            },
             flags={"struct": True},
         )
         try:
@@ -149,8 +157,14 @@ class PolicyConfig:
         if not self.branch_lora.enabled:
             return self.backbone
         bl = self.branch_lora
-        lora = dict(enabled=True, r=bl.r, alpha=bl.alpha, dropout=bl.dropout,
-                    target_modules=list(bl.target_modules), adapters=self.BRANCH_ADAPTERS)
+        lora = dict(
+            enabled=True,
+            r=bl.r,
+            alpha=bl.alpha,
+            dropout=bl.dropout,
+            target_modules=list(bl.target_modules),
+            adapters=self.BRANCH_ADAPTERS,
+        )
         return self.backbone.replace(lora=lora)
 
     def save_yaml(self, path: str | Path) -> None:
@@ -164,8 +178,11 @@ class PolicyConfig:
             ("head.width", self.head.width % self.head.num_heads == 0, "a multiple of head.num_heads"),
             ("head.action_dim", self.head.action_dim == 4, "4 (x, y, cos yaw, sin yaw)"),
             ("diffusion.num_inference_steps", self.diffusion.num_inference_steps >= 1, ">= 1"),
-            ("diffusion.solver", self.diffusion.solver in ("ddim", "dpmsolver++", "ddpm"),
-             "one of ddim, dpmsolver++, ddpm"),
+            (
+                "diffusion.solver",
+                self.diffusion.solver in ("ddim", "dpmsolver++", "ddpm"),
+                "one of ddim, dpmsolver++, ddpm",
+            ),
         ]
         for name, ok, expected in checks:
             if not ok:

@@ -90,7 +90,11 @@ class DiffusionTrajectoryHead(nn.Module):
         return denoise_branches(self, self.stacked(), x_t, timesteps, memory)[0]
 
     def forward(
-        self, x_t: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
+        self,
+        x_t: torch.Tensor,
+        timesteps: torch.Tensor,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
         proprio: torch.Tensor,
     ) -> torch.Tensor:
         """One-shot eps prediction [B, K, horizon, 4] (training)."""
@@ -145,13 +149,17 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(-3, -2).flatten(-2)
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask=None, dropout: float = 0.0) -> torch.Tensor:
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask=None, dropout: float = 0.0
+) -> torch.Tensor:
     """SDPA over arbitrary leading dims (flattened to one batch dim)."""
     lead = q.shape[:-3]
     q, k, v = (t.reshape(-1, *t.shape[-3:]) for t in (q, k, v))
     if mask is not None:
         mask = mask.expand(*lead, *mask.shape[-3:]).reshape(-1, *mask.shape[-3:])
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout).reshape(*lead, *q.shape[-3:])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout).reshape(
+        *lead, *q.shape[-3:]
+    )
 
 
 # ---- the head, batched over branches ---------------------------------------------------------------
@@ -204,7 +212,9 @@ def denoise_branches(
         qkv = _split_heads(_linear(p, pre + "qkv", _modulate(_layer_norm(None, None, h), sh1, sc1)), n_heads)
         q, k, v = qkv.chunk(3, dim=-1)
         h = h + g1 * _linear(p, pre + "proj", _merge_heads(_attention(q, k, v, dropout=dropout)))
-        q = _split_heads(_linear(p, pre + "q_cross", _layer_norm(p, pre + "norm_x", h)).reshape(e, b, -1, w), n_heads)
+        q = _split_heads(
+            _linear(p, pre + "q_cross", _layer_norm(p, pre + "norm_x", h)).reshape(e, b, -1, w), n_heads
+        )
         att = _attention(q, memory.keys[i], memory.values[i], memory.mask, dropout)
         h = h + _linear(p, pre + "proj_cross", _merge_heads(att)).reshape(h.shape)
         mlp = _linear(p, pre + "mlp_in", _modulate(_layer_norm(None, None, h), sh2, sc2))

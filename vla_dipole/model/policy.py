@@ -74,7 +74,9 @@ def build_tokenizer(config: PolicyConfig):
 class DipolePolicy(nn.Module):
     """Backbone + pi+ / pi- heads + trajectory normaliser; see the module docstring."""
 
-    def __init__(self, config: PolicyConfig, tokenizer=None, backbone: PrismaticBackbone | None = None) -> None:
+    def __init__(
+        self, config: PolicyConfig, tokenizer=None, backbone: PrismaticBackbone | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone if backbone is not None else PrismaticBackbone(config.effective_backbone())
@@ -144,7 +146,9 @@ class DipolePolicy(nn.Module):
             raise ValueError(f"actions: expected [B, K, horizon, 4], got {tuple(actions.shape)}")
         b, k = actions.shape[:2]
         if noise is None:
-            noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=actions.dtype)
+            noise = torch.randn(
+                actions.shape, generator=generator, device=actions.device, dtype=actions.dtype
+            )
         if timesteps is None:
             n = self.train_scheduler.config.num_train_timesteps
             timesteps = torch.randint(0, n, (b, k), generator=generator, device=actions.device)
@@ -258,14 +262,22 @@ class DipolePolicy(nn.Module):
         self.config.save_yaml(directory / CONFIG_FILE)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         heads = {k: v for k, v in state.items() if not k.startswith("backbone.")}
-        save_file(heads, str(directory / HEADS_FILE), metadata={"format": "vla-dipole", "version": str(FORMAT_VERSION)})
-        backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        if self.config.pretrained_backbone is not None:  # only what training changed; the rest is the checkpoint
+        save_file(
+            heads,
+            str(directory / HEADS_FILE),
+            metadata={"format": "vla-dipole", "version": str(FORMAT_VERSION)},
+        )
+        backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        # From an OpenVLA checkpoint: store only what training changed; the rest is in the checkpoint.
+        if self.config.pretrained_backbone is not None:
             changed = {n for n, p in self.backbone.named_parameters() if p.requires_grad}
             backbone = {k: v for k, v in backbone.items() if k in changed}
         save_file(backbone, str(directory / BACKBONE_FILE), metadata={"format": "vla-dipole"})
         self.processor.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
-        meta = {"format_version": FORMAT_VERSION, "backbone_complete": self.config.pretrained_backbone is None}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "backbone_complete": self.config.pretrained_backbone is None,
+        }
         (directory / META_FILE).write_text(json.dumps(meta, indent=2))
         return directory
 
@@ -277,7 +289,9 @@ class DipolePolicy(nn.Module):
                 raise FileNotFoundError(f"{directory / name}: missing (not a save_pretrained directory?)")
         meta = json.loads((directory / META_FILE).read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory / META_FILE}: format_version {meta.get('format_version')}, expected {FORMAT_VERSION}")
+            raise ValueError(
+                f"{directory / META_FILE}: format_version {meta.get('format_version')}, expected {FORMAT_VERSION}"
+            )
         config = PolicyConfig.from_yaml(directory / CONFIG_FILE)
         from vla_dipole.model.openvla_checkpoint import load_tokenizer
 
@@ -288,20 +302,35 @@ class DipolePolicy(nn.Module):
             policy = cls.from_config(config)
             policy.processor.tokenizer = tokenizer
         _load_strict(policy, load_file(str(directory / HEADS_FILE)), directory / HEADS_FILE, prefix="")
-        _load_strict(policy.backbone, load_file(str(directory / BACKBONE_FILE)), directory / BACKBONE_FILE,
-                     prefix="", partial=not meta["backbone_complete"])
+        _load_strict(
+            policy.backbone,
+            load_file(str(directory / BACKBONE_FILE)),
+            directory / BACKBONE_FILE,
+            prefix="",
+            partial=not meta["backbone_complete"],
+        )
         return policy.to(device)
 
 
 def _backbone_overrides(config: PolicyConfig) -> dict[str, Any]:
     """The trainability fields of the policy config's backbone section, applied over the checkpoint's sizes."""
     bb = config.effective_backbone().to_dict()
-    keys = ("lora", "vision_mode", "freeze_projector", "freeze_llm", "gradient_checkpointing", "bf16_autocast",
-            "attn_implementation", "prune_unused_vision")
+    keys = (
+        "lora",
+        "vision_mode",
+        "freeze_projector",
+        "freeze_llm",
+        "gradient_checkpointing",
+        "bf16_autocast",
+        "attn_implementation",
+        "prune_unused_vision",
+    )
     return {k: bb[k] for k in keys}
 
 
-def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, prefix: str, partial: bool = False):
+def _load_strict(
+    module: nn.Module, state: dict[str, torch.Tensor], file: Path, prefix: str, partial: bool = False
+):
     own = module.state_dict()
     if module.__class__ is DipolePolicy:
         own = {k: v for k, v in own.items() if not k.startswith("backbone.")}

@@ -65,7 +65,9 @@ class TrajectoryNormalizer(nn.Module):
         mean = torch.as_tensor(np.asarray(mean, dtype=np.float32)[:2])
         std = torch.as_tensor(np.asarray(std, dtype=np.float32)[:2])
         if mean.shape != (2,) or std.shape != (2,) or not bool((std > 0).all()):
-            raise ValueError(f"trajectory stats: expected mean/std with x, y entries and std > 0, got {mean}, {std}")
+            raise ValueError(
+                f"trajectory stats: expected mean/std with x, y entries and std > 0, got {mean}, {std}"
+            )
         self.mean.copy_(mean)
         self.std.copy_(std)
 
@@ -93,7 +95,9 @@ def _tensor(batch: Mapping[str, Any], key: str) -> torch.Tensor:
 class DrivingProcessor:
     """Images -> pixel values, command / speed -> prompt ids, ego status -> proprio features."""
 
-    def __init__(self, config: PolicyConfig, tokenizer, normalizer: TrajectoryNormalizer | None = None) -> None:
+    def __init__(
+        self, config: PolicyConfig, tokenizer, normalizer: TrajectoryNormalizer | None = None
+    ) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self.normalizer = normalizer if normalizer is not None else TrajectoryNormalizer()
