@@ -11,6 +11,7 @@ import ast
 import hashlib
 import io
 import json
+import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -249,11 +250,35 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
 # ----------------------------------------------------------------------------------------- manifest
 
 
-def shard_writer(fileobj):
-    """A webdataset TarWriter with fixed owner, mode and mtime (members sorted per sample): same input, same bytes."""
-    import webdataset as wds
+class ShardWriter:
+    """Writes webdataset samples to an uncompressed tar with fixed owner, mode and mtime and members
+    sorted per sample, so the same samples give the same bytes. (Plain tarfile: webdataset's own
+    TarWriter would import torch into every build worker, which cost more than the build.)"""
 
-    return wds.TarWriter(fileobj, user="", group="", mtime=0, encoder=False)
+    def __init__(self, fileobj) -> None:
+        self.tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.USTAR_FORMAT)
+
+    def write(self, sample: Mapping[str, Any]) -> None:
+        key = sample["__key__"]
+        for name in sorted(k for k in sample if not k.startswith("_")):
+            data = sample[name]
+            data = data.encode() if isinstance(data, str) else bytes(data)
+            info = tarfile.TarInfo(f"{key}.{name}")
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o444, "", ""
+            self.tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self.tar.close()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def shard_writer(fileobj) -> ShardWriter:
+    return ShardWriter(fileobj)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from data_prep.shard_format import NUM_POSES
 
@@ -43,6 +42,8 @@ def fit_vocabulary(trajectories: np.ndarray, size: int, seed: int = 0, iters: in
     k = min(size, distinct)
     if k < size:
         warnings.warn(f"only {distinct} distinct trajectories: vocabulary size {size} reduced to {k}", stacklevel=2)
+    from scipy.cluster.vq import kmeans2  # lazy: build workers never fit
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns about empty clusters; we drop them below
         _, labels = kmeans2(features, k, iter=iters, minit="++", seed=np.random.default_rng(seed))
