@@ -81,3 +81,18 @@ def test_manifest_errors_name_file_and_field(tmp_path):
     (tmp_path / "manifest.json").write_text(manifest.replace('"traj_stats"', '"traj_statz"'))
     with pytest.raises(ValueError, match=r"manifest.json: manifest lacks fields \['traj_stats'\]"):
         read_manifest(tmp_path)
+
+
+def test_writer_matches_webdataset_tarwriter():
+    import webdataset as wds
+
+    rng = np.random.default_rng(6)
+    raws = [encode_sample(make_sample(f"abcdef01234567{i:02d}", rng)) for i in range(2)]
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    with shard_writer(ours) as writer:
+        for raw in raws:
+            writer.write(raw)
+    with wds.TarWriter(theirs, user="", group="", mtime=0, encoder=False) as writer:
+        for raw in raws:
+            writer.write(raw)
+    assert ours.getvalue() == theirs.getvalue()
