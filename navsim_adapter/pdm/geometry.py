@@ -127,13 +127,14 @@ def rect_overlap(c1, h1, hl1, hw1, c2, h2, hl2, hw2) -> np.ndarray:
 def _segment_offsets(xy: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For points [P, 2] and every segment of polyline xy [S+1, 2]: the clamped parameter t [P, S]
     of the nearest point on the segment, the offset point - nearest [P, S, 2], squared lengths [S]."""
-    a, b = xy[:-1][None], xy[1:][None]
-    ab = b - a
-    seg_len2 = (ab * ab).sum(-1)
+    ax, ay = xy[:-1, 0], xy[:-1, 1]
+    abx, aby = xy[1:, 0] - ax, xy[1:, 1] - ay
+    seg_len2 = abx * abx + aby * aby
+    px, py = pts[:, 0, None] - ax, pts[:, 1, None] - ay
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.clip(((pts[:, None] - a) * ab).sum(-1) / seg_len2, 0.0, 1.0)
+        t = np.clip((px * abx + py * aby) / seg_len2, 0.0, 1.0)
     t = np.where(seg_len2 > 0, t, 0.0)
-    return t, pts[:, None] - (a + t[..., None] * ab), seg_len2[0]
+    return t, np.stack([px - t * abx, py - t * aby], -1), seg_len2
 
 
 def polyline_project(xy: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -220,7 +221,8 @@ class Polyline:
     def farther_than(self, xy: np.ndarray, limit: float) -> np.ndarray:
         """Bool [*xy.shape[:-1]]: distance from the polyline > limit."""
         pts = xy.reshape(-1, 2)
-        d_v, _ = self.tree.query(pts, k=1)
+        # Points beyond limit + spacing are certainly far: the tree may stop searching there.
+        d_v, _ = self.tree.query(pts, k=1, distance_upper_bound=limit + self.spacing + 1e-6)
         out = d_v > limit
         unsure = np.nonzero((d_v > limit) & (d_v - self.spacing / 2 - 1e-9 <= limit))[0]
         if len(unsure):

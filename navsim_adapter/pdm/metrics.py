@@ -100,7 +100,9 @@ def _contacts(ego_ctr, ego_h, ctx: ScoringContext, valid, frames) -> np.ndarray:
     ego_r = np.hypot(PACIFICA.half_length, PACIFICA.half_width)
     ab = ctx.agent_boxes[frames]  # [S, M, 5]
     ag_r = 0.5 * np.hypot(ab[..., 3], ab[..., 4])
-    d2 = ((ego_ctr[:, :, None, :] - ab[None, ..., :2]) ** 2).sum(-1)
+    dx = ego_ctr[:, :, None, 0] - ab[None, ..., 0]
+    dy = ego_ctr[:, :, None, 1] - ab[None, ..., 1]
+    d2 = dx * dx + dy * dy
     close = (d2 <= (ego_r + ag_r[None] + 1e-6) ** 2) & valid[frames][None]
     k, s, m = np.nonzero(close)
     hit = np.zeros(close.shape, dtype=bool)
