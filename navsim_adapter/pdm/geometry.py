@@ -51,11 +51,13 @@ def box_corners(center: np.ndarray, heading: np.ndarray, length, width) -> np.nd
     hl = np.asarray(length, dtype=np.float64) / 2.0
     hw = np.asarray(width, dtype=np.float64) / 2.0
     out = np.empty(center.shape[:-1] + (4, 2), dtype=np.float64)
+    c, s = np.cos(heading), np.sin(heading)
+    c90, s90 = np.cos(heading + half_pi), np.sin(heading + half_pi)
     for i, (lon, lat) in enumerate(((1, 1), (-1, 1), (-1, -1), (1, -1))):
         lo, la = lon * hl, lat * hw
         # Same operation order as NAVSIM's translate_lon_and_lat (lat along heading + pi/2).
-        out[..., i, 0] = center[..., 0] + (la * np.cos(heading + half_pi) + lo * np.cos(heading))
-        out[..., i, 1] = center[..., 1] + (la * np.sin(heading + half_pi) + lo * np.sin(heading))
+        out[..., i, 0] = center[..., 0] + (la * c90 + lo * c)
+        out[..., i, 1] = center[..., 1] + (la * s90 + lo * s)
     return out
 
 
