@@ -447,7 +447,7 @@ def build_shards(
         "image": {"cameras": list(cameras), "size": list(settings.image_size), "history_frames": history_frames,
                   "format": "jpeg", "quality": jpeg_quality},
         "scorer_version": str(SCORER_VERSION), "score_names": list(SCORE_NAMES), "source_names": list(SOURCES),
-        "candidate_sources": dict(src), "num_candidates": sum(n for _, n in src),
+        "candidate_sources": dict(src), "candidate_order": [k for k, _ in src], "num_candidates": sum(n for _, n in src),
         "vocabulary": None if vocab_config is None else {"path": "vocabulary", "sha256": vocab_config["sha256"],
                                                          "size": vocab_config["size"]},
         "policy": policy_config,

@@ -313,7 +313,7 @@ def write_manifest(out: str | Path, manifest: Mapping[str, Any]) -> Path:
     """Write OUT/manifest.json atomically (its presence marks a complete build)."""
     path = Path(out) / MANIFEST_NAME
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")  # insertion order: candidate_sources order matters
     tmp.replace(path)
     return path
 

@@ -5,10 +5,10 @@ from vla_dipole.data.collate import collate
 from vla_dipole.data.dataset import ShardDataset, dist_info
 from vla_dipole.data.health import CorruptShardsError, EpochReport
 from vla_dipole.data.loader import ShardLoader, make_loader
-from vla_dipole.data.stats import TrajectoryStats, compute_stats
+from vla_dipole.data.normalize import TrajectoryStats
 from vla_dipole.data.transforms import openvla_pixel_values
 
 __all__ = [
     "SCORE_NAMES", "SOURCES", "CorruptShardsError", "EpochReport", "ShardDataset", "ShardLoader", "TrajectoryStats",
-    "collate", "compute_stats", "dist_info", "make_loader", "openvla_pixel_values",
+    "collate", "dist_info", "make_loader", "openvla_pixel_values",
 ]

@@ -23,7 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from data_prep.shard_format import decode_sample, read_manifest, shard_paths
 from vla_dipole.data.collate import collate
 from vla_dipole.data.health import ShardHealth
-from vla_dipole.data.stats import TrajectoryStats
+from vla_dipole.data.normalize import TrajectoryStats
 from vla_dipole.data.transforms import openvla_pixel_values
 
 HEALTH_KEY = "__health__"

@@ -2,53 +2,19 @@
 
 The builder stores them in the manifest's `traj_stats`; `python -m vla_dipole.data.stats OUT`
 recomputes them from the shards (e.g. after editing shards by hand) and rewrites the manifest.
+Normalising with them is `vla_dipole.data.normalize.TrajectoryStats`.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from data_prep.shard_format import TrajStatsAccumulator, read_manifest, shard_paths, write_manifest
-
-
-@dataclass(frozen=True)
-class TrajectoryStats:
-    """Standardises x, y of (..., 3) trajectories; heading is left in radians."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any] | str | Path) -> TrajectoryStats:
-        if not isinstance(manifest, Mapping):
-            manifest = read_manifest(manifest)
-        stats = manifest.get("traj_stats")
-        if not stats or len(stats.get("mean", ())) != 3 or len(stats.get("std", ())) != 3:
-            raise ValueError("manifest field traj_stats must hold 3-element mean and std "
-                             "(recompute with python -m vla_dipole.data.stats OUT)")
-        return cls(tuple(stats["mean"]), tuple(stats["std"]))
-
-    def _params(self, like: np.ndarray | torch.Tensor):
-        mean = np.array([self.mean[0], self.mean[1], 0.0], np.float32)
-        std = np.array([self.std[0], self.std[1], 1.0], np.float32)
-        if isinstance(like, torch.Tensor):
-            return torch.from_numpy(mean).to(like), torch.from_numpy(std).to(like)
-        return mean, std
-
-    def normalize(self, traj):
-        mean, std = self._params(traj)
-        return (traj - mean) / std
-
-    def denormalize(self, traj):
-        mean, std = self._params(traj)
-        return traj * std + mean
 
 
 def compute_stats(out: str | Path) -> dict[str, Any]:
