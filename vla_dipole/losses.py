@@ -256,7 +256,7 @@ def weight_stats(w: Tensor, mask: Tensor | None = None, prefix: str = "") -> dic
         )
         out["values"] = v
         return {prefix + key: val for key, val in out.items()}
-    vf = v.float()
+    vf = v if v.dtype in (torch.float32, torch.float64) else v.float()  # float64 keeps huge weights finite
     qs = torch.quantile(vf, torch.tensor(_QUANTILES, dtype=vf.dtype, device=vf.device))
     ess = effective_sample_size(v).to(vf.dtype)
     mean = vf.mean()

@@ -51,13 +51,14 @@ def weight_explosion(
         t = torch.randint(n_train, (batch_size,), generator=gen)
         batches.append((idx, scheduler.add_noise(actions[idx], noise, t), noise, t))
     rows: list[dict[str, float | str]] = []
+    adv = adv.double()  # exact weights (exp(100 A) fits float64): ESS is not distorted by overflow
     for beta in betas:
         for method in METHODS:
             w_all = _weights(method, adv, beta, k, clip)
             stats = losses.weight_stats(w_all)
             norms = []
             for idx, x_t, noise, t in batches:
-                err = ((net(x_t, t) - noise) ** 2).sum(-1)
+                err = ((net(x_t, t) - noise) ** 2).sum(-1)  # float32, as in training
                 loss, _ = losses.weighted_loss(err, w_all[idx])
                 net.zero_grad(set_to_none=True)
                 loss.backward()

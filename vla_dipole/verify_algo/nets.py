@@ -52,8 +52,8 @@ class EpsMLP(nn.Module):
 @dataclass
 class TrainConfig:
     steps: int = 3000
-    batch_size: int = 512
-    lr: float = 2e-3
+    batch_size: int = 256
+    lr: float = 5e-3
     ema_decay: float = 0.995  # evaluated nets are an EMA of the weights: less sampling noise per step
     width: int = 128
     depth: int = 3

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor
 
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
@@ -37,7 +38,7 @@ class Tolerances:
 @dataclass
 class VerifyConfig:
     bandit: Bandit = field(default_factory=Bandit)
-    num_data: int = 4096  # the offline dataset of mu samples the policies are trained on
+    num_data: int = 20_000  # the offline dataset of mu samples the policies are trained on
     pool_size: int = 200_000  # mu samples for the exact target's importance estimates
     num_samples: int = 2000  # policy / target samples per omega
     omegas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
@@ -55,10 +56,9 @@ class VerifyConfig:
     def quick(cls, **overrides) -> VerifyConfig:
         """Reduced size for the tests: fewer steps and samples, same checks."""
         base = {
-            "num_data": 4096,
             "pool_size": 100_000,
             "num_samples": 1000,
-            "train": TrainConfig(steps=1500, batch_size=128, lr=5e-3),
+            "train": TrainConfig(steps=1500, batch_size=128),
             "explosion_betas": (3.0, 100.0),
         }
         base.update(overrides)
@@ -100,29 +100,67 @@ def _explosion_check(rows: list[dict], tol: Tolerances) -> dict:
     }
 
 
-def run_verification(cfg: VerifyConfig, progress: bool = True) -> VerifyResult:
-    """Train, sample, compare with pi*, run the weight-explosion study; nothing is written to disk."""
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"variant: expected one of {VARIANTS}, got {cfg.variant!r}")
-    start = time.time()
+@dataclass
+class Trained:
+    """Everything the evaluation needs from training; reusable across sampling variants."""
+
+    oracle: TargetOracle
+    data: Tensor
+    adv: Tensor
+    scheduler: SchedulerMixin
+    eps_pos: torch.nn.Module
+    eps_neg: torch.nn.Module
+    log: list[dict]
+    weights: str
+
+
+def _weights_mode(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+    return "same" if variant == "same_weights" else "dipole"
+
+
+def train_policies(cfg: VerifyConfig, progress: bool = True) -> Trained:
+    """Draw the offline dataset from mu and train eps+ / eps- on it (the expensive part)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    bandit = cfg.bandit
-    oracle = TargetOracle.build(bandit, cfg.pool_size, gen)
-    data = bandit.sample_mu(cfg.num_data, gen)
+    oracle = TargetOracle.build(cfg.bandit, cfg.pool_size, gen)
+    data = cfg.bandit.sample_mu(cfg.num_data, gen)
     adv = oracle.advantage(data)
     scheduler = build_scheduler(cfg.solver, num_train_timesteps=cfg.num_train_timesteps)
-    train_cfg = dataclasses.replace(cfg.train, weights="same" if cfg.variant == "same_weights" else "dipole")
+    weights = _weights_mode(cfg.variant)
+    train_cfg = dataclasses.replace(cfg.train, weights=weights)
     eps_pos, eps_neg, log = train_dichotomous(
-        data, adv, bandit.beta, bandit.k, scheduler, train_cfg, gen, progress
+        data, adv, cfg.bandit.beta, cfg.bandit.k, scheduler, train_cfg, gen, progress
     )
+    return Trained(oracle, data, adv, scheduler, eps_pos, eps_neg, log, weights)
 
+
+def run_verification(
+    cfg: VerifyConfig, progress: bool = True, trained: Trained | None = None
+) -> VerifyResult:
+    """Train (unless ``trained`` is given), sample every omega, compare with pi*, study weight explosion."""
+    start = time.time()
+    if trained is None:
+        trained = train_policies(cfg, progress)
+    elif trained.weights != _weights_mode(cfg.variant):
+        raise ValueError(
+            f"trained: nets trained with weights={trained.weights!r} cannot run variant {cfg.variant!r}"
+        )
+    bandit, oracle, data, adv, scheduler = (
+        cfg.bandit,
+        trained.oracle,
+        trained.data,
+        trained.adv,
+        trained.scheduler,
+    )
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
     omegas = (PI_NEG, *cfg.omegas)
     sample_omegas = [-w for w in omegas] if cfg.variant == "swapped_omega" else list(omegas)
     if cfg.variant == "swapped_omega":
         sample_omegas[0] = PI_NEG  # the pi- row is not a guidance sweep: keep it, break only the sweep
     x = sample_dichotomous(
-        make_eps_fn(eps_pos, eps_neg),
+        make_eps_fn(trained.eps_pos, trained.eps_neg),
         (cfg.num_samples, 2),
         sample_omegas,
         scheduler,
@@ -177,7 +215,7 @@ def run_verification(cfg: VerifyConfig, progress: bool = True) -> VerifyResult:
         monotone=monotone,
         explosion=explosion,
         explosion_check=exp_check,
-        train_log=log,
+        train_log=trained.log,
         samples=samples,
         passed=passed,
         seconds=time.time() - start,
