@@ -179,8 +179,8 @@ def scene_rng(seed: int, token: str) -> np.random.Generator:
     return np.random.default_rng([seed, int(hashlib.sha256(token.encode()).hexdigest()[:15], 16)])
 
 
-def _scene_sample(scene, settings: BuildSettings) -> Sample:
-    """Everything of a sample except candidates and scores."""
+def scene_sample(scene, settings: BuildSettings) -> Sample:
+    """Everything of a sample except candidates and scores (also the evaluation agent's observation)."""
     h = settings.history_frames
     agent = scene.get_agent_input(cameras=settings.cameras, history_indices=list(range(-h, 0)))
     statuses = agent.ego_statuses[-h:]
@@ -207,8 +207,8 @@ def _scene_sample(scene, settings: BuildSettings) -> Sample:
     )
 
 
-def _decoded_view(sample: Sample) -> dict[str, Any]:
-    """What the loader would yield for this sample (for policy sampling at build time)."""
+def decoded_view(sample: Sample) -> dict[str, Any]:
+    """What the loader would yield for this sample (for policy sampling at build time and evaluation)."""
     return {
         "images": np.stack([decode_jpeg(j) for j in sample.images]), "ego_pose": sample.ego_pose,
         "ego_velocity": sample.ego_velocity, "ego_acceleration": sample.ego_acceleration,
@@ -217,13 +217,16 @@ def _decoded_view(sample: Sample) -> dict[str, Any]:
     }
 
 
+_scene_sample, _decoded_view = scene_sample, decoded_view  # earlier private names, still imported elsewhere
+
+
 def _add_candidates(samples: list[Sample], state: _WorkerState) -> None:
     s = state.settings
     per_source: list[list[np.ndarray]] = [[] for _ in samples]
     for name, n in s.sources:
         if name == "policy":
             trajs = state.policy_sampler.sample(
-                [_decoded_view(x) for x in samples], n, seed=int(scene_rng(s.seed, samples[0].token).integers(2**31))
+                [decoded_view(x) for x in samples], n, seed=int(scene_rng(s.seed, samples[0].token).integers(2**31))
             )
             for j in range(len(samples)):
                 per_source[j].append(trajs[j])
@@ -286,7 +289,7 @@ def _build_shard(job: ShardJob) -> dict[str, Any]:
     def samples():
         for start in range(0, len(job.scenes), SCORE_CHUNK):
             scenes = [loader.get_scene(tok) for _, tok in job.scenes[start : start + SCORE_CHUNK]]
-            chunk = [_scene_sample(scene, s) for scene in scenes]
+            chunk = [scene_sample(scene, s) for scene in scenes]
             _add_candidates(chunk, state)
             _add_scores(chunk, scenes, score)
             for sample in chunk:
