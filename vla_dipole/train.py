@@ -26,11 +26,17 @@ import torch
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
+from data_prep.shard_format import read_manifest
 from vla_dipole.data import collate
 from vla_dipole.training import policy_io
-from vla_dipole.training.checkpoint import STATE_FILE, TrainerState, clean_stale_tmp, latest_checkpoint, save_checkpoint
-from vla_dipole.training.config import load_config, save_config
-from data_prep.shard_format import read_manifest
+from vla_dipole.training.checkpoint import (
+    STATE_FILE,
+    TrainerState,
+    clean_stale_tmp,
+    latest_checkpoint,
+    save_checkpoint,
+)
+from vla_dipole.training.config import ConfigError, load_config, save_config
 from vla_dipole.training.distributed import (
     configure_batches,
     describe,
@@ -62,7 +68,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # -------------------------------------------------------------- where do we start?
     ckpt = latest_checkpoint(out) if cfg.checkpoint.resume else None
-    state = TrainerState.from_file(ckpt / STATE_FILE) if ckpt else TrainerState()
+    state = TrainerState.from_file(ckpt / STATE_FILE) if ckpt else TrainerState(extra={"stage": cfg.stage})
+    if state.extra.get("stage", cfg.stage) != cfg.stage:
+        raise ConfigError(
+            f"{ckpt}: output_dir holds a stage={state.extra['stage']} run, this config has stage={cfg.stage}; "
+            "use another output_dir (or checkpoint.resume=false to start over)"
+        )
     if is_main:
         clear_preempted(out)
         truncate_metrics(out, state.round, state.step)
@@ -83,21 +94,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         weight_decay=cfg.optim.weight_decay,
     )
     # one plan per run: global batch / micro batch / world size fix the accumulation for every round
-    plan = plan_batches(cfg.schedule.global_batch, cfg.schedule.micro_batch, world, cfg.schedule.total_samples)
+    plan = plan_batches(
+        cfg.schedule.global_batch, cfg.schedule.micro_batch, world, cfg.schedule.total_samples
+    )
     configure_batches(accelerator, plan, cfg.optim.grad_clip)
     model, optimizer = accelerator.prepare(module, optimizer)
     if is_main:
-        print(f"[train] stage={cfg.stage} world={world} deepspeed={is_deepspeed(accelerator)} "
-              f"global_batch={plan.global_batch} micro_batch={plan.micro_batch} accum={plan.grad_accum} "
-              f"trainable={num_trainable:,}", flush=True)
+        print(
+            f"[train] stage={cfg.stage} world={world} deepspeed={is_deepspeed(accelerator)} "
+            f"global_batch={plan.global_batch} micro_batch={plan.micro_batch} accum={plan.grad_accum} "
+            f"trainable={num_trainable:,}",
+            flush=True,
+        )
     write_describe(describe(accelerator, model, optimizer), out)
-    ema = HeadEMA(accelerator, [p for p in model.parameters() if p.requires_grad], cfg.ema.decay) if cfg.ema.enabled else None
+    ema = (
+        HeadEMA(accelerator, [p for p in model.parameters() if p.requires_grad], cfg.ema.decay)
+        if cfg.ema.enabled
+        else None
+    )
     if ckpt is not None:
         accelerator.load_state(str(ckpt))  # model, optimizer, every rank's RNG states
         if ema is not None:
             ema.load(ckpt)
         if is_main:
-            print(f"[train] resumed from {ckpt} (round {state.round}, step {state.step}, {state.samples_seen} samples)")
+            print(
+                f"[train] resumed from {ckpt} (round {state.round}, step {state.step}, {state.samples_seen} samples)"
+            )
 
     logger = MetricsLogger(out, enabled=is_main, tensorboard=cfg.logging.tensorboard)
     preempt = PreemptionFlag()
@@ -108,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for round_ in range(state.round, int(cfg.dipole.rounds) + 1):
         if round_ != state.round:  # entering a new online round: sample, score, write shards (rank 0)
             run_online_round(accelerator, cfg, policy, ema, round_)
-            state = TrainerState(round=round_)
+            state = TrainerState(round=round_, extra={"stage": cfg.stage})
         phase_samples = policy_io.phase_samples(cfg, round_)
         plan = plan_batches(cfg.schedule.global_batch, cfg.schedule.micro_batch, world, phase_samples)
         state.phase_total_samples = phase_samples
@@ -123,16 +145,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         batches = iter(loader)
         every_ckpt = max(1, cfg.checkpoint.every_samples // plan.global_batch)
-        bar = tqdm(total=plan.total_steps, initial=state.step, desc=f"{cfg.stage} r{round_}",
-                   disable=not (is_main and cfg.logging.progress), dynamic_ncols=True)
+        bar = tqdm(
+            total=plan.total_steps,
+            initial=state.step,
+            desc=f"{cfg.stage} r{round_}",
+            disable=not (is_main and cfg.logging.progress),
+            dynamic_ncols=True,
+        )
         model.train()
         t_start, samples_start = time.perf_counter(), state.samples_seen
 
         while state.step < plan.total_steps:
             t0 = time.perf_counter()
             torch.manual_seed(step_seed(cfg.seed, rank, round_, state.step))  # dropout etc.: resume-exact
-            lr = lr_at(state.samples_seen + plan.global_batch, cfg.optim.lr, cfg.schedule.warmup_samples,
-                       phase_samples, cfg.optim.min_lr_ratio)
+            lr = lr_at(
+                state.samples_seen + plan.global_batch,
+                cfg.optim.lr,
+                cfg.schedule.warmup_samples,
+                phase_samples,
+                cfg.optim.min_lr_ratio,
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             sums: dict[str, float] = {}
@@ -140,9 +172,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for micro in range(plan.grad_accum):
                 batch = next(batches)
                 positions = plan.positions(state.step, micro, rank)
-                noise = sample_noise(positions, policy_io.action_shape(policy),
-                                     batch["candidates"].shape[1] if needs_candidates(cfg.stage) else 0,
-                                     policy_io.num_train_timesteps(policy), cfg.seed, round_)
+                noise = sample_noise(
+                    positions,
+                    policy_io.action_shape(policy),
+                    batch["candidates"].shape[1] if needs_candidates(cfg.stage) else 0,
+                    policy_io.num_train_timesteps(policy),
+                    cfg.seed,
+                    round_,
+                )
                 features = cache.lookup(order.indices(positions)) if cache is not None else None
                 with accelerator.accumulate(model):
                     errors = model(**policy_io.forward_inputs(policy, batch, noise, features, cfg.stage))
@@ -160,14 +197,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
             # ---- logging: losses averaged over ranks, so every rank reports the same numbers
             reduced = accelerator.reduce(torch.tensor(list(sums.values()), dtype=torch.float64), "mean")
-            record = {"round": round_, "step": state.step, "samples": state.samples_seen, "lr": lr,
-                      **{k: float(v) for k, v in zip(sums, reduced.tolist(), strict=True)}}
+            record = {
+                "round": round_,
+                "step": state.step,
+                "samples": state.samples_seen,
+                "lr": lr,
+                **{k: float(v) for k, v in zip(sums, reduced.tolist(), strict=True)},
+            }
             record["grad_norm"] = grad_norm
             record["samples_per_s"] = plan.global_batch / max(time.perf_counter() - t0, 1e-9)
             summary = {**record, "loss_local": sums["loss"]}  # this rank's own micro-batches
             if state.step % cfg.logging.every_steps == 0 or state.step == plan.total_steps:
-                logger.log(record, global_step=state.step + round_ * 10**6,
-                           histograms={k: torch.cat([v.reshape(-1) for v in vs]) for k, vs in hists.items()})
+                logger.log(
+                    record,
+                    global_step=state.step + round_ * 10**6,
+                    histograms={k: torch.cat([v.reshape(-1) for v in vs]) for k, vs in hists.items()},
+                )
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
 
@@ -177,8 +222,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 path = _checkpoint(accelerator, cfg, out, state, ema)
             if stop:
                 if is_main:
-                    write_preempted(out, step=state.step, samples_seen=state.samples_seen, round=state.round,
-                                    checkpoint=str(path), signal=preempt.signum)
+                    write_preempted(
+                        out,
+                        step=state.step,
+                        samples_seen=state.samples_seen,
+                        round=state.round,
+                        checkpoint=str(path),
+                        signal=preempt.signum,
+                    )
                     print(f"[train] preempted: checkpoint {path} written, exiting", flush=True)
                 bar.close()
                 logger.close()
@@ -193,9 +244,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     policy_dir = out / "policy"
     policy_io.export(accelerator, policy, ema, policy_dir, cfg.stage)
     if is_main:
-        print(f"[train] done: stage={cfg.stage} rounds={cfg.dipole.rounds} steps={state.step} "
-              f"samples={state.samples_seen} loss={summary.get('loss', float('nan')):.4f} "
-              f"samples/s={summary.get('phase_samples_per_s', 0.0):.1f} policy={policy_dir}", flush=True)
+        print(
+            f"[train] done: stage={cfg.stage} rounds={cfg.dipole.rounds} steps={state.step} "
+            f"samples={state.samples_seen} loss={summary.get('loss', float('nan')):.4f} "
+            f"samples/s={summary.get('phase_samples_per_s', 0.0):.1f} policy={policy_dir}",
+            flush=True,
+        )
     (out / f"final_rank{rank}.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     logger.close()
     preempt.restore()
@@ -208,7 +262,9 @@ def _checkpoint(accelerator, cfg, out: Path, state: TrainerState, ema: HeadEMA |
     index = state.round * 10**6 + state.step  # sortable across online rounds
     extras = {"ema": ema.save} if ema is not None else None
     return save_checkpoint(
-        out, index, state,
+        out,
+        index,
+        state,
         save_state=lambda d: accelerator.save_state(str(d)),
         is_main=accelerator.is_main_process,
         barrier=accelerator.wait_for_everyone,

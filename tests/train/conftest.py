@@ -10,72 +10,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from data_prep.shard_format import (
-    SCHEMA_VERSION,
-    SCORE_NAMES,
-    SOURCES,
-    Sample,
-    TrajStatsAccumulator,
-    encode_jpeg,
-    encode_sample,
-    sha256_file,
-    shard_name,
-    shard_writer,
-    write_manifest,
-)
+from vla_dipole.training.synthetic_shards import write_shards
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
-def _scene(index: int, rng: np.random.Generator, k: int) -> Sample:
-    t = np.arange(1, 9)[:, None] * 0.5
-    speed, curve = rng.uniform(3, 9), rng.normal(0, 0.05)
-    x, y = t * speed, curve * (t * speed) ** 2
-    human = np.concatenate([x, y, np.arctan2(2 * curve * x, 1)], axis=1).astype(np.float32)
-    offsets = rng.normal(0, 1.0, size=(k, 1, 3)) * np.array([1.5, 1.0, 0.1])
-    candidates = (human[None] + offsets + rng.normal(0, 0.2, size=(k, 8, 3))).astype(np.float32)
-    dist = np.linalg.norm(candidates[..., :2] - human[None, ..., :2], axis=-1).mean(-1)
-    scores = np.tile(np.exp(-dist / 2)[:, None], (1, len(SCORE_NAMES))).astype(np.float32)
-    scores[:, SCORE_NAMES.index("epdms")] *= 0.9
-    image = np.full((48, 64, 3), int(speed * 20), np.uint8)
-    image[:, : int(32 + 100 * curve)] = 40
-    command = np.eye(4, dtype=np.uint8)[[1 if abs(curve) < 0.03 else (0 if curve > 0 else 2)]]
-    return Sample(
-        token=f"scene{index:05d}", log_name=f"log{index % 3}", map_name="synthetic", split="unit",
-        timestamp_us=index * 10**6, cameras=["cam_f0"], image_size=(32, 24),
-        images=[encode_jpeg(image, (32, 24))], ego_pose=np.zeros((1, 3), np.float32),
-        ego_velocity=np.array([[speed, 0.0]], np.float32), ego_acceleration=np.zeros((1, 2), np.float32),
-        driving_command=command, human=human, candidates=candidates,
-        sources=np.array([i % 2 for i in range(k)], np.uint8), candidate_scores=scores,
-        human_scores=np.ones(len(SCORE_NAMES), np.float32),
-    )
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process runs use one intra-op thread, like the launched ranks (--num_cpu_threads_per_process 1):
+    on a shared 2-core machine, spinning OpenMP threads make a tiny step tens of times slower."""
+    import torch
 
-
-def write_shards(out: Path, num_samples: int = 32, k: int = 4, per_shard: int = 16, seed: int = 0) -> Path:
-    """A shard build of `num_samples` scenes with `k` scored candidates each (+ manifest)."""
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    shards, acc = [], TrajStatsAccumulator()
-    for s in range(0, num_samples, per_shard):
-        name = shard_name("unit", s // per_shard)
-        with open(out / name, "wb") as fh, shard_writer(fh) as writer:
-            for i in range(s, min(s + per_shard, num_samples)):
-                sample = _scene(i, rng, k)
-                writer.write(encode_sample(sample))
-                acc.add(sample.human)
-                acc.add(sample.candidates)
-        shards.append({"name": name, "samples": min(per_shard, num_samples - s), "sha256": sha256_file(out / name),
-                       "bytes": (out / name).stat().st_size})
-    write_manifest(out, {
-        "schema_version": SCHEMA_VERSION, "split": "unit", "config": {}, "image": {}, "scorer_version": "none",
-        "score_names": list(SCORE_NAMES), "source_names": list(SOURCES), "candidate_sources": {"vocab": k},
-        "num_candidates": k, "num_samples": num_samples, "shards": shards, "traj_stats": acc.result(),
-    })
-    return out
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -86,22 +38,47 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_args(shards: Path, out: Path, **overrides: object) -> list[str]:
     """Overrides of a tiny, fast run (global batch 4, micro batch 2, 8 steps)."""
     args = {
-        "model": "tiny", "data.shards": str(shards), "output_dir": str(out), "schedule.total_samples": 32,
-        "schedule.global_batch": 4, "schedule.micro_batch": 2, "schedule.warmup_samples": 8, "optim.lr": 1e-3,
-        "checkpoint.every_samples": 16, "logging.progress": False, "logging.tensorboard": False,
+        "model": "tiny",
+        "data.shards": str(shards),
+        "output_dir": str(out),
+        "schedule.total_samples": 32,
+        "schedule.global_batch": 4,
+        "schedule.micro_batch": 2,
+        "schedule.warmup_samples": 8,
+        "optim.lr": 1e-3,
+        "checkpoint.every_samples": 16,
+        "logging.progress": False,
+        "logging.tensorboard": False,
     }
     args.update(overrides)
     return [f"{k}={v}" for k, v in args.items()]
 
 
-def run_train(args: list[str], launch_config: str | None = None, timeout: int = 600, **popen) -> subprocess.CompletedProcess:
+def run_train(
+    args: list[str], launch_config: str | None = None, timeout: int = 600, **popen
+) -> subprocess.CompletedProcess:
     """Run train.py as a real process: plain python, or `accelerate launch` with a config."""
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "DS_BUILD_OPS": "0", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "DS_BUILD_OPS": "0",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONWARNINGS": "ignore",
+    }
     env.pop("ACCELERATE_USE_CPU", None)
     if launch_config:
-        cmd = [PYTHON, "-m", "accelerate.commands.launch", "--config_file", str(REPO / launch_config),
-               "--num_cpu_threads_per_process", "1", str(REPO / "vla_dipole" / "train.py"), *args]
+        cmd = [
+            PYTHON,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(REPO / launch_config),
+            "--num_cpu_threads_per_process",
+            "1",
+            str(REPO / "vla_dipole" / "train.py"),
+            *args,
+        ]
     else:
         cmd = [PYTHON, str(REPO / "vla_dipole" / "train.py"), *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, **popen)

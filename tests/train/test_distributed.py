@@ -28,7 +28,9 @@ def single_process(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> li
 @pytest.mark.parametrize("stage", [2, 3])
 def test_two_process_zero(stage: int, shards: Path, tmp_path: Path, single_process: list[float]) -> None:
     out = tmp_path / f"zero{stage}"
-    proc = run_train(tiny_args(shards, out, **ARGS), launch_config=f"configs/accelerate/cpu_2proc_zero{stage}.yaml")
+    proc = run_train(
+        tiny_args(shards, out, **ARGS), launch_config=f"configs/accelerate/cpu_2proc_zero{stage}.yaml"
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     infos = [json.loads((out / f"dist_info_rank{r}.json").read_text()) for r in (0, 1)]
     for rank, info in enumerate(infos):
@@ -39,7 +41,11 @@ def test_two_process_zero(stage: int, shards: Path, tmp_path: Path, single_proce
         assert info["zero_stage"] == info["engine_zero_stage"] == stage
         if stage == 3:  # every trainable tensor is split over the two ranks
             assert info["partitioned_params"] == info["trainable_params"] > 0
-            assert info["full_numel"] / 2 <= info["local_numel"] < info["full_numel"] / 2 + 2 * info["trainable_params"]
+            assert (
+                info["full_numel"] / 2
+                <= info["local_numel"]
+                < info["full_numel"] / 2 + 2 * info["trainable_params"]
+            )
             assert info["optimizer_class"] == "DeepSpeedZeroOptimizer_Stage3"
         else:
             assert info["partitioned_params"] == 0 and info["local_numel"] == info["full_numel"]

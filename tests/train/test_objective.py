@@ -25,7 +25,12 @@ def test_dipole_weights_follow_group_advantage() -> None:
     rewards = torch.tensor([[0.1, 0.5, 0.9], [0.2, 0.2, 0.8]])
     err_pos = torch.ones(2, 3, requires_grad=True)
     err_neg = torch.full((2, 3), 2.0, requires_grad=True)
-    errors = {"cand_pos": err_pos, "cand_neg": err_neg, "human_pos": torch.zeros(2), "human_neg": torch.zeros(2)}
+    errors = {
+        "cand_pos": err_pos,
+        "cand_neg": err_neg,
+        "human_pos": torch.zeros(2),
+        "human_neg": torch.zeros(2),
+    }
     loss, stats, hists = stage_loss("dipole", _cfg(beta=2.0, k=0.0), errors, _batch(rewards))
     loss.backward()
     # group-standardised advantage per scene, w+ = sigmoid(2 A), w- = 1 - w+
@@ -41,9 +46,16 @@ def test_dipole_weights_follow_group_advantage() -> None:
 def test_bc_anchor_and_epdms_advantage() -> None:
     rewards = torch.tensor([[0.0, 1.0]])
     batch = _batch(rewards)
-    batch["candidate_scores"][..., SCORE_NAMES.index("epdms")] = torch.tensor([[1.0, 0.0]])  # opposite ranking
+    batch["candidate_scores"][..., SCORE_NAMES.index("epdms")] = torch.tensor(
+        [[1.0, 0.0]]
+    )  # opposite ranking
     human = torch.tensor([0.5], requires_grad=True)
-    errors = {"cand_pos": torch.ones(1, 2), "cand_neg": torch.ones(1, 2), "human_pos": human, "human_neg": human}
+    errors = {
+        "cand_pos": torch.ones(1, 2),
+        "cand_neg": torch.ones(1, 2),
+        "human_pos": human,
+        "human_neg": human,
+    }
     _, _, h_pdms = stage_loss("dipole", _cfg(beta=1.0), errors, batch)
     _, stats, h_epdms = stage_loss("dipole", _cfg(beta=1.0, advantage="epdms", bc_anchor=0.5), errors, batch)
     assert h_pdms["w_pos"][1] > 0.5 > h_pdms["w_pos"][0]

@@ -20,17 +20,44 @@ pytestmark = pytest.mark.slow
 
 
 def test_bc_then_dipole_with_one_online_round(tmp_path: Path) -> None:
-    synthesize(tmp_path / "world", "unit", 2, 0, frames_per_log=18, image_size=(96, 54), workers=1, progress=False)
+    synthesize(
+        tmp_path / "world", "unit", 2, 0, frames_per_log=18, image_size=(96, 54), workers=1, progress=False
+    )
     shards = tmp_path / "shards"
-    build_shards(tmp_path / "world", "unit", shards, cameras=("cam_f0",), image_size=(64, 40), history_frames=1,
-                 sources=("perturb",), num_candidates=4, shard_size=4, limit=6, seed=0, workers=1)
+    build_shards(
+        tmp_path / "world",
+        "unit",
+        shards,
+        cameras=("cam_f0",),
+        image_size=(64, 40),
+        history_frames=1,
+        sources=("perturb",),
+        num_candidates=4,
+        shard_size=4,
+        limit=6,
+        seed=0,
+        workers=1,
+    )
 
     bc = tmp_path / "bc"
     main(tiny_args(shards, bc, **{"schedule.total_samples": 8}))
     out = tmp_path / "dipole"
-    main(tiny_args(shards, out, stage="dipole", init_from=str(bc / "policy"), **{
-        "schedule.total_samples": 8, "dipole.rounds": 1, "dipole.samples_per_scene": 3, "dipole.omega": 1.0,
-        "dipole.num_steps": 2, "dipole.round_samples": 8}))
+    main(
+        tiny_args(
+            shards,
+            out,
+            stage="dipole",
+            init_from=str(bc / "policy"),
+            **{
+                "schedule.total_samples": 8,
+                "dipole.rounds": 1,
+                "dipole.samples_per_scene": 3,
+                "dipole.omega": 1.0,
+                "dipole.num_steps": 2,
+                "dipole.round_samples": 8,
+            },
+        )
+    )
 
     round_manifest = read_manifest(out / "round-01" / "shards")
     assert round_manifest["num_samples"] == 6 and round_manifest["candidate_sources"] == {"policy": 3}

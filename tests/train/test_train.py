@@ -21,7 +21,7 @@ from vla_dipole.training.config import ConfigError
 from vla_dipole.training.indexed_data import IndexedShards
 from vla_dipole.training.objective import sample_noise
 
-from .conftest import REPO, losses, read_jsonl, run_train, tiny_args
+from .conftest import REPO, losses, read_jsonl, tiny_args
 
 
 def _fixed_batch_error(policy: DipolePolicy, shards: Path) -> float:
@@ -57,7 +57,9 @@ def test_bc_learns_and_saves_everything(bc_run: Path, shards: Path) -> None:
     assert after < 0.8 * before, (before, after)
     metrics = read_jsonl(bc_run / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(1, 9)) and metrics[-1]["samples"] == 32
-    assert metrics[0]["lr"] == pytest.approx(1.5e-3) and metrics[-1]["lr"] == pytest.approx(3e-4)  # warmup, cosine
+    assert metrics[0]["lr"] == pytest.approx(1.5e-3) and metrics[-1]["lr"] == pytest.approx(
+        3e-4
+    )  # warmup, cosine
     assert all(np.isfinite(m["grad_norm"]) and m["grad_norm"] > 0 for m in metrics)
     assert (bc_run / "config.yaml").is_file() and "stage: bc" in (bc_run / "config.yaml").read_text()
     ckpts = sorted(p.name for p in bc_run.glob("checkpoint-*"))
@@ -68,14 +70,29 @@ def test_bc_learns_and_saves_everything(bc_run: Path, shards: Path) -> None:
 
 def test_dipole_from_bc(bc_run: Path, shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "dipole"
-    main(tiny_args(shards, out, stage="dipole", init_from=str(bc_run / "policy"), **{
-        "schedule.total_samples": 8, "dipole.beta": 2.0, "dipole.bc_anchor": 0.1, "logging.tensorboard": True,
-        "ema.enabled": True, "ema.decay": 0.9}))
+    main(
+        tiny_args(
+            shards,
+            out,
+            stage="dipole",
+            init_from=str(bc_run / "policy"),
+            **{
+                "schedule.total_samples": 8,
+                "dipole.beta": 2.0,
+                "dipole.bc_anchor": 0.1,
+                "logging.tensorboard": True,
+                "ema.enabled": True,
+                "ema.decay": 0.9,
+            },
+        )
+    )
     metrics = read_jsonl(out / "metrics.jsonl")
     first = metrics[0]
     assert first["err_pos"] == pytest.approx(first["err_neg"], rel=1e-6)  # pi+ and pi- start from the BC head
     assert 0.0 < first["w_pos_min"] <= first["w_pos_mean"] <= first["w_pos_max"] < 1.0
-    assert first["loss"] == pytest.approx(first["loss_pos"] + first["loss_neg"] + 0.1 * first["loss_bc_anchor"], rel=1e-5)
+    assert first["loss"] == pytest.approx(
+        first["loss_pos"] + first["loss_neg"] + 0.1 * first["loss_bc_anchor"], rel=1e-5
+    )
     assert {"reward_mean", "reward_std", "lr", "grad_norm", "samples_per_s"} <= set(first)
     policy = DipolePolicy.from_pretrained(out / "policy")
     assert not torch.equal(policy.head_pos.out.weight, policy.head_neg.out.weight)  # trained apart
@@ -87,7 +104,9 @@ def test_dipole_from_bc(bc_run: Path, shards: Path, tmp_path: Path) -> None:
 
 def test_awr_stage(shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "awr"
-    main(tiny_args(shards, out, stage="awr", **{"schedule.total_samples": 8, "awr.beta": 5.0, "awr.clip": 2.0}))
+    main(
+        tiny_args(shards, out, stage="awr", **{"schedule.total_samples": 8, "awr.beta": 5.0, "awr.clip": 2.0})
+    )
     metrics = read_jsonl(out / "metrics.jsonl")
     assert all(0.0 < m["w_min"] and m["w_max"] <= 2.0 + 1e-6 for m in metrics)  # exp(beta A) clipped at 2
     assert max(m["w_max"] for m in metrics) == pytest.approx(2.0)  # beta=5 saturates the clip
@@ -109,7 +128,9 @@ def test_feature_cache_gives_identical_losses(shards: Path, tmp_path: Path) -> N
         ({"schedule.global_batch": 5}, r"schedule.global_batch.*multiple of schedule.micro_batch=2"),
     ],
 )
-def test_config_mistakes_fail_before_training(shards: Path, tmp_path: Path, override: dict, pattern: str) -> None:
+def test_config_mistakes_fail_before_training(
+    shards: Path, tmp_path: Path, override: dict, pattern: str
+) -> None:
     with pytest.raises(ConfigError, match=pattern):
         main(tiny_args(shards, tmp_path / "bad", **override))
 
@@ -129,8 +150,14 @@ def _start(args: list[str]) -> subprocess.Popen:
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, str(REPO / "vla_dipole" / "train.py"), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "vla_dipole" / "train.py"), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_steps(out: Path, proc: subprocess.Popen, steps: int, timeout: float = 300) -> None:
@@ -146,7 +173,9 @@ def _wait_for_steps(out: Path, proc: subprocess.Popen, steps: int, timeout: floa
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_matches_uninterrupted(shards: Path, tmp_path: Path, reference: list[float]) -> None:
+def test_sigkill_then_rerun_matches_uninterrupted(
+    shards: Path, tmp_path: Path, reference: list[float]
+) -> None:
     out = tmp_path / "killed"
     args = tiny_args(shards, out, **{"checkpoint.every_samples": 8})
     proc = _start(args)
@@ -159,7 +188,9 @@ def test_sigkill_then_rerun_matches_uninterrupted(shards: Path, tmp_path: Path, 
 
 
 @pytest.mark.slow
-def test_preemption_signal_checkpoints_and_resumes(shards: Path, tmp_path: Path, reference: list[float]) -> None:
+def test_preemption_signal_checkpoints_and_resumes(
+    shards: Path, tmp_path: Path, reference: list[float]
+) -> None:
     out = tmp_path / "preempted"
     args = tiny_args(shards, out, **{"checkpoint.every_samples": 8})
     proc = _start(args)

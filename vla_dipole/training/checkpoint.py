@@ -42,7 +42,9 @@ class TrainerState:
             data = json.loads(path.read_text())
             return cls(**data)
         except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: unreadable trainer state ({exc}); expected the fields of TrainerState") from exc
+            raise ValueError(
+                f"{path}: unreadable trainer state ({exc}); expected the fields of TrainerState"
+            ) from exc
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:

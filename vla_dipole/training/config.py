@@ -84,7 +84,9 @@ def _check_against(data: dict, schema: dict, source: str, prefix: str = "") -> N
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in schema:
-            raise ConfigError(f"{source}: unknown key '{full}'{_suggest(key, schema)}; valid keys: {sorted(schema)}")
+            raise ConfigError(
+                f"{source}: unknown key '{full}'{_suggest(key, schema)}; valid keys: {sorted(schema)}"
+            )
         ref = schema[key]
         if not prefix and key == "model":  # a preset name, a yaml path or a mapping: see resolve_model
             continue
@@ -103,10 +105,14 @@ def _set_dotted(data: dict, dotted: str, value: Any, schema: dict, source: str) 
         full = ".".join(parts[: i + 1])
         if not isinstance(ref, dict) or part not in ref:
             options = ref if isinstance(ref, dict) else {}
-            raise ConfigError(f"{source}: unknown key '{full}'{_suggest(part, options)}; valid keys: {sorted(options)}")
+            raise ConfigError(
+                f"{source}: unknown key '{full}'{_suggest(part, options)}; valid keys: {sorted(options)}"
+            )
         if i == len(parts) - 1:
             if isinstance(ref[part], dict) and not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{full}' is a section; set one of its fields: {sorted(ref[part])}")
+                raise ConfigError(
+                    f"{source}: '{full}' is a section; set one of its fields: {sorted(ref[part])}"
+                )
             value = _coerce(value, ref[part])
             _check_against({part: value}, ref, source, prefix=".".join(parts[:i]) + "." if i else "")
             node[part] = value
@@ -129,11 +135,15 @@ def resolve_model(spec: Any, root: Path, source: str) -> dict:
     if isinstance(spec, dict):
         return spec
     if not isinstance(spec, str):
-        raise ConfigError(f"{source}: field 'model' expected a preset name, a yaml path or a mapping, got {spec!r}")
+        raise ConfigError(
+            f"{source}: field 'model' expected a preset name, a yaml path or a mapping, got {spec!r}"
+        )
     path = Path(spec) if spec.endswith((".yaml", ".yml")) else root / "model" / f"{spec}.yaml"
     if not path.is_file():
         presets = sorted(p.stem for p in (root / "model").glob("*.yaml"))
-        raise ConfigError(f"{source}: field 'model': preset file {path} not found; available presets: {presets}")
+        raise ConfigError(
+            f"{source}: field 'model': preset file {path} not found; available presets: {presets}"
+        )
     return _load_yaml(path, f"{source}: model")
 
 
@@ -177,7 +187,7 @@ def load_config(overrides: Sequence[str] = (), root: Path | None = None) -> Dict
             continue
         _set_dotted(data, key, value, schema, source)
     # 3. the model: preset, then its dotted overrides checked against the preset's keys
-    for key, value, source in parsed:
+    for key, value, _ in parsed:
         if key == "model":
             data["model"] = value
     model = resolve_model(data["model"], root, "model")
@@ -228,7 +238,9 @@ def shard_paths(spec: Any) -> list[Path]:
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that do not depend on the world size (batch divisibility is in schedule)."""
     _require(cfg.stage in STAGES, "stage", f"one of {STAGES}", cfg.stage)
-    _require(cfg.dipole.advantage in ADVANTAGES, "dipole.advantage", f"one of {ADVANTAGES}", cfg.dipole.advantage)
+    _require(
+        cfg.dipole.advantage in ADVANTAGES, "dipole.advantage", f"one of {ADVANTAGES}", cfg.dipole.advantage
+    )
     s = cfg.schedule
     for name in ("total_samples", "global_batch", "micro_batch"):
         _require(int(s[name]) > 0, f"schedule.{name}", "a positive integer", s[name])
@@ -240,16 +252,35 @@ def validate(cfg: DictConfig) -> None:
         s.global_batch,
     )
     _require(float(cfg.optim.lr) > 0, "optim.lr", "> 0", cfg.optim.lr)
-    _require(0.0 <= float(cfg.optim.min_lr_ratio) <= 1.0, "optim.min_lr_ratio", "in [0, 1]", cfg.optim.min_lr_ratio)
+    _require(
+        0.0 <= float(cfg.optim.min_lr_ratio) <= 1.0, "optim.min_lr_ratio", "in [0, 1]", cfg.optim.min_lr_ratio
+    )
     _require(float(cfg.optim.grad_clip) >= 0, "optim.grad_clip", ">= 0 (0 disables)", cfg.optim.grad_clip)
     _require(0.0 <= float(cfg.ema.decay) < 1.0, "ema.decay", "in [0, 1)", cfg.ema.decay)
-    _require(int(cfg.checkpoint.every_samples) > 0, "checkpoint.every_samples", "a positive integer", cfg.checkpoint.every_samples)
-    _require(int(cfg.checkpoint.keep_last) >= 1, "checkpoint.keep_last", "an integer >= 1", cfg.checkpoint.keep_last)
+    _require(
+        int(cfg.checkpoint.every_samples) > 0,
+        "checkpoint.every_samples",
+        "a positive integer",
+        cfg.checkpoint.every_samples,
+    )
+    _require(
+        int(cfg.checkpoint.keep_last) >= 1,
+        "checkpoint.keep_last",
+        "an integer >= 1",
+        cfg.checkpoint.keep_last,
+    )
     _require(int(cfg.dipole.rounds) >= 0, "dipole.rounds", "an integer >= 0", cfg.dipole.rounds)
-    _require(int(cfg.dipole.samples_per_scene) >= 2, "dipole.samples_per_scene", "an integer >= 2", cfg.dipole.samples_per_scene)
+    _require(
+        int(cfg.dipole.samples_per_scene) >= 2,
+        "dipole.samples_per_scene",
+        "an integer >= 2",
+        cfg.dipole.samples_per_scene,
+    )
     _require(float(cfg.dipole.omega) >= 0, "dipole.omega", ">= 0", cfg.dipole.omega)
     _require(float(cfg.awr.clip) > 0, "awr.clip", "> 0", cfg.awr.clip)
-    _require(int(cfg.logging.every_steps) >= 1, "logging.every_steps", "an integer >= 1", cfg.logging.every_steps)
+    _require(
+        int(cfg.logging.every_steps) >= 1, "logging.every_steps", "an integer >= 1", cfg.logging.every_steps
+    )
     if cfg.dipole.rounds > 0:
         _require(cfg.stage == "dipole", "stage", "'dipole' when dipole.rounds > 0", cfg.stage)
 

@@ -44,7 +44,9 @@ def is_deepspeed(accelerator: Accelerator) -> bool:
 def configure_batches(accelerator: Accelerator, plan: BatchPlan, grad_clip: float) -> None:
     """Tell accelerate and DeepSpeed the derived micro batch / accumulation / clipping before `prepare`."""
     if plan.world_size != accelerator.num_processes:
-        raise RuntimeError(f"batch plan for world size {plan.world_size}, accelerator has {accelerator.num_processes}")
+        raise RuntimeError(
+            f"batch plan for world size {plan.world_size}, accelerator has {accelerator.num_processes}"
+        )
     accelerator.gradient_accumulation_steps = plan.grad_accum
     if is_deepspeed(accelerator):
         ds = accelerator.state.deepspeed_plugin.deepspeed_config
@@ -59,7 +61,9 @@ def configure_batches(accelerator: Accelerator, plan: BatchPlan, grad_clip: floa
 def zero_stage(accelerator: Accelerator) -> int:
     if not is_deepspeed(accelerator):
         return 0
-    return int(accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0))
+    return int(
+        accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0)
+    )
 
 
 def describe(accelerator: Accelerator, model: torch.nn.Module, optimizer: Any) -> dict[str, Any]:

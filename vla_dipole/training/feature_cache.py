@@ -32,7 +32,9 @@ INDEX_FILE = "cache_index.json"
 class FeatureCache:
     """Per-sample backbone outputs of one dataset, loaded in memory."""
 
-    def __init__(self, tokens: list[torch.Tensor], masks: list[torch.Tensor], proprio: list[torch.Tensor]) -> None:
+    def __init__(
+        self, tokens: list[torch.Tensor], masks: list[torch.Tensor], proprio: list[torch.Tensor]
+    ) -> None:
         self.tokens, self.masks, self.proprio = tokens, masks, proprio
 
     def __len__(self) -> int:
@@ -59,6 +61,7 @@ class FeatureCache:
                 f"trains {len(trainable)} backbone tensors (e.g. {trainable[0]}); disable LoRA / unfreeze options"
             )
         root = Path(cfg.feature_cache.dir or Path(cfg.output_dir) / "feature_cache") / f"round-{round_:02d}"
+        accelerator.wait_for_everyone()  # every rank decides on the same file-system state
         if not (root / INDEX_FILE).is_file():
             build(accelerator, policy, dataset, root, batch_size=int(cfg.schedule.micro_batch))
         accelerator.wait_for_everyone()
@@ -90,30 +93,41 @@ def _pad(x: torch.Tensor, length: int) -> torch.Tensor:
 
 @torch.no_grad()
 def build(accelerator: Accelerator, policy: Any, dataset: Any, root: Path, batch_size: int) -> None:
-    """Encode every sample once (rank 0) and write the chunk files + index atomically."""
+    """Encode every sample once and write the chunk files + index atomically (rank 0 writes).
+
+    Every rank runs the same forward passes so that ZeRO-3's collective parameter gathering stays in
+    step; only rank 0 keeps the results.
+    """
+    is_main = accelerator.is_main_process
     params = list(policy.parameters())
-    with gathered_params(accelerator, params):  # ZeRO-3: the backbone's full weights on every rank
-        if accelerator.is_main_process:
+    with gathered_params(accelerator, params):
+        if is_main:
             root.mkdir(parents=True, exist_ok=True)
-            was_training = policy.training
-            policy.eval()
-            chunks = []
-            for start in tqdm(range(0, len(dataset), CHUNK), desc="feature cache", dynamic_ncols=True):
-                chunk: dict[str, list[torch.Tensor]] = {"tokens": [], "mask": [], "proprio": []}
-                for b0 in range(start, min(start + CHUNK, len(dataset)), batch_size):
-                    ids = range(b0, min(b0 + batch_size, start + CHUNK, len(dataset)))
-                    cond = policy.encode(collate([dataset[i] for i in ids]))
-                    for j in range(len(ids)):
-                        n = int(cond.mask[j].sum())  # trailing padding is dropped, re-added on lookup
-                        keep = n if bool(cond.mask[j, :n].all()) else cond.mask.shape[1]
-                        chunk["tokens"].append(cond.tokens[j, :keep].cpu().clone())
-                        chunk["mask"].append(cond.mask[j, :keep].cpu().clone())
-                        chunk["proprio"].append(cond.proprio[j].cpu().clone())
-                name = f"features-{start // CHUNK:06d}.pt"
+        was_training = policy.training
+        policy.eval()
+        chunks = []
+        for start in tqdm(
+            range(0, len(dataset), CHUNK), desc="feature cache", disable=not is_main, dynamic_ncols=True
+        ):
+            chunk: dict[str, list[torch.Tensor]] = {"tokens": [], "mask": [], "proprio": []}
+            for b0 in range(start, min(start + CHUNK, len(dataset)), batch_size):
+                ids = range(b0, min(b0 + batch_size, start + CHUNK, len(dataset)))
+                cond = policy.encode(collate([dataset[i] for i in ids]))
+                for j in range(len(ids)):
+                    n = int(cond.mask[j].sum())  # trailing padding is dropped, re-added on lookup
+                    keep = n if bool(cond.mask[j, :n].all()) else cond.mask.shape[1]
+                    chunk["tokens"].append(cond.tokens[j, :keep].cpu().clone())
+                    chunk["mask"].append(cond.mask[j, :keep].cpu().clone())
+                    chunk["proprio"].append(cond.proprio[j].cpu().clone())
+            name = f"features-{start // CHUNK:06d}.pt"
+            if is_main:
                 torch.save(chunk, root / f"{name}.tmp")
                 os.replace(root / f"{name}.tmp", root / name)
-                chunks.append(name)
-            policy.train(was_training)
-            (root / f"{INDEX_FILE}.tmp").write_text(json.dumps({"num_samples": len(dataset), "chunks": chunks}))
+            chunks.append(name)
+        policy.train(was_training)
+        if is_main:
+            (root / f"{INDEX_FILE}.tmp").write_text(
+                json.dumps({"num_samples": len(dataset), "chunks": chunks})
+            )
             os.replace(root / f"{INDEX_FILE}.tmp", root / INDEX_FILE)
     accelerator.wait_for_everyone()

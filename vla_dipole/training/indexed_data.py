@@ -26,7 +26,9 @@ _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extensio
 def shard_dirs(spec: Any) -> list[Path]:
     """`data.shards` (a shard directory with manifest.json, or a list of them) -> directories."""
     if spec is None:
-        raise ConfigError("config field 'data.shards': no shards given (set data.shards=DIR, a build_shards output)")
+        raise ConfigError(
+            "config field 'data.shards': no shards given (set data.shards=DIR, a build_shards output)"
+        )
     items = [spec] if isinstance(spec, (str, Path)) else list(spec)
     dirs = []
     for item in items:
@@ -50,7 +52,9 @@ class IndexedShards(Dataset):
         for d, m in zip(dirs, self.manifests, strict=True):
             for p in shard_format.shard_paths(d, m):
                 if not Path(p).is_file():
-                    raise ConfigError(f"config field 'data.shards': shard {p} listed in {d}/manifest.json is missing")
+                    raise ConfigError(
+                        f"config field 'data.shards': shard {p} listed in {d}/manifest.json is missing"
+                    )
                 self.paths.append(p)
         self.index: list[tuple[int, str, dict[str, tuple[int, int]]]] = []
         for shard_id, path in enumerate(self.paths):

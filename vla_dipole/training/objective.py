@@ -20,7 +20,11 @@ from omegaconf import DictConfig
 from data_prep.shard_format import SCORE_NAMES
 from vla_dipole.losses import advantages, awr_weights, dichotomous_loss, dipole_weights, weighted_loss
 
-ADVANTAGE_MODE = {"pdms": ("pdms", "group_std"), "epdms": ("epdms", "group_std"), "baseline": ("pdms", "raw_minus_baseline")}
+ADVANTAGE_MODE = {
+    "pdms": ("pdms", "group_std"),
+    "epdms": ("epdms", "group_std"),
+    "baseline": ("pdms", "raw_minus_baseline"),
+}
 
 
 @dataclass
@@ -39,12 +43,19 @@ def step_seed(seed: int, rank: int, round_: int, step: int) -> int:
 
 
 def sample_noise(
-    positions: np.ndarray, action_shape: tuple[int, int], num_candidates: int, num_train_timesteps: int, seed: int, round_: int
+    positions: np.ndarray,
+    action_shape: tuple[int, int],
+    num_candidates: int,
+    num_train_timesteps: int,
+    seed: int,
+    round_: int,
 ) -> Noise:
     """Noise and timesteps for the samples at stream `positions` (world-size and resume independent)."""
     hs, hts, cs, cts = [], [], [], []
     for pos in positions.tolist():
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, round_, pos, 0]).generate_state(1)[0]))
+        gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([seed, round_, pos, 0]).generate_state(1)[0])
+        )
         hs.append(torch.randn(action_shape, generator=gen))
         hts.append(torch.randint(0, num_train_timesteps, (), generator=gen))
         if num_candidates:
@@ -66,7 +77,9 @@ def candidate_advantages(batch: dict, cfg: DictConfig) -> tuple[torch.Tensor, to
     """(rewards, advantages) [B, K] of the batch's candidates, as chosen by `dipole.advantage`."""
     column, mode = ADVANTAGE_MODE[cfg.dipole.advantage]
     rewards = batch["candidate_scores"][..., SCORE_NAMES.index(column)].float()
-    adv = advantages(rewards, mode=mode, baseline=float(cfg.dipole.baseline) if mode == "raw_minus_baseline" else None)
+    adv = advantages(
+        rewards, mode=mode, baseline=float(cfg.dipole.baseline) if mode == "raw_minus_baseline" else None
+    )
     return rewards, adv
 
 

@@ -64,8 +64,11 @@ def run_online_round(accelerator: Accelerator, cfg: DictConfig, policy: Any, ema
     if accelerator.is_main_process:
         source = shard_dirs(cfg.data.shards)[0]
         args = _build_args(shard_format.read_manifest(source), source)
-        print(f"[train] online round {round_}: sampling {cfg.dipole.samples_per_scene} candidates/scene "
-              f"at omega={cfg.dipole.omega} from {policy_dir}", flush=True)
+        print(
+            f"[train] online round {round_}: sampling {cfg.dipole.samples_per_scene} candidates/scene "
+            f"at omega={cfg.dipole.omega} from {policy_dir}",
+            flush=True,
+        )
         build_shards(
             out=out,
             sources={"policy": int(cfg.dipole.samples_per_scene)},

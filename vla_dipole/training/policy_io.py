@@ -35,7 +35,9 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
     if cfg.init_from:
         path = Path(cfg.init_from)
         if not path.is_dir():
-            raise ConfigError(f"config field 'init_from': {path} is not a directory (a policy saved by train.py)")
+            raise ConfigError(
+                f"config field 'init_from': {path} is not a directory (a policy saved by train.py)"
+            )
         policy = DipolePolicy.from_pretrained(path)
         meta_file = path / TRAINING_META
         init_stage = json.loads(meta_file.read_text()).get("stage") if meta_file.is_file() else None
@@ -43,7 +45,9 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
             policy.copy_pos_to_neg()  # pi+ and pi- both start from the BC (or AWR) head
     else:
         if cfg.stage == "dipole":
-            print("[train] warning: stage=dipole without init_from starts pi+/pi- from random heads", flush=True)
+            print(
+                "[train] warning: stage=dipole without init_from starts pi+/pi- from random heads", flush=True
+            )
         policy = DipolePolicy.from_config(PolicyConfig.from_dict(cfg.model, source="config field 'model'"))
     if cfg.stage in ("bc", "awr"):
         policy.head_neg.requires_grad_(False)
@@ -165,4 +169,3 @@ def export(accelerator: Accelerator, policy: DipolePolicy, ema: Any, directory: 
                         p.copy_(b)
     accelerator.wait_for_everyone()
     return directory
-

@@ -54,7 +54,9 @@ def plan_batches(global_batch: int, micro_batch: int, world_size: int, total_sam
     return BatchPlan(global_batch, micro_batch, world_size, global_batch // per_step, total_samples)
 
 
-def lr_at(samples: int, base_lr: float, warmup_samples: int, total_samples: int, min_lr_ratio: float) -> float:
+def lr_at(
+    samples: int, base_lr: float, warmup_samples: int, total_samples: int, min_lr_ratio: float
+) -> float:
     """Linear warmup then cosine decay to `min_lr_ratio * base_lr`, as a function of samples seen."""
     min_lr = base_lr * min_lr_ratio
     if warmup_samples > 0 and samples < warmup_samples:
@@ -90,7 +92,9 @@ class SampleOrder:
 
     def indices(self, positions: np.ndarray) -> np.ndarray:
         epochs, offsets = np.divmod(positions, self.num_samples)
-        return np.array([self._perm(int(e))[int(o)] for e, o in zip(epochs, offsets, strict=True)], dtype=np.int64)
+        return np.array(
+            [self._perm(int(e))[int(o)] for e, o in zip(epochs, offsets, strict=True)], dtype=np.int64
+        )
 
     def epoch_of(self, position: int) -> int:
         return position // self.num_samples

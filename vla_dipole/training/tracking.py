@@ -47,7 +47,9 @@ class MetricsLogger:
 
             self.writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
 
-    def log(self, record: dict[str, Any], global_step: int, histograms: dict[str, torch.Tensor] | None = None) -> None:
+    def log(
+        self, record: dict[str, Any], global_step: int, histograms: dict[str, torch.Tensor] | None = None
+    ) -> None:
         if not self.enabled:
             return
         with self.path.open("a") as f:
