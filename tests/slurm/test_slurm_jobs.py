@@ -67,7 +67,7 @@ def test_tiny_training_job_completes_with_checkpoint(slurm_cluster, synthetic_sh
 
 
 def test_usr1_checkpoints_requeues_and_resumes_without_lost_samples(slurm_cluster, synthetic_shards, tmp_path):
-    total = 1600
+    total = 480
     run_dir = tmp_path / "preempt"
     ids = _submit(slurm_cluster, ["train", "--run-dir", str(run_dir), "--gpus-per-node", "0", "--cpus-per-task", "2",
                                   "--shards", str(synthetic_shards), "stage=bc", f"schedule.total_samples={total}",
