@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -93,10 +94,15 @@ def parse_chunk(text: str) -> tuple[int, int]:
     return i, n
 
 
-def chunk_tokens(tokens: Sequence[str], chunk: tuple[int, int]) -> list[str]:
-    """Contiguous, balanced slices: chunk i of N over the loader's (sorted) token order."""
+def chunk_tokens(tokens: Sequence[str], chunk: tuple[int, int], align: int = 1) -> list[str]:
+    """Chunk i of N: contiguous, balanced slices of the loader's (sorted) token order.
+
+    Slices are cut at multiples of `align` (the batch size) so every chunk batches its scenes exactly
+    like a single run does: merged chunks then reproduce the single-run numbers bit for bit.
+    """
     i, n = chunk
-    bounds = np.linspace(0, len(tokens), n + 1).round().astype(int)
+    batches = -(-len(tokens) // align)
+    bounds = np.minimum(np.linspace(0, batches, n + 1).round().astype(int) * align, len(tokens))
     return list(tokens[bounds[i] : bounds[i + 1]])
 
 
@@ -172,6 +178,7 @@ class Evaluator:
         self.writer = RecordWriter(s.out / "records.jsonl")
         (s.out / SETTINGS_FILE).write_text(json.dumps(self.describe(), indent=2))
         self.specs = list(dict.fromkeys(r.spec for r in self.runners.values()))  # observations built per scene
+        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (bench_eval)
 
     def describe(self) -> dict:
         """What produced these numbers (written to settings.json, echoed in summary.md)."""
@@ -184,7 +191,7 @@ class Evaluator:
 
     def run(self) -> Path:
         """Evaluate every token of this chunk not yet in records.jsonl; returns the records path."""
-        tokens = chunk_tokens(self.loader.tokens, self.s.chunk)
+        tokens = chunk_tokens(self.loader.tokens, self.s.chunk, self.s.batch_size)
         done = self.writer.done_tokens(self.rows)
         if done:
             log.info("resuming: %d of %d tokens already evaluated", len(done & set(tokens)), len(tokens))
@@ -209,6 +216,7 @@ class Evaluator:
 
         records: list[dict] = []
         scenes, contexts, obs = [], [], []
+        t0 = time.perf_counter()
         for token in tokens:
             try:
                 scene = self.loader.get_scene(token)
@@ -220,6 +228,7 @@ class Evaluator:
             scenes.append(scene)
             contexts.append(ctx)
             obs.append(ob)
+        self.timings["prepare"] += time.perf_counter() - t0
         if not scenes:
             return records
         try:
@@ -242,8 +251,12 @@ class Evaluator:
     def _score(self, scenes, contexts, obs) -> list[dict]:
         from navsim_adapter.pdm import score
 
+        t0 = time.perf_counter()
         trajs = self._trajectories(scenes, contexts, obs)
+        t1 = time.perf_counter()
         result = score(contexts, trajs, on_invalid="zero", return_states=False)
+        self.timings["policy"] += t1 - t0
+        self.timings["score"] += time.perf_counter() - t1
         return [rec for b, scene in enumerate(scenes) for rec in _records(scene.token, self.rows, result, b, trajs)]
 
     def _trajectories(self, scenes, contexts, obs) -> np.ndarray:
