@@ -52,10 +52,15 @@ test-fast: install
 demo: install
 	$(PY) -m data_prep.demo --out $(DEMO_OUT)
 
+# Each module prints its own tables; a missing optional one is reported, not fatal.
+BENCH_MODULES := navsim_adapter.bench_scenes navsim_adapter.pdm.bench data_prep.bench \
+	vla_dipole.model.bench_backbone vla_dipole.model.bench_policy vla_dipole.training.bench navsim_adapter.bench_eval
+
 bench: install install-navsim
-	$(PY) -m navsim_adapter.bench
-	$(PY) -m vla_dipole.bench
-	$(PY) -m data_prep.bench
+	@for m in $(BENCH_MODULES); do \
+	  echo; echo "=== $$m ==="; \
+	  $(PY) -m $$m || { echo "bench $$m failed"; exit 1; }; \
+	done
 
 verify-algo: install
 	$(PY) -m vla_dipole.verify_algo --out $(DEMO_OUT)/verify_algo
