@@ -7,7 +7,8 @@ writes, for each log:
   <out>/navsim_logs/<split>/<log_name>.pkl                 list of frame dicts (2 Hz)
   <out>/sensor_blobs/<split>/<log_name>/<CAM>/<token>.jpg  pinhole renders
   <out>/synthetic_maps/<map_name>.json                      the log's map (docs/synthetic_world.md)
-  <out>/navsim_logs/<split>/_ground_truth/<log_name>.json   exact driven poses, family, driver style
+  <out>/synthetic_ground_truth/<split>/<log_name>.json      exact driven poses, family, driver style
+(the ground truth stays out of navsim_logs/<split>: the official reader unpickles every entry there)
 Logs are deterministic in (split, seed, index): same arguments => byte-identical files.
 """
 
@@ -36,7 +37,7 @@ from data_prep.world.simulate import LOG_EVERY, SIM_DT, simulate
 
 DEFAULT_CAMERAS = ("CAM_F0", "CAM_L0", "CAM_R0")
 DEFAULT_IMAGE_SIZE = (256, 144)
-GROUND_TRUTH_DIR = "_ground_truth"
+GROUND_TRUTH_DIR = "synthetic_ground_truth"
 PICKLE_PROTOCOL = 4
 JPEG_QUALITY = 90
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -65,6 +66,11 @@ class LogJob:
         return f"synthetic_{self.split}_s{self.seed}_{self.index:04d}_{self.family}"
 
 
+def ground_truth_path(out: str | os.PathLike, split: str, log_name: str) -> Path:
+    """Where a synthetic log's ground truth (exact poses, family, driver style) is written."""
+    return Path(out) / GROUND_TRUTH_DIR / split / f"{log_name}.json"
+
+
 def generate_log(job: LogJob) -> Path:
     """Simulate, render and write one log; returns the pickle's path."""
     rng = np.random.default_rng([job.seed, job.index, zlib.crc32(job.split.encode())])
@@ -76,13 +82,15 @@ def generate_log(job: LogJob) -> Path:
 
     out = Path(job.out)
     cams = [make_camera(name, *job.image_size) for name in job.cameras]
+    # every frame lists all eight cameras (NAVSIM's reader expects them); only `cams` get images
+    rig = [make_camera(name, *job.image_size) for name in RIG_YAW_DEG]
     dicts = frame_dicts(
         frames,
         log_name=job.log_name,
         map_name=job.map_name,
         route=scenario.route_roadblocks,
         origin=origin,
-        cams=cams,
+        cams=rig,
         start_us=start_us,
         salt=(job.split, job.seed, job.index),
     )
@@ -100,8 +108,8 @@ def generate_log(job: LogJob) -> Path:
         for name, image in images.items():
             image.save(blobs / d["cams"][name]["data_path"], format="JPEG", quality=JPEG_QUALITY)
 
-    log_dir = out / "navsim_logs" / job.split
-    (log_dir / GROUND_TRUTH_DIR).mkdir(parents=True, exist_ok=True)
+    truth_path = ground_truth_path(out, job.split, job.log_name)
+    truth_path.parent.mkdir(parents=True, exist_ok=True)
     truth = {
         "log_name": job.log_name,
         "map_name": job.map_name,
@@ -115,8 +123,9 @@ def generate_log(job: LogJob) -> Path:
         "ego_speed": [float(f.ego[3]) for f in frames],
         "driving_commands": [f.command for f in frames],
     }
-    (log_dir / GROUND_TRUTH_DIR / f"{job.log_name}.json").write_text(json.dumps(truth, indent=1))
-    log_path = log_dir / f"{job.log_name}.pkl"
+    truth_path.write_text(json.dumps(truth, indent=1))
+    log_path = out / "navsim_logs" / job.split / f"{job.log_name}.pkl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as fh:
         pickle.dump(dicts, fh, protocol=PICKLE_PROTOCOL)
     return log_path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.synthesize import GROUND_TRUTH_DIR, synthesize
+from data_prep.synthesize import ground_truth_path, synthesize
 from data_prep.world.scenarios import FAMILIES
 
 SPLIT = "tiny"
@@ -24,9 +24,10 @@ class SyntheticSplit:
     seed: int
     logs: list[Path]
     image_size: tuple[int, int] = IMAGE_SIZE
+    cameras: tuple[str, ...] = CAMERAS
 
     def truth(self, log: Path) -> dict:
-        return json.loads((log.parent / GROUND_TRUTH_DIR / f"{log.stem}.json").read_text())
+        return json.loads(ground_truth_path(self.root, self.split, log.stem).read_text())
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from data_prep.synthesize import main, synthesize
-from data_prep.world.camera import project_points
+from data_prep.world.camera import RIG_YAW_DEG, project_points
 from data_prep.world.render import COLORS, SKY
 from data_prep.world.scenarios import FAMILIES
 from navsim_adapter.geometry import global_to_local, quaternion_to_yaw
@@ -57,9 +57,11 @@ def test_layout_and_every_family(synthetic_split):
         families.add(truth["family"])
         assert (root / "synthetic_maps" / f"{truth['map_name']}.json").is_file()
         for frame in _load(log):
+            assert set(frame["cams"]) == set(RIG_YAW_DEG)  # all eight, as in OpenScene
             for cam, entry in frame["cams"].items():
                 assert entry["data_path"].startswith(f"{log.stem}/{cam}/")
-                assert (root / "sensor_blobs" / split / entry["data_path"]).is_file()
+                rendered = (root / "sensor_blobs" / split / entry["data_path"]).is_file()
+                assert rendered == (cam in synthetic_split.cameras), cam
     assert families == set(FAMILIES)
 
 
@@ -207,7 +209,12 @@ def test_cli_writes_a_split(tmp_path, capsys):
     logs = list((tmp_path / "navsim_logs" / "cli").glob("*.pkl"))
     assert len(logs) == 1 and "wrote 1 logs" in capsys.readouterr().out
     frame = _load(logs[0])[0]
-    assert set(frame["cams"]) == {"CAM_F0", "CAM_B0"}
+    rendered = {
+        cam
+        for cam in frame["cams"]
+        if (tmp_path / "sensor_blobs" / "cli" / frame["cams"][cam]["data_path"]).is_file()
+    }
+    assert rendered == {"CAM_F0", "CAM_B0"}
     with Image.open(tmp_path / "sensor_blobs" / "cli" / frame["cams"]["CAM_B0"]["data_path"]) as img:
         assert img.size == (32, 18)
     with pytest.raises(SystemExit):
