@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from navsim_adapter.pdm import metrics as M
 from navsim_adapter.pdm.reference_planner import idm_proposals, plan_reference
 from navsim_adapter.pdm.simulation import simulate
