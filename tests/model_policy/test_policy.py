@@ -159,7 +159,9 @@ def test_per_observation_generators_make_samples_batch_independent(tiny_policy, 
     batch = batch_factory(batch_size=3)
     gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
     full = tiny_policy.sample(batch, [0.0, 2.0], num_steps=3, generator=gens([10, 11, 12]))
-    part = tiny_policy.sample({k: v[1:] for k, v in batch.items()}, [0.0, 2.0], num_steps=3, generator=gens([11, 12]))
+    part = tiny_policy.sample(
+        {k: v[1:] for k, v in batch.items()}, [0.0, 2.0], num_steps=3, generator=gens([11, 12])
+    )
     torch.testing.assert_close(full[1:], part, rtol=1e-4, atol=1e-3)
     again = tiny_policy.sample(batch, [0.0, 2.0], num_steps=3, generator=gens([99, 11, 12]))
     assert not torch.allclose(again[0], full[0]) and torch.equal(again[1:], full[1:])
