@@ -2,19 +2,17 @@
 synthetic 'test' split, reused by the output, resume and merge tests.
 
 The world, shards and checkpoint are the session fixtures of tests/conftest.py (`synthetic_root`,
-`tiny_bc_policy`); everything here runs the real CLIs on them.
+`tiny_bc_policy`); the evaluator runs through its CLI entry point `main` in-process (no interpreter
+start-up per run), or as a subprocess where a test must kill it.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 SPLIT = "test"
 
 
@@ -27,25 +25,31 @@ def eval_command(checkpoint: Path, root: Path, out: Path, *extra: str) -> list[s
     ]
 
 
-def run(cmd: list[str], timeout: float = 600) -> str:
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "DS_ACCELERATOR": "cpu"})
-    if proc.returncode != 0:
-        raise AssertionError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
+def run_in_process(cmd: list[str]) -> None:
+    """The evaluator `main` with the arguments of `cmd` (no interpreter start-up), torch threads restored."""
+    import torch
+
+    from navsim_adapter import evaluate
+
+    assert cmd[1:3] == ["-m", "navsim_adapter.evaluate"], cmd
+    threads = torch.get_num_threads()
+    try:
+        evaluate.main(cmd[3:])
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
-def eval_cmd(tiny_bc_policy, synthetic_root):
-    """`eval_cmd(out, *extra)` -> the shared evaluator command writing to `out`."""
-    return lambda out, *extra: eval_command(tiny_bc_policy, synthetic_root, out, *extra)
+def eval_main():
+    """`eval_main(cmd)` runs an `eval_cmd` command line in this process."""
+    return run_in_process
 
 
 @pytest.fixture(scope="session")
 def eval_run(eval_cmd, tmp_path_factory) -> Path:
     """Output directory of one uninterrupted evaluator run (omegas 0 and 1, 2 denoising steps)."""
     out = tmp_path_factory.mktemp("eval_run")
-    run(eval_cmd(out))
+    run_in_process(eval_cmd(out))
     return out
 
 
@@ -59,8 +63,3 @@ def one_thread():
     yield
     torch.set_num_threads(before)
 
-
-@pytest.fixture(scope="session")
-def run_cmd():
-    """`run_cmd(cmd)` runs a command from the repo root; on failure the assertion shows its output."""
-    return run

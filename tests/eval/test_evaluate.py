@@ -94,7 +94,7 @@ def test_summary_table_plot_and_worst_pictures(eval_run):
     assert len(worst) == 1 and worst[0].stem in {r["token"] for r in read_records([eval_run / "records.jsonl"])}
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(eval_cmd, eval_run, run_cmd, tmp_path):
+def test_resume_after_sigkill_matches_uninterrupted_run(eval_cmd, eval_run, eval_main, tmp_path):
     out = tmp_path / "killed"
     records = out / "records.jsonl"
     proc = subprocess.Popen(eval_cmd(out), cwd=Path(__file__).resolve().parents[2],
@@ -113,7 +113,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(eval_cmd, eval_run, run_
     full = read_records([eval_run / "records.jsonl"])
     assert 0 < len(partial) < len(full), "kill did not interrupt the run"
 
-    run_cmd(eval_cmd(out))
+    eval_main(eval_cmd(out))  # the same command again (in-process: no second interpreter start-up)
     resumed = read_records([records])
     keys = [(r["row"], r["token"]) for r in resumed]
     assert len(keys) == len(set(keys)) == len(full)  # finished tokens were skipped, not redone
@@ -150,12 +150,10 @@ def test_missing_camera_file_is_recorded_invalid(tiny_bc_policy, synthetic_root,
     assert bad in (out / "summary.md").read_text()
 
 
-def test_chunks_merge_into_the_full_report(eval_run, tiny_bc_policy, synthetic_root, tmp_path, one_thread):
-    common = ["--checkpoint", str(tiny_bc_policy), "--data-root", str(synthetic_root), "--split", "test",
-              "--omega", "0,1", "--steps", "2", "--batch-size", "2", "--frame-interval", "2", "--worst-k", "0"]
+def test_chunks_merge_into_the_full_report(eval_run, eval_cmd, eval_main, tmp_path):
     chunks = [tmp_path / f"chunk{i}" for i in range(2)]
     for i, out in enumerate(chunks):
-        evaluate.main([*common, "--chunk", f"{i}/2", "--out", str(out)])
+        eval_main(eval_cmd(out, "--chunk", f"{i}/2", "--worst-k", "0"))
     sizes = [len({r["token"] for r in read_records([c / "records.jsonl"])}) for c in chunks]
     assert all(s > 0 for s in sizes)
     merged = tmp_path / "merged"
