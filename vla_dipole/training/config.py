@@ -8,14 +8,13 @@ every error names the file (or command-line override), the field and what was ex
 from __future__ import annotations
 
 import difflib
-import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 STAGES = ("bc", "dipole", "awr")
 ADVANTAGES = ("pdms", "epdms", "baseline")
@@ -214,72 +213,40 @@ def _require(cond: bool, field: str, expected: str, value: Any) -> None:
         raise ConfigError(f"config field '{field}': expected {expected}, got {value!r}")
 
 
-def shard_paths(spec: Any) -> list[Path]:
-    """Expand `data.shards` (a directory, a glob, a path or a list of those) into shard files."""
-    if spec is None:
-        raise ConfigError("config field 'data.shards': no shards given (set data.shards=DIR_OR_GLOB)")
-    items = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else [spec]
-    out: list[Path] = []
-    for item in items:
-        item = str(item)
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(path.glob("*.tar"))
-        elif any(c in item for c in "*?["):
-            found = sorted(Path(p) for p in glob.glob(item))
-        else:
-            found = [path] if path.is_file() else []
-        if not found:
-            raise ConfigError(f"config field 'data.shards': no shard files found at '{item}'")
-        out.extend(found)
-    return out
+_POSITIVE = (lambda v: int(v) > 0, "a positive integer")
+# (field, predicate, what was expected): checks that do not depend on the world size
+_CHECKS: tuple[tuple[str, Any, str], ...] = (
+    ("stage", lambda v: v in STAGES, f"one of {STAGES}"),
+    ("dipole.advantage", lambda v: v in ADVANTAGES, f"one of {ADVANTAGES}"),
+    ("schedule.total_samples", *_POSITIVE),
+    ("schedule.global_batch", *_POSITIVE),
+    ("schedule.micro_batch", *_POSITIVE),
+    ("schedule.warmup_samples", lambda v: int(v) >= 0, "an integer >= 0"),
+    ("optim.lr", lambda v: float(v) > 0, "> 0"),
+    ("optim.min_lr_ratio", lambda v: 0.0 <= float(v) <= 1.0, "in [0, 1]"),
+    ("optim.grad_clip", lambda v: float(v) >= 0, ">= 0 (0 disables)"),
+    ("ema.decay", lambda v: 0.0 <= float(v) < 1.0, "in [0, 1)"),
+    ("checkpoint.every_samples", *_POSITIVE),
+    ("checkpoint.keep_last", *_POSITIVE),
+    ("dipole.rounds", lambda v: int(v) >= 0, "an integer >= 0"),
+    ("dipole.samples_per_scene", lambda v: int(v) >= 2, "an integer >= 2"),
+    ("dipole.omega", lambda v: float(v) >= 0, ">= 0"),
+    ("dipole.num_steps", *_POSITIVE),
+    ("awr.clip", lambda v: float(v) > 0, "> 0"),
+    ("logging.every_steps", *_POSITIVE),
+)
 
 
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that do not depend on the world size (batch divisibility is in schedule)."""
-    _require(cfg.stage in STAGES, "stage", f"one of {STAGES}", cfg.stage)
-    _require(
-        cfg.dipole.advantage in ADVANTAGES, "dipole.advantage", f"one of {ADVANTAGES}", cfg.dipole.advantage
-    )
+    for field, ok, expected in _CHECKS:
+        _require(ok(OmegaConf.select(cfg, field)), field, expected, OmegaConf.select(cfg, field))
     s = cfg.schedule
-    for name in ("total_samples", "global_batch", "micro_batch"):
-        _require(int(s[name]) > 0, f"schedule.{name}", "a positive integer", s[name])
-    _require(int(s.warmup_samples) >= 0, "schedule.warmup_samples", "an integer >= 0", s.warmup_samples)
     _require(
         s.global_batch % s.micro_batch == 0,
         "schedule.global_batch",
         f"a multiple of schedule.micro_batch={s.micro_batch}",
         s.global_batch,
-    )
-    _require(float(cfg.optim.lr) > 0, "optim.lr", "> 0", cfg.optim.lr)
-    _require(
-        0.0 <= float(cfg.optim.min_lr_ratio) <= 1.0, "optim.min_lr_ratio", "in [0, 1]", cfg.optim.min_lr_ratio
-    )
-    _require(float(cfg.optim.grad_clip) >= 0, "optim.grad_clip", ">= 0 (0 disables)", cfg.optim.grad_clip)
-    _require(0.0 <= float(cfg.ema.decay) < 1.0, "ema.decay", "in [0, 1)", cfg.ema.decay)
-    _require(
-        int(cfg.checkpoint.every_samples) > 0,
-        "checkpoint.every_samples",
-        "a positive integer",
-        cfg.checkpoint.every_samples,
-    )
-    _require(
-        int(cfg.checkpoint.keep_last) >= 1,
-        "checkpoint.keep_last",
-        "an integer >= 1",
-        cfg.checkpoint.keep_last,
-    )
-    _require(int(cfg.dipole.rounds) >= 0, "dipole.rounds", "an integer >= 0", cfg.dipole.rounds)
-    _require(
-        int(cfg.dipole.samples_per_scene) >= 2,
-        "dipole.samples_per_scene",
-        "an integer >= 2",
-        cfg.dipole.samples_per_scene,
-    )
-    _require(float(cfg.dipole.omega) >= 0, "dipole.omega", ">= 0", cfg.dipole.omega)
-    _require(float(cfg.awr.clip) > 0, "awr.clip", "> 0", cfg.awr.clip)
-    _require(
-        int(cfg.logging.every_steps) >= 1, "logging.every_steps", "an integer >= 1", cfg.logging.every_steps
     )
     if cfg.dipole.rounds > 0:
         _require(cfg.stage == "dipole", "stage", "'dipole' when dipole.rounds > 0", cfg.stage)
