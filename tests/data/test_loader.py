@@ -113,6 +113,8 @@ def test_resampled_mode_streams_nominal_epochs(shard_dir):
         counts.append(len(tokens))
         assert set(tokens) <= _all_tokens(shard_dir)
     assert counts == [30, 30]
+    endless = iter(make_loader(shard_dir, batch_size=10, resampled=True, epoch_samples=0))
+    assert sum(len(next(endless)["token"]) for _ in range(9)) == 90  # more than the 40 samples there are
 
 
 def test_missing_shard_file_is_reported(shard_dir):

@@ -56,7 +56,9 @@ class ShardDataset(IterableDataset):
         batch_size: batch in the worker (cheaper transfer); None yields samples.
         shuffle_buffer: per-worker sample shuffle buffer (0 = keep shard order).
         resampled: infinite stream of shards drawn with replacement.
-        epoch_samples: nominal epoch length per rank in resampled mode (default: samples / world_size).
+        epoch_samples: nominal epoch length per rank in resampled mode (default: samples / world_size);
+            <= 0 streams forever (corrupt data is still skipped and warned about, but the epoch
+            report and the max_corrupt_fraction check need an epoch end).
         normalize: add `human_norm` / `candidates_norm` standardised with the manifest's traj_stats.
         image_transform: None (uint8 images only) or "openvla" (adds `pixel_values`).
         drop_last: drop each worker's last partial batch.
@@ -90,7 +92,8 @@ class ShardDataset(IterableDataset):
             raise ValueError(f"image_transform must be None or 'openvla', got {image_transform!r}")
         self.rank, self.world_size = dist_info(rank, world_size)
         self.batch_size, self.shuffle_buffer, self.resampled = batch_size, shuffle_buffer, resampled
-        self.epoch_samples = epoch_samples or math.ceil(self.manifest["num_samples"] / self.world_size)
+        default_epoch = math.ceil(self.manifest["num_samples"] / self.world_size)
+        self.epoch_samples = default_epoch if epoch_samples is None else epoch_samples
         self.seed, self.shardshuffle, self.drop_last = seed, shardshuffle, drop_last
         self.stats = TrajectoryStats.from_manifest(self.manifest) if normalize else None
         self.image_transform, self.decode_images = image_transform, decode_images
@@ -139,7 +142,7 @@ class ShardDataset(IterableDataset):
             shards = wds.ResampledShards(self.urls, seed=self.seed + self.epoch, deterministic=True,
                                          worker_seed=lambda: self.rank * 1009 + worker)
             stages: list[Any] = [shards]
-            limit = math.ceil(self.epoch_samples / num_workers)
+            limit = math.ceil(self.epoch_samples / num_workers) if self.epoch_samples > 0 else None
         else:
             stages = [wds.SimpleShardList(self.epoch_urls()), wds.split_by_worker]
             limit = None
