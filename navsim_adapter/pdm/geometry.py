@@ -203,7 +203,7 @@ class Polyline:
     inside that bracket around the limit get the exact segment distance.
     """
 
-    def __init__(self, xy: np.ndarray, spacing: float = 0.1):
+    def __init__(self, xy: np.ndarray, spacing: float = 0.25):
         from scipy.spatial import cKDTree
 
         self.xy = np.asarray(xy, dtype=np.float64)

@@ -303,16 +303,19 @@ def driving_direction_compliance(g: SceneGeometry, cfg: MetricConfig = METRICS) 
 
 
 def lane_keeping(g: SceneGeometry, cfg: MetricConfig = METRICS) -> np.ndarray:
-    """LK: 0 after >= 2 s of consecutive (non-intersection) steps more than 0.5 m off the centreline."""
+    """LK: 0 after >= 2 s of consecutive (non-intersection) steps more than 0.5 m off the centreline.
+
+    Intersection steps neither count nor reset the run: the run length at a step is the number of
+    counted exceeding steps since the last counted step within the limit."""
     need = int(np.ceil(cfg.lane_keeping_horizon_window / DT))
-    exceed = g.off_centerline
-    run = np.zeros(exceed.shape[0], dtype=np.int64)
-    failed = np.zeros(exceed.shape[0], dtype=bool)
-    for i in range(exceed.shape[1]):
-        counted = ~g.center_in_intersection[:, i]
-        run = np.where(counted, np.where(exceed[:, i], run + 1, 0), run)
-        failed |= counted & (run >= need)
-    return np.where(failed, 0.0, 1.0)
+    counted = ~g.center_in_intersection
+    hit = counted & g.off_centerline
+    reset = counted & ~g.off_centerline
+    steps = np.arange(hit.shape[1])
+    last_reset = np.maximum.accumulate(np.where(reset, steps, -1), axis=1)
+    c = np.concatenate([np.zeros((hit.shape[0], 1), dtype=np.int64), np.cumsum(hit, axis=1)], axis=1)
+    run = c[:, 1:] - np.take_along_axis(c, last_reset + 1, axis=1)
+    return np.where((hit & (run >= need)).any(-1), 0.0, 1.0)
 
 
 def normalized_progress(
