@@ -25,7 +25,9 @@ def _table(title: str, header: Sequence[str], rows: list[Sequence]) -> str:
     return "\n".join([title, line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def bench_build(data_root: Path, split: str, out: Path, limit: int, workers: int, **kw) -> tuple[float, float, dict]:
+def bench_build(
+    data_root: Path, split: str, out: Path, limit: int, workers: int, **kw
+) -> tuple[float, float, dict]:
     from data_prep.build_shards import build_shards
 
     t0 = time.perf_counter()
@@ -38,8 +40,14 @@ def bench_loader(out: Path, workers: int, samples: int, batch_size: int = 8) -> 
     """Steady-state samples/s of a resampled stream (first batch, i.e. worker start-up, excluded)."""
     from vla_dipole.data import make_loader
 
-    loader = make_loader(out, batch_size=batch_size, num_workers=workers, resampled=True, epoch_samples=samples,
-                         shuffle_buffer=64)
+    loader = make_loader(
+        out,
+        batch_size=batch_size,
+        num_workers=workers,
+        resampled=True,
+        epoch_samples=samples,
+        shuffle_buffer=64,
+    )
     it = iter(loader)
     first = next(it)
     t0, n = time.perf_counter(), 0
@@ -96,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=48, help="scenes to build")
     p.add_argument("--samples", type=int, default=1500, help="samples streamed per loader measurement")
     p.add_argument("--image-size", default="224x224")
-    p.add_argument("--train-step-ms", type=float, default=None,
-                   help="training step time to compare against (default: measure the tiny model's step here)")
+    p.add_argument(
+        "--train-step-ms",
+        type=float,
+        default=None,
+        help="training step time to compare against (default: measure the tiny model's step here)",
+    )
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--workdir", default=None)
     a = p.parse_args(argv)
@@ -108,12 +120,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = root / "shards"
     for workers in (1, 2):
         scenes_s, cands_s, manifest = bench_build(
-            root / "data", split, out, a.limit, workers, sources=("vocab", "perturb"), num_candidates=8,
-            image_size=a.image_size, shard_size=max(a.limit // 4, 1),
+            root / "data",
+            split,
+            out,
+            a.limit,
+            workers,
+            sources=("vocab", "perturb"),
+            num_candidates=8,
+            image_size=a.image_size,
+            shard_size=max(a.limit // 4, 1),
         )
-        rows.append((workers, manifest["num_samples"], manifest["num_candidates"], f"{scenes_s:.2f}", f"{cands_s:.1f}"))
-    print(_table("build_shards (synthetic split, vocab+perturb, PDM-scored)",
-                 ("workers", "scenes", "K", "scenes/s", "candidates/s"), rows))
+        rows.append(
+            (
+                workers,
+                manifest["num_samples"],
+                manifest["num_candidates"],
+                f"{scenes_s:.2f}",
+                f"{cands_s:.1f}",
+            )
+        )
+    print(
+        _table(
+            "build_shards (synthetic split, vocab+perturb, PDM-scored)",
+            ("workers", "scenes", "K", "scenes/s", "candidates/s"),
+            rows,
+        )
+    )
     step_s = a.train_step_ms / 1000.0 if a.train_step_ms else measure_train_step(out, a.train_batch)
     how = "given" if a.train_step_ms else "measured, tiny model"
     if step_s is None:
@@ -122,13 +154,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     for workers in (0, 1, 2):
         rate = bench_loader(out, workers, a.samples, a.train_batch)
-        rows.append((workers, "wall", f"{rate:.0f}", f"{rate / need:.1f}x", "ok" if rate >= 5 * need else "TOO SLOW"))
+        rows.append(
+            (workers, "wall", f"{rate:.0f}", f"{rate / need:.1f}x", "ok" if rate >= 5 * need else "TOO SLOW")
+        )
     cpu_rate = bench_loader_cpu(out, a.samples, a.train_batch)
     rows.append((0, "per CPU-s", f"{cpu_rate:.0f}", "", ""))
     print()
-    print(_table(f"loader ({a.image_size} JPEG, batch {a.train_batch}; training step {step_s * 1000:.0f} ms ({how}) "
-                 f"consumes {need:.0f} samples/s; target >= 5x; load average {os.getloadavg()[0]:.1f} "
-                 f"on {os.cpu_count()} cores)", ("workers", "clock", "samples/s", "vs train", "status"), rows))
+    print(
+        _table(
+            f"loader ({a.image_size} JPEG, batch {a.train_batch}; training step {step_s * 1000:.0f} ms ({how}) "
+            f"consumes {need:.1f} samples/s; target >= 5x; load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores)",
+            ("workers", "clock", "samples/s", "vs train", "status"),
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

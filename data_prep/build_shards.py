@@ -112,7 +112,9 @@ class _WorkerState:
 # ------------------------------------------------------------------------------------- options
 
 
-def parse_sources(sources: str | Sequence[str] | Mapping[str, int], num_candidates: int | str | Mapping[str, int]):
+def parse_sources(
+    sources: str | Sequence[str] | Mapping[str, int], num_candidates: int | str | Mapping[str, int]
+):
     """-> ((source, count), ...). `sources` "vocab,perturb" or a list; counts one int for all, "vocab:8,perturb:4"
     or a mapping; a count given inside `sources` ("vocab:8") wins."""
     if isinstance(sources, Mapping):
@@ -128,7 +130,9 @@ def parse_sources(sources: str | Sequence[str] | Mapping[str, int], num_candidat
             n = int(count) if count else (per[name] if per and name in per else None)
             if n is None:
                 if per is not None:
-                    raise ValueError(f"--num-candidates {num_candidates!r} gives no count for source {name!r}")
+                    raise ValueError(
+                        f"--num-candidates {num_candidates!r} gives no count for source {name!r}"
+                    )
                 n = int(num_candidates)
             items.append((name, n))
     source_codes([k for k, _ in items])  # validates the names
@@ -153,11 +157,14 @@ def parse_image_size(size: int | str | Sequence[int]) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------- planning
 
 
-def plan_shards(data_root: str | Path, split: str, shard_size: int, limit: int | None,
-                frame_interval: int = 1) -> list[ShardJob]:
+def plan_shards(
+    data_root: str | Path, split: str, shard_size: int, limit: int | None, frame_interval: int = 1
+) -> list[ShardJob]:
     """Scenes in (log, time) order, cut to `limit`, in shards of `shard_size` consecutive scenes."""
     loader = open_split(data_root, split, frame_interval)
-    scenes = [(scene.metadata.log_name, scene.token) for scene in loader.iter_scenes()]  # logs sorted, time order
+    scenes = [
+        (scene.metadata.log_name, scene.token) for scene in loader.iter_scenes()
+    ]  # logs sorted, time order
     scenes = sorted(scenes, key=lambda item: item[0])[:limit]  # stable: keeps time order within a log
     return [ShardJob(i // shard_size, scenes[i : i + shard_size]) for i in range(0, len(scenes), shard_size)]
 
@@ -189,30 +196,44 @@ def scene_sample(scene, settings: BuildSettings) -> Sample:
         for cam in settings.cameras:
             image = getattr(cams, cam).image
             if image is None:
-                raise ValueError(f"scene {scene.token} (log {scene.metadata.log_name}): camera {cam} has no image "
-                                 f"in history frame {i - h + 1} (check the log's cams entries)")
+                raise ValueError(
+                    f"scene {scene.token} (log {scene.metadata.log_name}): camera {cam} has no image "
+                    f"in history frame {i - h + 1} (check the log's cams entries)"
+                )
             images.append(encode_jpeg(image, settings.image_size, settings.jpeg_quality))
     current = scene.current_frame
     empty = np.zeros((0, NUM_POSES, 3), np.float32)
     return Sample(
-        token=scene.token, log_name=scene.metadata.log_name, map_name=scene.metadata.map_name, split=settings.split,
-        timestamp_us=int(current.timestamp), cameras=list(settings.cameras), image_size=settings.image_size,
+        token=scene.token,
+        log_name=scene.metadata.log_name,
+        map_name=scene.metadata.map_name,
+        split=settings.split,
+        timestamp_us=int(current.timestamp),
+        cameras=list(settings.cameras),
+        image_size=settings.image_size,
         images=images,
-        ego_pose=np.stack([s.ego_pose for s in statuses]), ego_velocity=np.stack([s.ego_velocity for s in statuses]),
+        ego_pose=np.stack([s.ego_pose for s in statuses]),
+        ego_velocity=np.stack([s.ego_velocity for s in statuses]),
         ego_acceleration=np.stack([s.ego_acceleration for s in statuses]),
         driving_command=np.stack([s.driving_command for s in statuses]),
         human=scene.get_future_trajectory(NUM_POSES).astype(np.float32),
-        candidates=empty, sources=np.zeros(0, np.uint8),
-        candidate_scores=np.zeros((0, len(SCORE_NAMES)), np.float32), human_scores=np.zeros(len(SCORE_NAMES), np.float32),
+        candidates=empty,
+        sources=np.zeros(0, np.uint8),
+        candidate_scores=np.zeros((0, len(SCORE_NAMES)), np.float32),
+        human_scores=np.zeros(len(SCORE_NAMES), np.float32),
     )
 
 
 def decoded_view(sample: Sample) -> dict[str, Any]:
     """What the loader would yield for this sample (for policy sampling at build time and evaluation)."""
     return {
-        "images": np.stack([decode_jpeg(j) for j in sample.images]), "ego_pose": sample.ego_pose,
-        "ego_velocity": sample.ego_velocity, "ego_acceleration": sample.ego_acceleration,
-        "driving_command": sample.driving_command, "human": sample.human, "token": sample.token,
+        "images": np.stack([decode_jpeg(j) for j in sample.images]),
+        "ego_pose": sample.ego_pose,
+        "ego_velocity": sample.ego_velocity,
+        "ego_acceleration": sample.ego_acceleration,
+        "driving_command": sample.driving_command,
+        "human": sample.human,
+        "token": sample.token,
         "log_name": sample.log_name,
     }
 
@@ -226,7 +247,9 @@ def _add_candidates(samples: list[Sample], state: _WorkerState) -> None:
     for name, n in s.sources:
         if name == "policy":
             trajs = state.policy_sampler.sample(
-                [decoded_view(x) for x in samples], n, seed=int(scene_rng(s.seed, samples[0].token).integers(2**31))
+                [decoded_view(x) for x in samples],
+                n,
+                seed=int(scene_rng(s.seed, samples[0].token).integers(2**31)),
             )
             for j in range(len(samples)):
                 per_source[j].append(trajs[j])
@@ -266,10 +289,15 @@ def _add_scores(samples: list[Sample], scenes: list, score_fn) -> None:
 _STATE: _WorkerState | None = None
 
 
-def _init_worker(settings: BuildSettings, out: str, vocab: np.ndarray | None, policy: Mapping[str, Any] | None) -> None:
+def _init_worker(
+    settings: BuildSettings,
+    out: str,
+    vocab: np.ndarray | None,
+    policy: Mapping[str, Any] | None,
+    sampler: cands.PolicySampler | None = None,
+) -> None:
     global _STATE
-    sampler = None
-    if policy:
+    if policy and sampler is None:
         sampler = cands.PolicySampler(policy["checkpoint"], policy["omega"], policy.get("num_steps"))
     _STATE = _WorkerState(settings, Path(out), vocab, sampler)
 
@@ -320,8 +348,15 @@ def _done_record(out: Path, name: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------- build
 
 
-def _prepare_vocabulary(data_root: str, split: str, out: Path, limit: int | None, frame_interval: int,
-                        vocabulary: str | Path | None, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+def _prepare_vocabulary(
+    data_root: str,
+    split: str,
+    out: Path,
+    limit: int | None,
+    frame_interval: int,
+    vocabulary: str | Path | None,
+    seed: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The given vocabulary, else the one of an earlier run in OUT/vocabulary, else one fitted on the
     scenes being built. Nothing is written here (settings are checked first)."""
     target = out / "vocabulary"
@@ -330,9 +365,16 @@ def _prepare_vocabulary(data_root: str, split: str, out: Path, limit: int | None
     if (target / VOCAB_ARRAY).is_file():
         return load_vocabulary(target)
     trajs = human_trajectories(data_root, split, limit, frame_interval)
-    config = {"split": split, "data_root": data_root, "requested_size": DEFAULT_VOCAB_SIZE, "seed": seed,
-              "num_trajectories": int(len(trajs)), "limit": limit, "frame_interval": frame_interval,
-              "method": "kmeans2(x,y)++"}
+    config = {
+        "split": split,
+        "data_root": data_root,
+        "requested_size": DEFAULT_VOCAB_SIZE,
+        "seed": seed,
+        "num_trajectories": int(len(trajs)),
+        "limit": limit,
+        "frame_interval": frame_interval,
+        "method": "kmeans2(x,y)++",
+    }
     vocab = fit_vocabulary(trajs, min(DEFAULT_VOCAB_SIZE, len(trajs)), seed)
     return vocab, {**config, "size": len(vocab), "sha256": vocabulary_hash(vocab)}
 
@@ -373,7 +415,9 @@ def build_shards(
     src = parse_sources(sources, num_candidates)
     names = [k for k, _ in src]
     if "policy" in names and policy is None:
-        raise ValueError("candidate source 'policy' needs --policy CKPT (a DipolePolicy checkpoint directory)")
+        raise ValueError(
+            "candidate source 'policy' needs --policy CKPT (a DipolePolicy checkpoint directory)"
+        )
     if policy is not None and "policy" not in names:
         src = (*src, ("policy", int(num_candidates) if isinstance(num_candidates, int) else 8))
     if not 1 <= history_frames <= MAX_HISTORY:
@@ -399,45 +443,77 @@ def build_shards(
     jobs = plan_shards(data_root, split, shard_size, limit, frame_interval)
     vocab, vocab_config = None, None
     if "vocab" in [k for k, _ in src]:
-        vocab, vocab_config = _prepare_vocabulary(data_root, split, out, limit, frame_interval, vocabulary, seed)
+        vocab, vocab_config = _prepare_vocabulary(
+            data_root, split, out, limit, frame_interval, vocabulary, seed
+        )
         n_vocab = dict(src)["vocab"]
         if n_vocab > len(vocab):
-            raise ValueError(f"{n_vocab} vocab candidates per scene but the vocabulary has {len(vocab)} entries")
-    policy_config = None
+            raise ValueError(
+                f"{n_vocab} vocab candidates per scene but the vocabulary has {len(vocab)} entries"
+            )
+    policy_config, sampler = None, None
     if policy is not None:
-        policy_config = {"checkpoint": str(Path(policy).resolve()), "omega": float(omega), "num_steps": policy_steps}
-        cands.PolicySampler(policy, omega, policy_steps)  # fail fast with a clear error before spawning workers
+        policy_config = {
+            "checkpoint": str(Path(policy).resolve()),
+            "omega": float(omega),
+            "num_steps": policy_steps,
+        }
+        sampler = cands.PolicySampler(policy, omega, policy_steps)  # fails fast, before any worker starts
     settings = BuildSettings(
-        data_root=data_root, split=split, cameras=cameras, image_size=parse_image_size(image_size),
-        history_frames=history_frames, sources=src, shard_size=shard_size, limit=limit, seed=seed,
-        frame_interval=frame_interval, jpeg_quality=jpeg_quality, vocab_mode=vocab_mode,
-        vocabulary_sha256=vocab_config["sha256"] if vocab_config else None, policy=policy_config,
+        data_root=data_root,
+        split=split,
+        cameras=cameras,
+        image_size=parse_image_size(image_size),
+        history_frames=history_frames,
+        sources=src,
+        shard_size=shard_size,
+        limit=limit,
+        seed=seed,
+        frame_interval=frame_interval,
+        jpeg_quality=jpeg_quality,
+        vocab_mode=vocab_mode,
+        vocabulary_sha256=vocab_config["sha256"] if vocab_config else None,
+        policy=policy_config,
         scorer_version=str(SCORER_VERSION),
     )
     _check_settings(out, settings)
     if vocab_config is not None and not (out / "vocabulary" / VOCAB_ARRAY).is_file():
-        save_vocabulary(out / "vocabulary", vocab, {k: v for k, v in vocab_config.items() if k not in ("size", "sha256")})
+        save_vocabulary(
+            out / "vocabulary", vocab, {k: v for k, v in vocab_config.items() if k not in ("size", "sha256")}
+        )
 
     records = {job.index: _done_record(out, shard_name(split, job.index)) for job in jobs}
     todo = [job for job in jobs if records[job.index] is None][:max_shards]
-    bar = tqdm(total=sum(len(j.scenes) for j in jobs), initial=sum(len(j.scenes) for j in jobs if records[j.index]),
-               desc=f"shards {split}", unit="scene")
+    bar = tqdm(
+        total=sum(len(j.scenes) for j in jobs),
+        initial=sum(len(j.scenes) for j in jobs if records[j.index]),
+        desc=f"shards {split}",
+        unit="scene",
+    )
     init_args = (settings, str(out), vocab, policy_config)
     if workers <= 1 or len(todo) <= 1:
-        _init_worker(*init_args)
+        _init_worker(*init_args, sampler=sampler)
         for job in todo:
             records[job.index] = _build_shard(job)
             bar.update(len(job.scenes))
     else:
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=init_args) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(todo)),
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=init_args,
+        ) as pool:
             futures = {pool.submit(_build_shard, job): job for job in todo}
             for future in as_completed(futures):
                 records[futures[future].index] = future.result()
                 bar.update(len(futures[future].scenes))
     bar.close()
     if any(r is None for r in records.values()):
-        return {"complete": False, "shards_done": sum(r is not None for r in records.values()), "shards": len(jobs)}
+        return {
+            "complete": False,
+            "shards_done": sum(r is not None for r in records.values()),
+            "shards": len(jobs),
+        }
 
     ordered = [records[job.index] for job in jobs]
     stats = TrajStatsAccumulator()
@@ -445,14 +521,27 @@ def build_shards(
         stats.merge(TrajStatsAccumulator(**r["stats"]))
     config = settings.to_json()
     manifest = {
-        "schema_version": SCHEMA_VERSION, "split": split, "data_root": data_root,
-        "command": command or _python_call(data_root, split, out, config), "config": config,
-        "image": {"cameras": list(cameras), "size": list(settings.image_size), "history_frames": history_frames,
-                  "format": "jpeg", "quality": jpeg_quality},
-        "scorer_version": str(SCORER_VERSION), "score_names": list(SCORE_NAMES), "source_names": list(SOURCES),
-        "candidate_sources": dict(src), "candidate_order": [k for k, _ in src], "num_candidates": sum(n for _, n in src),
-        "vocabulary": None if vocab_config is None else {"path": "vocabulary", "sha256": vocab_config["sha256"],
-                                                         "size": vocab_config["size"]},
+        "schema_version": SCHEMA_VERSION,
+        "split": split,
+        "data_root": data_root,
+        "command": command or _python_call(data_root, split, out, config),
+        "config": config,
+        "image": {
+            "cameras": list(cameras),
+            "size": list(settings.image_size),
+            "history_frames": history_frames,
+            "format": "jpeg",
+            "quality": jpeg_quality,
+        },
+        "scorer_version": str(SCORER_VERSION),
+        "score_names": list(SCORE_NAMES),
+        "source_names": list(SOURCES),
+        "candidate_sources": dict(src),
+        "candidate_order": [k for k, _ in src],
+        "num_candidates": sum(n for _, n in src),
+        "vocabulary": None
+        if vocab_config is None
+        else {"path": "vocabulary", "sha256": vocab_config["sha256"], "size": vocab_config["size"]},
         "policy": policy_config,
         "num_samples": sum(r["samples"] for r in ordered),
         "shards": [{k: r[k] for k in ("name", "samples", "sha256", "bytes")} for r in ordered],
@@ -483,26 +572,40 @@ def _check_settings(out: Path, settings: BuildSettings) -> None:
         previous = json.loads(path.read_text())
         diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if diff:
-            raise ValueError(f"{out} holds shards built with other settings (differences: {diff}); "
-                             "use a new --out or pass --overwrite")
+            raise ValueError(
+                f"{out} holds shards built with other settings (differences: {diff}); "
+                "use a new --out or pass --overwrite"
+            )
     else:
         path.write_text(json.dumps(current, indent=2, sort_keys=True))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", required=True, help="OpenScene-format root (navsim_logs/<split>/*.pkl, sensor_blobs/)")
+    p.add_argument(
+        "--data-root", required=True, help="OpenScene-format root (navsim_logs/<split>/*.pkl, sensor_blobs/)"
+    )
     p.add_argument("--split", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--cameras", default="cam_f0", help="comma-separated camera names (cam_f0, cam_l0, ...)")
     p.add_argument("--image-size", default="224x224", help="stored image size WxH (or one number)")
-    p.add_argument("--history-frames", type=int, default=1, help="frames of images / ego status to store (1-4)")
-    p.add_argument("--sources", default="vocab,perturb", help="candidate sources: vocab, perturb, policy (src:N sets a count)")
+    p.add_argument(
+        "--history-frames", type=int, default=1, help="frames of images / ego status to store (1-4)"
+    )
+    p.add_argument(
+        "--sources",
+        default="vocab,perturb",
+        help="candidate sources: vocab, perturb, policy (src:N sets a count)",
+    )
     p.add_argument("--num-candidates", default="8", help="candidates per source (N or vocab:N,perturb:M)")
-    p.add_argument("--vocabulary", default=None, help="vocabulary artifact dir (default: fit one on the split)")
+    p.add_argument(
+        "--vocabulary", default=None, help="vocabulary artifact dir (default: fit one on the split)"
+    )
     p.add_argument("--vocab-mode", default="mixed", choices=cands.VOCAB_MODES)
     p.add_argument("--policy", default=None, help="DipolePolicy checkpoint for the 'policy' source")
-    p.add_argument("--samples", type=int, default=None, help="policy samples per scene (default: --num-candidates)")
+    p.add_argument(
+        "--samples", type=int, default=None, help="policy samples per scene (default: --num-candidates)"
+    )
     p.add_argument("--omega", type=float, default=0.0, help="guidance weight for policy samples")
     p.add_argument("--policy-steps", type=int, default=None, help="denoising steps for policy samples")
     p.add_argument("--workers", type=int, default=1)
@@ -516,16 +619,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     num: int | str = int(a.num_candidates) if a.num_candidates.isdigit() else a.num_candidates
     sources = a.sources
     if a.policy is not None and a.samples is not None:
-        sources = ",".join([s for s in sources.split(",") if not s.startswith("policy")] + [f"policy:{a.samples}"])
+        sources = ",".join(
+            [s for s in sources.split(",") if not s.startswith("policy")] + [f"policy:{a.samples}"]
+        )
     manifest = build_shards(
-        a.data_root, a.split, a.out, cameras=a.cameras.split(","), image_size=a.image_size,
-        history_frames=a.history_frames, sources=sources, num_candidates=num, workers=a.workers,
-        shard_size=a.shard_size, limit=a.limit, seed=a.seed, frame_interval=a.frame_interval, vocabulary=a.vocabulary, policy=a.policy, omega=a.omega,
-        policy_steps=a.policy_steps, vocab_mode=a.vocab_mode, jpeg_quality=a.jpeg_quality, overwrite=a.overwrite,
-        command=shlex.join([Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]),
+        a.data_root,
+        a.split,
+        a.out,
+        cameras=a.cameras.split(","),
+        image_size=a.image_size,
+        history_frames=a.history_frames,
+        sources=sources,
+        num_candidates=num,
+        workers=a.workers,
+        shard_size=a.shard_size,
+        limit=a.limit,
+        seed=a.seed,
+        frame_interval=a.frame_interval,
+        vocabulary=a.vocabulary,
+        policy=a.policy,
+        omega=a.omega,
+        policy_steps=a.policy_steps,
+        vocab_mode=a.vocab_mode,
+        jpeg_quality=a.jpeg_quality,
+        overwrite=a.overwrite,
+        command=shlex.join(
+            [Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]
+        ),
     )
-    print(f"{manifest['num_samples']} scenes x {manifest['num_candidates']} candidates in "
-          f"{len(manifest['shards'])} shards -> {a.out}/manifest.json")
+    print(
+        f"{manifest['num_samples']} scenes x {manifest['num_candidates']} candidates in "
+        f"{len(manifest['shards'])} shards -> {a.out}/manifest.json"
+    )
 
 
 if __name__ == "__main__":

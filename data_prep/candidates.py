@@ -30,7 +30,9 @@ def vocab_candidates(
     if mode not in VOCAB_MODES:
         raise ValueError(f"vocab mode {mode!r}: expected one of {VOCAB_MODES}")
     if n > len(vocab):
-        raise ValueError(f"{n} vocabulary candidates requested but the vocabulary has only {len(vocab)} entries")
+        raise ValueError(
+            f"{n} vocabulary candidates requested but the vocabulary has only {len(vocab)} entries"
+        )
     dist = np.linalg.norm(vocab[:, :, :2] - human[None, :, :2], axis=-1).mean(-1)
     order = np.argsort(dist, kind="stable")
     n_near = {"nearest": n, "sample": 0, "mixed": (n + 1) // 2}[mode]
@@ -137,7 +139,11 @@ def random_perturbation(human: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 def perturb_candidates(human: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n perturbations of the human trajectory, (n, 8, 3) float32."""
-    return np.stack([random_perturbation(human, rng) for _ in range(n)]).astype(np.float32).reshape(n, NUM_POSES, 3)
+    return (
+        np.stack([random_perturbation(human, rng) for _ in range(n)])
+        .astype(np.float32)
+        .reshape(n, NUM_POSES, 3)
+    )
 
 
 # ------------------------------------------------------------------------------------------ policy
@@ -173,6 +179,7 @@ class PolicySampler:
 
         generator = torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
-            trajs = self.policy.sample(collate(list(samples)), omegas=[self.omega] * n, num_steps=self.num_steps,
-                                       generator=generator)
+            trajs = self.policy.sample(
+                collate(list(samples)), omegas=[self.omega] * n, num_steps=self.num_steps, generator=generator
+            )
         return trajs.detach().cpu().numpy().astype(np.float32)

@@ -42,7 +42,16 @@ ARRAY_FIELDS: dict[str, tuple[str, tuple[int | str, ...]]] = {
     "candidate_scores": ("float32", ("K", len(SCORE_NAMES))),
     "human_scores": ("float32", (len(SCORE_NAMES),)),
 }
-META_KEYS = ("token", "log_name", "map_name", "split", "timestamp_us", "cameras", "history_frames", "image_size")
+META_KEYS = (
+    "token",
+    "log_name",
+    "map_name",
+    "split",
+    "timestamp_us",
+    "cameras",
+    "history_frames",
+    "image_size",
+)
 
 
 class SampleFormatError(ValueError):
@@ -161,7 +170,10 @@ def encode_sample(sample: Sample) -> dict[str, bytes | str]:
         "schema_version": SCHEMA_VERSION,
         **sample.extra_meta,
     }
-    out: dict[str, bytes | str] = {"__key__": sample.token, "meta.json": json.dumps(meta, sort_keys=True).encode()}
+    out: dict[str, bytes | str] = {
+        "__key__": sample.token,
+        "meta.json": json.dumps(meta, sort_keys=True).encode(),
+    }
     expected_images = sample.history_frames * len(sample.cameras)
     if len(sample.images) != expected_images:
         raise SampleFormatError(
@@ -171,7 +183,10 @@ def encode_sample(sample: Sample) -> dict[str, bytes | str]:
         for c, cam in enumerate(sample.cameras):
             out[image_member(cam, i)] = sample.images[i * len(sample.cameras) + c]
     arrays = {name: getattr(sample, name) for name in ARRAY_FIELDS}
-    check_arrays({k: np.asarray(v, dtype=ARRAY_FIELDS[k][0]) for k, v in arrays.items()}, where=f"sample {sample.token}")
+    check_arrays(
+        {k: np.asarray(v, dtype=ARRAY_FIELDS[k][0]) for k, v in arrays.items()},
+        where=f"sample {sample.token}",
+    )
     out[ARRAYS_MEMBER] = encode_arrays(arrays)
     return out
 
@@ -184,11 +199,15 @@ def check_arrays(arrays: Mapping[str, np.ndarray], where: str) -> tuple[int, int
             raise SampleFormatError(f"{where}: {ARRAYS_MEMBER} lacks field {member!r}")
         arr = arrays[member]
         if arr.dtype != np.dtype(dtype) or arr.ndim != len(shape):
-            raise SampleFormatError(f"{where}: {member} is {arr.dtype}{arr.shape}, expected {dtype} with shape {shape}")
+            raise SampleFormatError(
+                f"{where}: {member} is {arr.dtype}{arr.shape}, expected {dtype} with shape {shape}"
+            )
         for got, want in zip(arr.shape, shape, strict=True):
             if isinstance(want, str):
                 if sizes.setdefault(want, got) != got:
-                    raise SampleFormatError(f"{where}: {member} has {want}={got}, other members have {sizes[want]}")
+                    raise SampleFormatError(
+                        f"{where}: {member} has {want}={got}, other members have {sizes[want]}"
+                    )
             elif got != want:
                 raise SampleFormatError(f"{where}: {member} has shape {arr.shape}, expected {shape}")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -196,7 +215,9 @@ def check_arrays(arrays: Mapping[str, np.ndarray], where: str) -> tuple[int, int
     if sizes["H"] < 1:
         raise SampleFormatError(f"{where}: no history frames")
     if (arrays["sources"] >= len(SOURCES)).any():
-        raise SampleFormatError(f"{where}: sources has codes >= {len(SOURCES)} (expected indices into {SOURCES})")
+        raise SampleFormatError(
+            f"{where}: sources has codes >= {len(SOURCES)} (expected indices into {SOURCES})"
+        )
     return sizes["H"], sizes["K"]
 
 
@@ -219,7 +240,9 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
         raise SampleFormatError(f"{where}: meta.json lacks keys {missing}")
     h, _ = check_arrays(arrays, where)
     if meta["history_frames"] != h:
-        raise SampleFormatError(f"{where}: meta.json history_frames={meta['history_frames']} but arrays have H={h}")
+        raise SampleFormatError(
+            f"{where}: meta.json history_frames={meta['history_frames']} but arrays have H={h}"
+        )
     jpegs = []
     for i in range(h):
         for cam in meta["cameras"]:
@@ -240,7 +263,9 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
         want = tuple(meta["image_size"][::-1])
         bad = [img.shape for img in images if img.shape[:2] != want]
         if bad:
-            raise SampleFormatError(f"{where}: image shapes {bad} differ from meta image_size (W, H)={meta['image_size']}")
+            raise SampleFormatError(
+                f"{where}: image shapes {bad} differ from meta image_size (W, H)={meta['image_size']}"
+            )
         out["images"] = np.stack(images)
     else:
         out["images"] = jpegs
@@ -322,7 +347,9 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
     """Load and check OUT/manifest.json; errors name the file and the field."""
     path = Path(out) / MANIFEST_NAME if Path(out).is_dir() else Path(out)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard manifest (build the shards with python -m data_prep.build_shards)")
+        raise FileNotFoundError(
+            f"{path}: no shard manifest (build the shards with python -m data_prep.build_shards)"
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -331,9 +358,13 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: manifest lacks fields {missing}")
     if manifest["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {manifest['schema_version']}, this code reads {SCHEMA_VERSION}")
+        raise ValueError(
+            f"{path}: schema_version {manifest['schema_version']}, this code reads {SCHEMA_VERSION}"
+        )
     if tuple(manifest["score_names"]) != SCORE_NAMES:
-        raise ValueError(f"{path}: field score_names is {manifest['score_names']}, expected {list(SCORE_NAMES)}")
+        raise ValueError(
+            f"{path}: field score_names is {manifest['score_names']}, expected {list(SCORE_NAMES)}"
+        )
     for i, shard in enumerate(manifest["shards"]):
         for key in ("name", "samples", "sha256"):
             if key not in shard:
@@ -351,7 +382,9 @@ def shard_paths(out: str | Path, manifest: Mapping[str, Any] | None = None) -> l
 class TrajStatsAccumulator:
     """Running sums of (x, y, heading) over trajectory poses; mergeable across shards and processes."""
 
-    def __init__(self, count: int = 0, total: Sequence[float] = (0, 0, 0), total_sq: Sequence[float] = (0, 0, 0)):
+    def __init__(
+        self, count: int = 0, total: Sequence[float] = (0, 0, 0), total_sq: Sequence[float] = (0, 0, 0)
+    ):
         self.count = int(count)
         self.total = np.asarray(total, dtype=np.float64).copy()
         self.total_sq = np.asarray(total_sq, dtype=np.float64).copy()
@@ -397,11 +430,18 @@ def write_shard(path: str | Path, samples: Iterable[Sample]) -> dict[str, Any]:
             acc.add(np.asarray(sample.candidates, dtype=np.float32))
             count += 1
     name = path.name[: -len(".tmp")] if path.name.endswith(".tmp") else path.name
-    return {"name": name, "samples": count, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-            "stats": acc.state()}
+    return {
+        "name": name,
+        "samples": count,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "stats": acc.state(),
+    }
 
 
-def write_sample_shards(out: str | Path, split: str, shards: Iterable[Iterable[Sample]], **fields: Any) -> dict[str, Any]:
+def write_sample_shards(
+    out: str | Path, split: str, shards: Iterable[Iterable[Sample]], **fields: Any
+) -> dict[str, Any]:
     """Write ready-made samples as a complete build (shards + manifest) without scenes or scorer:
     for tests and benchmarks of the consumers. `fields` override manifest fields."""
     out = Path(out)
@@ -411,10 +451,19 @@ def write_sample_shards(out: str | Path, split: str, shards: Iterable[Iterable[S
     for record in records:
         acc.merge(TrajStatsAccumulator(**record.pop("stats")))
     manifest = {
-        "schema_version": SCHEMA_VERSION, "split": split, "config": {}, "image": {}, "scorer_version": "none",
-        "score_names": list(SCORE_NAMES), "source_names": list(SOURCES), "candidate_sources": {},
-        "num_candidates": None, "num_samples": sum(r["samples"] for r in records), "shards": records,
-        "traj_stats": acc.result(), **fields,
+        "schema_version": SCHEMA_VERSION,
+        "split": split,
+        "config": {},
+        "image": {},
+        "scorer_version": "none",
+        "score_names": list(SCORE_NAMES),
+        "source_names": list(SOURCES),
+        "candidate_sources": {},
+        "num_candidates": None,
+        "num_samples": sum(r["samples"] for r in records),
+        "shards": records,
+        "traj_stats": acc.result(),
+        **fields,
     }
     write_manifest(out, manifest)
     return manifest

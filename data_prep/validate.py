@@ -51,14 +51,20 @@ class ValidationReport:
         return np.histogram(values, bins=BINS)[0]
 
     def summary(self, reward: str) -> str:
-        lines = [f"{self.shards} shards, {self.scenes} scenes from {len(self.logs)} logs, {self.candidates} candidates",
-                 f"{reward} histogram (bins of 0.1 from 0 to 1) and mean per source:"]
+        lines = [
+            f"{self.shards} shards, {self.scenes} scenes from {len(self.logs)} logs, {self.candidates} candidates",
+            f"{reward} histogram (bins of 0.1 from 0 to 1) and mean per source:",
+        ]
         for name in [*sorted(self.per_source), "human"]:
             values = np.asarray(self.human) if name == "human" else np.concatenate(self.per_source[name])
             hist = np.histogram(values, bins=BINS)[0]
-            lines.append(f"  {name:>8} n={len(values):7d} mean={values.mean() if len(values) else float('nan'):.3f} "
-                         f"| " + " ".join(f"{h:6d}" for h in hist))
-        lines.append("OK" if self.ok else f"{len(self.problems)} PROBLEMS:\n  " + "\n  ".join(self.problems[:50]))
+            lines.append(
+                f"  {name:>8} n={len(values):7d} mean={values.mean() if len(values) else float('nan'):.3f} "
+                f"| " + " ".join(f"{h:6d}" for h in hist)
+            )
+        lines.append(
+            "OK" if self.ok else f"{len(self.problems)} PROBLEMS:\n  " + "\n  ".join(self.problems[:50])
+        )
         return "\n".join(lines)
 
 
@@ -69,7 +75,9 @@ def _iter_raw(path: Path):
     return iter(wds.DataPipeline(wds.SimpleShardList([str(path)]), wds.tarfile_to_samples()))
 
 
-def validate(out: str | Path, reward: str = "pdms", check_images: bool = True, progress: bool = True) -> ValidationReport:
+def validate(
+    out: str | Path, reward: str = "pdms", check_images: bool = True, progress: bool = True
+) -> ValidationReport:
     """Validate a build directory; problems are collected, not raised."""
     out = Path(out)
     manifest = read_manifest(out)
@@ -89,7 +97,9 @@ def validate(out: str | Path, reward: str = "pdms", check_images: bool = True, p
             continue
         digest = sha256_file(path)
         if digest != entry["sha256"]:
-            report.problems.append(f"{path}: sha256 {digest[:12]}.. differs from manifest {entry['sha256'][:12]}..")
+            report.problems.append(
+                f"{path}: sha256 {digest[:12]}.. differs from manifest {entry['sha256'][:12]}.."
+            )
         count = 0
         try:
             for raw in _iter_raw(path):
@@ -109,7 +119,9 @@ def validate(out: str | Path, reward: str = "pdms", check_images: bool = True, p
                 report.human.append(float(sample["human_scores"][col]))
                 bar.update(1)
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-            report.problems.append(f"{path}: unreadable tar after {count} samples: {exc.args[0] if exc.args else exc}")
+            report.problems.append(
+                f"{path}: unreadable tar after {count} samples: {exc.args[0] if exc.args else exc}"
+            )
         if count != entry["samples"]:
             report.problems.append(f"{path}: {count} samples, manifest says {entry['samples']}")
     bar.close()
@@ -124,20 +136,28 @@ def _check_sample(sample, raw, k_expected, image, report, seen) -> None:
         report.problems.append(f"{where}: duplicate scene token")
     seen.add(raw["__key__"])
     if len(sample["candidates"]) != k_expected:
-        report.problems.append(f"{where}: {len(sample['candidates'])} candidates, manifest num_candidates {k_expected}")
+        report.problems.append(
+            f"{where}: {len(sample['candidates'])} candidates, manifest num_candidates {k_expected}"
+        )
     scores = np.concatenate([sample["candidate_scores"].ravel(), sample["human_scores"].ravel()])
     if (scores < 0).any() or (scores > 1).any():
         report.problems.append(f"{where}: scores outside [0, 1]")
     meta = sample["meta"]
     if image:
         if list(meta["image_size"]) != list(image.get("size", meta["image_size"])):
-            report.problems.append(f"{where}: meta image_size {meta['image_size']} != manifest image.size {image['size']}")
+            report.problems.append(
+                f"{where}: meta image_size {meta['image_size']} != manifest image.size {image['size']}"
+            )
         if list(meta["cameras"]) != list(image.get("cameras", meta["cameras"])):
-            report.problems.append(f"{where}: meta cameras {meta['cameras']} != manifest image.cameras {image['cameras']}")
+            report.problems.append(
+                f"{where}: meta cameras {meta['cameras']} != manifest image.cameras {image['cameras']}"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", help="shard directory holding manifest.json")
     parser.add_argument("--reward", default="pdms", choices=SCORE_NAMES, help="score to histogram")
     parser.add_argument("--no-images", action="store_true", help="skip JPEG decoding (faster)")

@@ -41,7 +41,9 @@ def fit_vocabulary(trajectories: np.ndarray, size: int, seed: int = 0, iters: in
     distinct = len(np.unique(features.round(3), axis=0))
     k = min(size, distinct)
     if k < size:
-        warnings.warn(f"only {distinct} distinct trajectories: vocabulary size {size} reduced to {k}", stacklevel=2)
+        warnings.warn(
+            f"only {distinct} distinct trajectories: vocabulary size {size} reduced to {k}", stacklevel=2
+        )
     from scipy.cluster.vq import kmeans2  # lazy: build workers never fit
 
     with warnings.catch_warnings():
@@ -84,7 +86,9 @@ def load_vocabulary(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise FileNotFoundError(f"{array_path}: no vocabulary (make one with python -m data_prep.vocabulary)")
     vocab = np.load(array_path, allow_pickle=False)
     if vocab.ndim != 3 or vocab.shape[1:] != (NUM_POSES, 3) or not np.isfinite(vocab).all():
-        raise ValueError(f"{array_path}: expected finite float (V, {NUM_POSES}, 3), got {vocab.dtype}{vocab.shape}")
+        raise ValueError(
+            f"{array_path}: expected finite float (V, {NUM_POSES}, 3), got {vocab.dtype}{vocab.shape}"
+        )
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     digest = vocabulary_hash(vocab)
     if config.get("sha256", digest) != digest:
@@ -92,43 +96,67 @@ def load_vocabulary(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     return vocab.astype(np.float32), {**config, "size": int(len(vocab)), "sha256": digest}
 
 
-def open_split(data_root: str | Path, split: str, frame_interval: int = 1, log_names: list[str] | None = None):
+def open_split(
+    data_root: str | Path, split: str, frame_interval: int = 1, log_names: list[str] | None = None
+):
     """The split's SceneLoader as the shard tools see it: NAVSIM's 4 history + 10 future frames,
     a scene at every `frame_interval`-th frame (1 = every frame, as navtest/navtrain do)."""
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
-    scene_filter = SceneFilter(num_history_frames=4, num_future_frames=10, frame_interval=frame_interval,
-                               log_names=log_names)
+    scene_filter = SceneFilter(
+        num_history_frames=4, num_future_frames=10, frame_interval=frame_interval, log_names=log_names
+    )
     return SceneLoader(split, data_root, scene_filter)
 
 
-def human_trajectories(data_root: str | Path, split: str, limit: int | None = None, frame_interval: int = 1) -> np.ndarray:
+def human_trajectories(
+    data_root: str | Path, split: str, limit: int | None = None, frame_interval: int = 1
+) -> np.ndarray:
     """(N, 8, 3) future trajectories of the split's first `limit` scenes in (log, time) order."""
     from tqdm import tqdm
 
     loader = open_split(data_root, split, frame_interval)
     tokens = loader.tokens[:limit]
     return np.stack(
-        [loader.get_scene(t).get_future_trajectory(NUM_POSES) for t in tqdm(tokens, desc="human trajectories")]
+        [
+            loader.get_scene(t).get_future_trajectory(NUM_POSES)
+            for t in tqdm(tokens, desc="human trajectories")
+        ]
     ).astype(np.float32)
 
 
 def build_vocabulary(
-    data_root: str | Path, split: str, out: str | Path, size: int = 256, seed: int = 0, limit: int | None = None,
+    data_root: str | Path,
+    split: str,
+    out: str | Path,
+    size: int = 256,
+    seed: int = 0,
+    limit: int | None = None,
     frame_interval: int = 1,
 ) -> dict[str, Any]:
     """Fit on the split's human trajectories and save; returns the artifact config."""
     trajs = human_trajectories(data_root, split, limit, frame_interval)
     vocab = fit_vocabulary(trajs, min(size, len(trajs)), seed)
-    config = {"split": split, "data_root": str(data_root), "requested_size": size, "seed": seed,
-              "num_trajectories": int(len(trajs)), "limit": limit, "frame_interval": frame_interval,
-              "method": "kmeans2(x,y)++"}
+    config = {
+        "split": split,
+        "data_root": str(data_root),
+        "requested_size": size,
+        "seed": seed,
+        "num_trajectories": int(len(trajs)),
+        "limit": limit,
+        "frame_interval": frame_interval,
+        "method": "kmeans2(x,y)++",
+    }
     return save_vocabulary(out, vocab, config)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True, help="OpenScene-format root (navsim_logs/<split>/*.pkl)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-root", required=True, help="OpenScene-format root (navsim_logs/<split>/*.pkl)"
+    )
     parser.add_argument("--split", required=True)
     parser.add_argument("--out", required=True, help="artifact directory to write")
     parser.add_argument("--size", type=int, default=256, help="number of clusters (256-8192 typical)")
@@ -136,10 +164,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N scenes")
     parser.add_argument("--frame-interval", type=int, default=1, help="a scene every N frames")
     args = parser.parse_args(argv)
-    config = build_vocabulary(args.data_root, args.split, args.out, args.size, args.seed, args.limit,
-                              args.frame_interval)
-    print(f"vocabulary of {config['size']} trajectories from {config['num_trajectories']} scenes -> {args.out} "
-          f"(sha256 {config['sha256'][:12]})")
+    config = build_vocabulary(
+        args.data_root, args.split, args.out, args.size, args.seed, args.limit, args.frame_interval
+    )
+    print(
+        f"vocabulary of {config['size']} trajectories from {config['num_trajectories']} scenes -> {args.out} "
+        f"(sha256 {config['sha256'][:12]})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,18 +14,30 @@ from data_prep.shard_format import SCORE_NAMES, Sample, encode_jpeg, write_sampl
 
 def make_sample(token: str, rng: np.random.Generator, k: int = 6, history: int = 2, size=(32, 24)) -> Sample:
     cams = ["cam_f0"]
-    images = [encode_jpeg(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), size) for _ in range(history * len(cams))]
+    images = [
+        encode_jpeg(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), size)
+        for _ in range(history * len(cams))
+    ]
     t = np.arange(1, 9)[:, None] * 0.5
     human = np.concatenate([t * rng.uniform(2, 10), t * rng.normal(0, 0.2), np.zeros_like(t)], axis=1)
     return Sample(
-        token=token, log_name=f"log{int(token[-2:]) % 3}", map_name="synthetic_town", split="unit",
-        timestamp_us=int(rng.integers(1e12)), cameras=cams, image_size=size, images=images,
-        ego_pose=rng.normal(size=(history, 3)), ego_velocity=rng.normal(size=(history, 2)),
+        token=token,
+        log_name=f"log{int(token[-2:]) % 3}",
+        map_name="synthetic_town",
+        split="unit",
+        timestamp_us=int(rng.integers(1e12)),
+        cameras=cams,
+        image_size=size,
+        images=images,
+        ego_pose=rng.normal(size=(history, 3)),
+        ego_velocity=rng.normal(size=(history, 2)),
         ego_acceleration=rng.normal(size=(history, 2)),
         driving_command=np.eye(4, dtype=np.uint8)[rng.integers(0, 4, history)],
-        human=human, candidates=human[None] + rng.normal(size=(k, 8, 3)),
+        human=human,
+        candidates=human[None] + rng.normal(size=(k, 8, 3)),
         sources=np.array([i % 2 for i in range(k)], np.uint8),
-        candidate_scores=rng.uniform(size=(k, len(SCORE_NAMES))), human_scores=rng.uniform(size=len(SCORE_NAMES)),
+        candidate_scores=rng.uniform(size=(k, len(SCORE_NAMES))),
+        human_scores=rng.uniform(size=len(SCORE_NAMES)),
     )
 
 
@@ -36,10 +48,17 @@ def write_build(out: Path, num_shards: int, per_shard: int, seed: int = 0, **sam
     def token(n: int) -> str:
         return hashlib.sha1(f"{seed}-{n}".encode()).hexdigest()[:14] + f"{n % 100:02d}"
 
-    groups = [[make_sample(token(s * per_shard + i), rng, **sample_kw) for i in range(per_shard)]
-              for s in range(num_shards)]
-    return write_sample_shards(out, "unit", groups, num_candidates=sample_kw.get("k", 6),
-                               candidate_sources={"vocab": 3, "perturb": 3})
+    groups = [
+        [make_sample(token(s * per_shard + i), rng, **sample_kw) for i in range(per_shard)]
+        for s in range(num_shards)
+    ]
+    return write_sample_shards(
+        out,
+        "unit",
+        groups,
+        num_candidates=sample_kw.get("k", 6),
+        candidate_sources={"vocab": 3, "perturb": 3},
+    )
 
 
 @pytest.fixture

@@ -15,8 +15,16 @@ from data_prep.validate import main as validate_main
 from data_prep.validate import validate
 from vla_dipole.data import make_loader
 
-BUILD = dict(cameras=("cam_f0",), image_size=(64, 40), history_frames=2, sources=("vocab", "perturb"),
-             num_candidates={"vocab": 3, "perturb": 2}, shard_size=3, limit=8, seed=5)
+BUILD = dict(
+    cameras=("cam_f0",),
+    image_size=(64, 40),
+    history_frames=2,
+    sources=("vocab", "perturb"),
+    num_candidates={"vocab": 3, "perturb": 2},
+    shard_size=3,
+    limit=8,
+    seed=5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +90,9 @@ def test_validate_passes_and_catches_a_flipped_byte(built, tmp_path, capsys):
 def test_interrupted_build_resumes_byte_identical_with_more_workers(split_root, built, tmp_path):
     out_full, full = built
     out = tmp_path / "resumed"
-    partial = build_shards(split_root, "unit", out, workers=1, max_shards=1, **BUILD)  # "killed" after one shard
+    partial = build_shards(
+        split_root, "unit", out, workers=1, max_shards=1, **BUILD
+    )  # "killed" after one shard
     assert partial["complete"] is False and not (out / "manifest.json").exists()
     first = out / shard_name("unit", 0)
     mtime = first.stat().st_mtime_ns
@@ -104,7 +114,12 @@ def test_resume_with_other_settings_is_refused(split_root, built):
 
 def test_policy_source_needs_a_checkpoint(split_root, tmp_path):
     with pytest.raises(ValueError, match="needs --policy"):
-        build_shards(split_root, "unit", tmp_path / "p", **{**BUILD, "sources": ("perturb", "policy"), "num_candidates": 2})
+        build_shards(
+            split_root,
+            "unit",
+            tmp_path / "p",
+            **{**BUILD, "sources": ("perturb", "policy"), "num_candidates": 2},
+        )
 
 
 @pytest.mark.slow
@@ -118,9 +133,29 @@ def test_sigkilled_cli_build_resumes_to_the_same_bytes(split_root, built, tmp_pa
 
     _, full = built
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "data_prep.build_shards", "--data-root", str(split_root), "--split", "unit",
-           "--out", str(out), "--image-size", "64x40", "--history-frames", "2", "--sources", "vocab:3,perturb:2",
-           "--shard-size", "3", "--limit", "8", "--seed", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "data_prep.build_shards",
+        "--data-root",
+        str(split_root),
+        "--split",
+        "unit",
+        "--out",
+        str(out),
+        "--image-size",
+        "64x40",
+        "--history-frames",
+        "2",
+        "--sources",
+        "vocab:3,perturb:2",
+        "--shard-size",
+        "3",
+        "--limit",
+        "8",
+        "--seed",
+        "5",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / shard_name("unit", 0)).exists() and proc.poll() is None and time.time() < deadline:
@@ -142,7 +177,9 @@ def test_policy_source_samples_a_checkpoint(split_root, tmp_path):
     ckpt = tmp_path / "ckpt"
     DipolePolicy.from_config("tiny").save_pretrained(ckpt)
     kw = {**BUILD, "sources": {"perturb": 2, "policy": 3}, "limit": 3}
-    manifest = build_shards(split_root, "unit", tmp_path / "p", workers=1, policy=ckpt, omega=1.0, policy_steps=2, **kw)
+    manifest = build_shards(
+        split_root, "unit", tmp_path / "p", workers=1, policy=ckpt, omega=1.0, policy_steps=2, **kw
+    )
     assert manifest["candidate_sources"] == {"perturb": 2, "policy": 3}
     assert manifest["policy"]["omega"] == 1.0
     batch = next(iter(make_loader(tmp_path / "p", batch_size=3, shuffle_buffer=0)))

@@ -24,11 +24,17 @@ def test_speed_scaling_stays_on_the_path_and_scales_progress():
     human = curve(8.0, 0.2)
     np.testing.assert_allclose(C.scale_speed(human, 1.0), human, atol=1e-9)
     slow = C.scale_speed(human, 0.5)
-    arc = lambda tr: np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(np.vstack([[0, 0], tr[:, :2]]), axis=0), axis=1))])[1:]  # noqa: E731
+
+    def arc(tr):
+        steps = np.diff(np.vstack([[0, 0], tr[:, :2]]), axis=0)
+        return np.cumsum(np.linalg.norm(steps, axis=1))
+
     # chord lengths underestimate the arc a little; within 1 %
     np.testing.assert_allclose(arc(slow)[-1], 0.5 * arc(human)[-1], rtol=1e-2)
     radius = 8.0 / 0.2
-    np.testing.assert_allclose(np.hypot(slow[:, 0], slow[:, 1] - radius), radius, rtol=2e-3)  # still on the circle
+    np.testing.assert_allclose(
+        np.hypot(slow[:, 0], slow[:, 1] - radius), radius, rtol=2e-3
+    )  # still on the circle
     fast = C.scale_speed(straight(10.0), 1.5)
     np.testing.assert_allclose(fast[:, 0], T * 15.0)  # extrapolated past the human's end
     np.testing.assert_allclose(fast[:, 1:], 0.0, atol=1e-12)

@@ -27,8 +27,15 @@ def test_round_trip_keeps_every_field():
     raw = encode_sample(sample)
     out = decode_sample({**raw, "__url__": "x.tar"})
     assert out["token"] == sample.token and out["log_name"] == sample.log_name
-    for name in ("ego_pose", "ego_velocity", "ego_acceleration", "human", "candidates", "candidate_scores",
-                 "human_scores"):
+    for name in (
+        "ego_pose",
+        "ego_velocity",
+        "ego_acceleration",
+        "human",
+        "candidates",
+        "candidate_scores",
+        "human_scores",
+    ):
         np.testing.assert_allclose(out[name], getattr(sample, name), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(out["driving_command"], sample.driving_command)
     np.testing.assert_array_equal(out["sources"], sample.sources)
@@ -39,7 +46,9 @@ def test_round_trip_keeps_every_field():
 def test_missing_member_names_shard_sample_and_member():
     raw = encode_sample(make_sample("abcdef0123456702", np.random.default_rng(2)))
     del raw["arrays.npy"]
-    with pytest.raises(SampleFormatError, match=r"shard s-7\.tar sample abcdef0123456702: missing member 'arrays.npy'"):
+    with pytest.raises(
+        SampleFormatError, match=r"shard s-7\.tar sample abcdef0123456702: missing member 'arrays.npy'"
+    ):
         decode_sample({**raw, "__url__": "s-7.tar"})
 
 

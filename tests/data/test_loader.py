@@ -42,7 +42,9 @@ def test_two_ranks_two_workers_see_every_sample_once_per_epoch(tmp_path):
         seen: Counter = Counter()
         per_rank = []
         for rank in (0, 1):
-            loader = make_loader(root, batch_size=4, num_workers=2, rank=rank, world_size=2, shuffle_buffer=8, seed=3)
+            loader = make_loader(
+                root, batch_size=4, num_workers=2, rank=rank, world_size=2, shuffle_buffer=8, seed=3
+            )
             loader.set_epoch(epoch)
             tokens = _tokens(loader)
             per_rank.append(tokens)
@@ -63,7 +65,9 @@ def test_batches_are_collated_tensors(shard_dir):
     expected = (batch["human"][..., :2] - torch.tensor(stats.mean[:2])) / torch.tensor(stats.std[:2])
     torch.testing.assert_close(batch["human_norm"][..., :2], expected)
     torch.testing.assert_close(batch["human_norm"][..., 2], batch["human"][..., 2])
-    torch.testing.assert_close(stats.denormalize(batch["candidates_norm"]), batch["candidates"], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(
+        stats.denormalize(batch["candidates_norm"]), batch["candidates"], atol=1e-4, rtol=1e-5
+    )
 
 
 def test_truncated_shard_is_skipped_counted_and_named(shard_dir):
@@ -104,8 +108,9 @@ def test_sample_with_missing_member_is_skipped(tmp_path):
 
 
 def test_resampled_mode_streams_nominal_epochs(shard_dir):
-    loader = make_loader(shard_dir, batch_size=5, num_workers=2, resampled=True, epoch_samples=30, rank=1,
-                         world_size=2)
+    loader = make_loader(
+        shard_dir, batch_size=5, num_workers=2, resampled=True, epoch_samples=30, rank=1, world_size=2
+    )
     counts = []
     for epoch in range(2):
         loader.set_epoch(epoch)
@@ -130,7 +135,9 @@ def test_openvla_transform_normalises_per_backbone():
     pixels = openvla_pixel_values(images)
     assert pixels.shape == (2, 6, 224, 224)
     value = 128 / 255
-    torch.testing.assert_close(pixels[0, 0, 100, 100], torch.tensor((value - DINO_MEAN[0]) / DINO_STD[0]), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        pixels[0, 0, 100, 100], torch.tensor((value - DINO_MEAN[0]) / DINO_STD[0]), atol=2e-3, rtol=0
+    )
     torch.testing.assert_close(pixels[1, 4, 5, 7], torch.tensor((value - 0.5) / 0.5), atol=2e-3, rtol=0)
 
 

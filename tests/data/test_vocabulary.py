@@ -11,7 +11,9 @@ T = np.arange(1, 9) * 0.5
 
 
 def _clustered(rng, n_per=40):
-    centers = [np.stack([T * v, T * lat, np.full(8, lat * 0.2)], axis=1) for v, lat in ((3, 0), (8, 1), (12, -1))]
+    centers = [
+        np.stack([T * v, T * lat, np.full(8, lat * 0.2)], axis=1) for v, lat in ((3, 0), (8, 1), (12, -1))
+    ]
     trajs = [c + rng.normal(0, 0.05, c.shape) for c in centers for _ in range(n_per)]
     return np.stack(trajs), np.stack(centers)
 

@@ -9,6 +9,15 @@ from vla_dipole.data.normalize import TrajectoryStats
 from vla_dipole.data.transforms import openvla_pixel_values
 
 __all__ = [
-    "SCORE_NAMES", "SOURCES", "CorruptShardsError", "EpochReport", "ShardDataset", "ShardLoader", "TrajectoryStats",
-    "collate", "dist_info", "make_loader", "openvla_pixel_values",
+    "SCORE_NAMES",
+    "SOURCES",
+    "CorruptShardsError",
+    "EpochReport",
+    "ShardDataset",
+    "ShardLoader",
+    "TrajectoryStats",
+    "collate",
+    "dist_info",
+    "make_loader",
+    "openvla_pixel_values",
 ]

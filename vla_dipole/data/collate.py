@@ -8,8 +8,19 @@ from typing import Any
 import numpy as np
 import torch
 
-FLOAT_KEYS = ("ego_pose", "ego_velocity", "ego_acceleration", "driving_command", "human", "candidates",
-              "candidate_scores", "human_scores", "human_norm", "candidates_norm", "pixel_values")
+FLOAT_KEYS = (
+    "ego_pose",
+    "ego_velocity",
+    "ego_acceleration",
+    "driving_command",
+    "human",
+    "candidates",
+    "candidate_scores",
+    "human_scores",
+    "human_norm",
+    "candidates_norm",
+    "pixel_values",
+)
 STRING_KEYS = ("token", "log_name")
 
 

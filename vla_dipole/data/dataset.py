@@ -139,8 +139,12 @@ class ShardDataset(IterableDataset):
         stream_seed = hash((self.seed, self.epoch, self.rank, worker)) & 0x7FFFFFFF
         health = ShardHealth()
         if self.resampled:
-            shards = wds.ResampledShards(self.urls, seed=self.seed + self.epoch, deterministic=True,
-                                         worker_seed=lambda: self.rank * 1009 + worker)
+            shards = wds.ResampledShards(
+                self.urls,
+                seed=self.seed + self.epoch,
+                deterministic=True,
+                worker_seed=lambda: self.rank * 1009 + worker,
+            )
             stages: list[Any] = [shards]
             limit = math.ceil(self.epoch_samples / num_workers) if self.epoch_samples > 0 else None
         else:
@@ -148,6 +152,8 @@ class ShardDataset(IterableDataset):
             limit = None
         stages += [health.track, wds.tarfile_to_samples(handler=health.handler)]
         if self.shuffle_buffer > 1:
-            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(stream_seed)))
+            stages.append(
+                wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(stream_seed))
+            )
         stages += [wds.map(self._decode, handler=health.handler), wds.map(health.count)]
         yield from self._finish(iter(wds.DataPipeline(*stages)), health, limit)

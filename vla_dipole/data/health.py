@@ -54,8 +54,12 @@ class ShardHealth:
         return sample
 
     def as_dict(self) -> dict[str, Any]:
-        return {"opened": dict(self.opened), "delivered": dict(self.delivered), "errors": dict(self.errors),
-                "messages": dict(self.messages)}
+        return {
+            "opened": dict(self.opened),
+            "delivered": dict(self.delivered),
+            "errors": dict(self.errors),
+            "messages": dict(self.messages),
+        }
 
 
 @dataclass
@@ -102,5 +106,7 @@ class EpochReport:
             )
 
     def summary(self) -> str:
-        return (f"{self.samples} samples delivered, {self.skipped} skipped ({self.fraction:.2%}), "
-                f"{len(self.bad_shards)} bad shards {sorted(self.bad_shards)}")
+        return (
+            f"{self.samples} samples delivered, {self.skipped} skipped ({self.fraction:.2%}), "
+            f"{len(self.bad_shards)} bad shards {sorted(self.bad_shards)}"
+        )

@@ -20,13 +20,22 @@ def _identity(item: Any) -> Any:
 class ShardLoader:
     """Iterate batches of one epoch; `last_report` holds that epoch's skipped-data report."""
 
-    def __init__(self, dataset: ShardDataset, num_workers: int = 0, max_corrupt_fraction: float = 0.01,
-                 prefetch_factor: int | None = None, persistent_workers: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: ShardDataset,
+        num_workers: int = 0,
+        max_corrupt_fraction: float = 0.01,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+    ) -> None:
         self.dataset = dataset
         self.max_corrupt_fraction = max_corrupt_fraction
         self.last_report: EpochReport | None = None
         self.loader = DataLoader(
-            dataset, batch_size=None, num_workers=num_workers, collate_fn=_identity,
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            collate_fn=_identity,
             prefetch_factor=prefetch_factor if num_workers else None,
             persistent_workers=persistent_workers and num_workers > 0,
         )
@@ -45,8 +54,14 @@ class ShardLoader:
         report.check(self.max_corrupt_fraction)
 
 
-def make_loader(root: str | Path, batch_size: int | None = 8, num_workers: int = 0, *,
-                max_corrupt_fraction: float = 0.01, **dataset_kwargs: Any) -> ShardLoader:
+def make_loader(
+    root: str | Path,
+    batch_size: int | None = 8,
+    num_workers: int = 0,
+    *,
+    max_corrupt_fraction: float = 0.01,
+    **dataset_kwargs: Any,
+) -> ShardLoader:
     """ShardDataset(root, batch_size=..., **dataset_kwargs) wrapped in a ShardLoader."""
     dataset = ShardDataset(root, batch_size=batch_size, **dataset_kwargs)
     return ShardLoader(dataset, num_workers=num_workers, max_corrupt_fraction=max_corrupt_fraction)

@@ -26,8 +26,10 @@ class TrajectoryStats:
             manifest = read_manifest(manifest)
         stats = manifest.get("traj_stats")
         if not stats or len(stats.get("mean", ())) != 3 or len(stats.get("std", ())) != 3:
-            raise ValueError("manifest field traj_stats must hold 3-element mean and std "
-                             "(recompute with python -m vla_dipole.data.stats OUT)")
+            raise ValueError(
+                "manifest field traj_stats must hold 3-element mean and std "
+                "(recompute with python -m vla_dipole.data.stats OUT)"
+            )
         return cls(tuple(stats["mean"]), tuple(stats["std"]))
 
     def _params(self, like: np.ndarray | torch.Tensor):

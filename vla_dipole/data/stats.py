@@ -40,8 +40,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print, do not rewrite the manifest")
     args = parser.parse_args(argv)
     stats = compute_stats(args.out)
-    print(f"traj_stats over {stats['count']} poses: mean {np.round(stats['mean'], 4).tolist()} "
-          f"std {np.round(stats['std'], 4).tolist()}")
+    print(
+        f"traj_stats over {stats['count']} poses: mean {np.round(stats['mean'], 4).tolist()} "
+        f"std {np.round(stats['std'], 4).tolist()}"
+    )
     if not args.dry_run:
         manifest = read_manifest(args.out)
         manifest["traj_stats"] = stats

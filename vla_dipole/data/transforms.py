@@ -18,7 +18,9 @@ def openvla_pixel_values(images: np.ndarray | torch.Tensor, size: int = 224) -> 
     scaled to [0, 1], then DINO-normalised channels followed by SigLIP-normalised ones."""
     x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(
+            0, 1
+        )
     out = []
     for mean, std in ((DINO_MEAN, DINO_STD), (SIGLIP_MEAN, SIGLIP_STD)):
         m = torch.tensor(mean).view(1, 3, 1, 1)
