@@ -7,6 +7,7 @@ tables; ``run_bench(...) -> list[dict]`` is what ``vla_dipole.bench`` calls.
   and with two separate single-branch calls; ``both/one`` is the DIPOLE overhead per step (the target
   <= 1.15 holds where a step is latency-bound, e.g. small batches on a GPU; on a CPU core the FLOPs
   double, so expect ~1.5-2x there, still below two separate calls).
+- *training step*: encode + per-sample errors + backward + AdamW on a batch of 8 (BC and DIPOLE).
 - *omega sweep*: ``sample(omegas=8 values)`` in one call vs 8 single-omega calls, from a cached
   ``Conditioning`` (head only) and end to end (backbone included: once vs 8 times).
 """
@@ -83,10 +84,42 @@ def bench_batch(policy: DipolePolicy, b: int, repeats: int, num_steps: int = 10)
     )
 
 
+def bench_train_step(policy: DipolePolicy, b: int = 8, num_candidates: int = 4, repeats: int = 5) -> dict:
+    """ms per optimisation step on one batch: BC (pi+ on the human trajectory) and DIPOLE (both heads on K candidates)."""
+    batch = synthetic_batch(policy.config, b)
+    g = torch.Generator().manual_seed(0)
+    human = torch.randn(b, 1, policy.config.head.horizon, 3, generator=g)
+    cands = torch.randn(b, num_candidates, policy.config.head.horizon, 3, generator=g)
+    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-4)
+    policy.train()
+
+    def step(dipole: bool) -> None:
+        cond = policy.encode(batch)
+        if dipole:
+            err_pos, err_neg = policy.branch_errors(cond, policy.processor.trajectory_to_actions(cands))
+            loss = err_pos.mean() + err_neg.mean()
+        else:
+            loss = policy.bc_error(cond, policy.processor.trajectory_to_actions(human)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    out = dict(
+        batch=b,
+        candidates=num_candidates,
+        bc_ms=_ms(lambda: step(False), repeats),
+        dipole_ms=_ms(lambda: step(True), repeats),
+    )
+    policy.eval()
+    return out
+
+
 def bench_preset(preset: str, batch_sizes: Sequence[int], repeats: int, num_steps: int = 10) -> list[dict]:
     torch.manual_seed(0)
     policy = DipolePolicy.from_config(PolicyConfig.preset(preset)).eval()
-    return [dict(preset=preset, **bench_batch(policy, b, repeats, num_steps)) for b in batch_sizes]
+    rows = [dict(preset=preset, **bench_batch(policy, b, repeats, num_steps)) for b in batch_sizes]
+    rows[0]["train"] = bench_train_step(policy)
+    return rows
 
 
 def run_bench(
@@ -122,6 +155,14 @@ def format_tables(rows: list[dict]) -> str:
             f"{r['sweep_ms'] / r['separate_ms']:>6.2f} {r['sweep_e2e_ms']:>9.1f} {r['separate_e2e_ms']:>11.1f} "
             f"{r['sweep_e2e_ms'] / r['separate_e2e_ms']:>6.2f}"
         )
+    head3 = f"{'preset':<8} {'batch':>5} {'K':>3} {'BC step ms':>10} {'DIPOLE step ms':>14}"
+    lines += ["", "Training step (encode + errors + backward + AdamW)", head3, "-" * len(head3)]
+    for r in rows:
+        if "train" in r:
+            t = r["train"]
+            lines.append(
+                f"{r['preset']:<8} {t['batch']:>5} {t['candidates']:>3} {t['bc_ms']:>10.1f} {t['dipole_ms']:>14.1f}"
+            )
     return "\n".join(lines)
 
 
