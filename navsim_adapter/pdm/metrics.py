@@ -366,6 +366,7 @@ def _acceleration(states: np.ndarray, coordinate: str) -> np.ndarray:
     return np.round(_savgol(acc, 8, 2), 8)
 
 
+@lru_cache(maxsize=64)
 def _time_delta(n: int) -> float:
     return float(np.diff(np.arange(n, dtype=np.float64) * DT).mean())
 
