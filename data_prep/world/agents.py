@@ -45,6 +45,8 @@ def idm_accel(
 def curve_accel(path: Path, s: float, v: float, a_lat: float = 2.0) -> float:
     """Acceleration needed now to be at the comfortable cornering speed sqrt(a_lat / kappa) at
     every bend within the braking distance ahead (+inf when no bend needs braking)."""
+    if path.max_abs_curvature < 1e-4:
+        return np.inf
     d = np.linspace(1.0, 12.0 + 4.0 * v, 24)
     kappa = np.abs(path.curvature(s + d)) + 1e-6
     need = (a_lat / kappa - v * v) / (2.0 * d)

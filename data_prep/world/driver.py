@@ -123,8 +123,15 @@ class EgoDriver:
         if not agents:
             return found
         poses = np.array([a.pose()[:2] for a in agents])
+        # only objects that can be in the corridor ahead (cheap distance test first)
+        near = np.flatnonzero(np.linalg.norm(poses - path.at(s_ego)[:2], axis=1) < lookahead + 15.0)
+        if not len(near):
+            return found
+        agents, poses = [agents[i] for i in near], poses[near]
         vels = np.array([a.velocity() for a in agents])
         for horizon in (0.0, 2.0):  # pedestrians: also where they will be in 2 s
+            if horizon and not any(a.name == PEDESTRIAN for a in agents):
+                break
             pts = poses + horizon * vels
             s_obj, lat = path.project(pts, s_ego - 5.0, s_ego + lookahead)
             for k, agent in enumerate(agents):

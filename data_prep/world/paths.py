@@ -89,6 +89,7 @@ class Path:
         self._unwrapped = np.unwrap(self.poses[:, 2])
         dh = np.diff(self._unwrapped) / np.maximum(seg, 1e-6)
         self.kappa = np.concatenate([dh, dh[-1:]])
+        self.max_abs_curvature = float(np.abs(self.kappa).max())
 
     @property
     def length(self) -> float:
