@@ -403,11 +403,15 @@ def build_shards(
     overwrite: bool = False,
     command: str | None = None,
     max_shards: int | None = None,
+    part: int | None = None,
+    num_parts: int = 1,
 ) -> dict[str, Any]:
     """Build (or finish) the shards of one split; returns the manifest (also written to OUT/manifest.json).
 
     `max_shards` stops after building that many new shards without writing the manifest (used to
-    test resuming; a normal run leaves it None).
+    test resuming; a normal run leaves it None). `part`/`num_parts` build only shards
+    `part, part + num_parts, ...` of the plan and never write the manifest: several processes
+    (a SLURM array) can fill one OUT, and a final run without `part` checks them and writes it.
     """
     from navsim_adapter.pdm import SCORER_VERSION
 
@@ -433,14 +437,20 @@ def build_shards(
     if unknown or not cameras:
         raise ValueError(f"cameras {list(cameras)}: expected a non-empty subset of {CAMERA_NAMES}")
     data_root = str(Path(data_root).resolve())
+    if num_parts < 1 or (part is not None and not 0 <= part < num_parts):
+        raise ValueError(f"part {part} of {num_parts}: need num_parts >= 1 and 0 <= part < num_parts")
+    if part is not None and overwrite:
+        raise ValueError("--overwrite with --part would delete the other parts' shards")
 
     if overwrite and out.exists():
         shutil.rmtree(out)
     (out / BUILD_DIR).mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.tmp"):
-        stale.unlink()
-
     jobs = plan_shards(data_root, split, shard_size, limit, frame_interval)
+    mine = [j for j in jobs if part is None or j.index % num_parts == part]
+    own = {shard_name(split, j.index) for j in mine}
+    for stale in out.glob("*.tmp"):  # only our own leftovers: other parts may be writing theirs
+        if part is None or any(stale.name.startswith(name) for name in own):
+            stale.unlink()
     vocab, vocab_config = None, None
     if "vocab" in [k for k, _ in src]:
         vocab, vocab_config = _prepare_vocabulary(
@@ -483,7 +493,7 @@ def build_shards(
         )
 
     records = {job.index: _done_record(out, shard_name(split, job.index)) for job in jobs}
-    todo = [job for job in jobs if records[job.index] is None][:max_shards]
+    todo = [job for job in mine if records[job.index] is None][:max_shards]
     bar = tqdm(
         total=sum(len(j.scenes) for j in jobs),
         initial=sum(len(j.scenes) for j in jobs if records[j.index]),
@@ -508,11 +518,13 @@ def build_shards(
                 records[futures[future].index] = future.result()
                 bar.update(len(futures[future].scenes))
     bar.close()
-    if any(r is None for r in records.values()):
+    if part is not None or any(r is None for r in records.values()):
         return {
             "complete": False,
             "shards_done": sum(r is not None for r in records.values()),
             "shards": len(jobs),
+            "part": part,
+            "num_parts": num_parts,
         }
 
     ordered = [records[job.index] for job in jobs]
@@ -615,6 +627,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--frame-interval", type=int, default=1, help="a scene every N frames (1 = every frame)")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
     p.add_argument("--overwrite", action="store_true", help="delete OUT first")
+    p.add_argument("--part", type=int, default=None, help="build only shards part, part+N, ... (SLURM array task)")
+    p.add_argument("--num-parts", type=int, default=1, help="N for --part; then re-run without --part to finish")
     a = p.parse_args(argv)
     num: int | str = int(a.num_candidates) if a.num_candidates.isdigit() else a.num_candidates
     sources = a.sources
@@ -643,10 +657,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         vocab_mode=a.vocab_mode,
         jpeg_quality=a.jpeg_quality,
         overwrite=a.overwrite,
+        part=a.part,
+        num_parts=a.num_parts,
         command=shlex.join(
             [Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]
         ),
     )
+    if not manifest.get("complete", True):
+        print(f"part {a.part} of {a.num_parts}: {manifest['shards_done']} of {manifest['shards']} shards done in "
+              f"{a.out}; run again without --part to finish and write the manifest")
+        return
     print(
         f"{manifest['num_samples']} scenes x {manifest['num_candidates']} candidates in "
         f"{len(manifest['shards'])} shards -> {a.out}/manifest.json"
