@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(f"[train] preempted: checkpoint {path} written, exiting", flush=True)
                 bar.close()
                 logger.close()
+                preempt.restore()
                 accelerator.wait_for_everyone()
                 accelerator.end_training()
                 return {"preempted": True, **summary}
