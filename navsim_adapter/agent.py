@@ -43,7 +43,7 @@ def observation_from_agent_input(agent_input: AgentInput, spec: ObservationSpec)
             if image is None:
                 raise ValueError(f"AgentInput history frame {i - h + 1}: camera {cam} has no image "
                                  "(is it enabled in get_sensor_config?)")
-            images.append(decode_jpeg(encode_jpeg(np.asarray(image), spec.image_size)))
+            images.append(decode_jpeg(encode_jpeg(np.asarray(image), spec.image_size, spec.jpeg_quality)))
     return {
         "images": np.stack(images),
         "ego_pose": np.stack([np.asarray(s.ego_pose, np.float32) for s in statuses]),

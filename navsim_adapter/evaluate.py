@@ -1,7 +1,8 @@
 """PDM-score evaluation of a checkpoint on any split we can read, with an omega sweep.
 
     python -m navsim_adapter.evaluate --checkpoint C --data-root D --split S --omega 0,0.5,1,2,4 \
-        [--steps N] [--best-of N] [--bc-checkpoint B] [--compare awr=A] [--out DIR]
+        [--steps N] [--best-of N [--selection consensus|oracle]] [--bc-checkpoint B] [--compare awr=A] \
+        [--frame-interval 1] [--chunk i/N | --merge DIR...] [--threads 1] [--out DIR]
 
 Every scene is run once through the backbone and sampled for all omegas in one batched call;
 constant-velocity and human-log-replay baselines are scored alongside. Per-token records go to
@@ -9,7 +10,7 @@ constant-velocity and human-log-replay baselines are scored alongside. Per-token
 (missing camera file, bad log) is recorded invalid with its error and the run goes on. Outputs:
 NAVSIM-named CSVs per agent (`*_v1.csv` PDMS, `*_v2.csv` EPDMS), `summary.md`, `omega_curve.png`,
 and BEV pictures of the worst scenes in `worst/`. `--chunk i/N` evaluates one slice (SLURM arrays);
-`--merge DIR...` joins chunk outputs into one report.
+`--merge DIR...` joins chunk outputs into one report. Details: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ def _records(token: str, rows: Sequence[str], result, b: int, trajs: np.ndarray)
 
 
 class Evaluator:
+    """Scores the baselines and every checkpoint x omega on the tokens of one chunk; see the module doc."""
+
     def __init__(self, s: EvalSettings):
         from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from data_prep.shard_format import JPEG_QUALITY
 from navsim_adapter.scene import Scene
 
 OBSERVATION_FILE = "observation.json"  # optional override next to the weights
@@ -27,67 +28,66 @@ DETERMINISTIC_SOLVERS = ("ddim", "dpmsolver++")  # no per-step noise (DDIM eta =
 
 @dataclass(frozen=True)
 class ObservationSpec:
-    """Cameras x history frames x stored image size a checkpoint was trained with.
+    """Cameras x history frames x stored image size / JPEG quality a checkpoint was trained with.
 
     Evaluation must rebuild the exact training input: the cameras and frames the model reads, and
-    the size the shard builder resized + JPEG-encoded the images to before the model's own resize.
+    the size and quality the shard builder resized + JPEG-encoded the images to before the model's
+    own resize.
     """
 
     cameras: tuple[str, ...] = ("cam_f0",)
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE  # (W, H)
     history_frames: int = 1
+    jpeg_quality: int = JPEG_QUALITY
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path) -> ObservationSpec:
-        """Cameras / frames from the policy config; image size from the training shards' manifest.
+        """Cameras / frames from the policy config; image size / quality from the training shards' manifest.
 
-        Lookup order for the image size: `observation.json` in the checkpoint (written by hand for
+        Lookup order for the image fields: `observation.json` in the checkpoint (written by hand for
         checkpoints moved away from their run), the run's `config.yaml` (`data.shards` -> manifest
-        `image.size`, as train.py saves it next to `policy/`), else the shard builder's default.
+        `image`, as train.py saves it next to `policy/`), else the shard builder's defaults.
         """
         from vla_dipole.model.config import PolicyConfig
         from vla_dipole.model.policy import CONFIG_FILE
 
         path = Path(checkpoint)
         obs = PolicyConfig.from_yaml(path / CONFIG_FILE).observation
-        spec = {"cameras": list(obs.cameras), "history_frames": max(obs.history_frames, obs.ego_history),
-                "image_size": None}
+        spec: dict[str, Any] = {"cameras": list(obs.cameras), "history_frames": max(obs.history_frames, obs.ego_history)}
         override = path / OBSERVATION_FILE
         if override.is_file():
             try:
                 spec.update(json.loads(override.read_text()))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{override}: not valid JSON ({err}); expected cameras/image_size/history_frames") from err
-        if spec["image_size"] is None:
-            spec["image_size"] = _shard_image_size(path)
-        if spec["image_size"] is None:
+                raise ValueError(f"{override}: not valid JSON ({err}); expected image_size [W, H], jpeg_quality") from err
+        if "image_size" not in spec:
+            spec = {**_shard_image(path), **spec}
+        if "image_size" not in spec:
             log.warning("%s: cannot find the training shards' image size (no %s, no run config.yaml with readable "
                         "data.shards); assuming %s", path, OBSERVATION_FILE, DEFAULT_IMAGE_SIZE)
-            spec["image_size"] = DEFAULT_IMAGE_SIZE
-        size = spec["image_size"]
-        if len(size) != 2 or min(int(v) for v in size) < 1:
+        size = spec.get("image_size", DEFAULT_IMAGE_SIZE)
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or min(int(v) for v in size) < 1:
             raise ValueError(f"{path}: observation field 'image_size' must be [W, H], got {size!r}")
-        return cls(tuple(spec["cameras"]), (int(size[0]), int(size[1])), int(spec["history_frames"]))
+        return cls(tuple(spec["cameras"]), (int(size[0]), int(size[1])), int(spec["history_frames"]),
+                   int(spec.get("jpeg_quality", JPEG_QUALITY)))
 
 
-def _shard_image_size(checkpoint: Path) -> tuple[int, int] | None:
-    """`image.size` of the first shard build named in the training run's config.yaml (None if unreadable)."""
+def _shard_image(checkpoint: Path) -> dict[str, Any]:
+    """`image_size` / `jpeg_quality` of the first shard build in the run's config.yaml ({} if unreadable)."""
     from omegaconf import OmegaConf
 
     from data_prep.shard_format import read_manifest
 
     run_config = checkpoint.parent / "config.yaml"
     if not run_config.is_file():
-        return None
+        return {}
     shards = OmegaConf.select(OmegaConf.load(run_config), "data.shards")
-    if shards is None:
-        return None
-    first = shards if isinstance(shards, str) else next(iter(shards), None)
+    first = shards if isinstance(shards, str) or shards is None else next(iter(shards), None)
     try:
-        size = read_manifest(Path(str(first)))["image"]["size"]
+        image = read_manifest(Path(str(first)))["image"]
+        return {"image_size": [int(v) for v in image["size"]], "jpeg_quality": int(image.get("quality", JPEG_QUALITY))}
     except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-    return int(size[0]), int(size[1])
+        return {}
 
 
 def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
@@ -97,6 +97,7 @@ def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
     settings = BuildSettings(
         data_root="", split="", cameras=spec.cameras, image_size=spec.image_size,
         history_frames=spec.history_frames, sources=(), shard_size=1, limit=None, seed=0,
+        jpeg_quality=spec.jpeg_quality,
     )
     return _decoded_view(_scene_sample(scene, settings))
 

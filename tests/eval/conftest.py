@@ -40,6 +40,12 @@ def run_in_process(cmd: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
+def eval_cmd(tiny_bc_policy, synthetic_root):
+    """`eval_cmd(out, *extra)` -> the shared evaluator command writing to `out`."""
+    return lambda out, *extra: eval_command(tiny_bc_policy, synthetic_root, out, *extra)
+
+
+@pytest.fixture(scope="session")
 def eval_main():
     """`eval_main(cmd)` runs an `eval_cmd` command line in this process."""
     return run_in_process
