@@ -147,15 +147,25 @@ class SceneRenderer:
             return
         draw.polygon(np.clip(uv, -1e5, 1e5).ravel().tolist(), fill=color)
 
-    def _draw_polys(self, draw, cam_pts: np.ndarray, uv: np.ndarray, spans, colors, cam: CameraSpec) -> None:
-        for (a, b), color in zip(spans, colors, strict=True):
-            z = cam_pts[a:b, 2]
-            if z.max() < NEAR:
-                continue
-            if z.min() >= NEAR:
-                self._draw(draw, None, cam, color, uv[a:b])
+    def _draw_ground(self, draw, cam_pts: np.ndarray, near: np.ndarray, cam: CameraSpec) -> None:
+        """Draw the ground polygons in layer order, rejecting invisible ones in one vectorised pass."""
+        starts = self.offsets[:-1]
+        z = cam_pts[:, 2]
+        zmax, zmin = np.maximum.reduceat(z, starts), np.minimum.reduceat(z, starts)
+        safe = cam_pts.copy()
+        safe[:, 2] = np.maximum(z, NEAR)  # exact for polygons entirely beyond the near plane
+        uv = camera_to_pixels(safe, cam.intrinsics)
+        lo = np.stack([np.minimum.reduceat(uv[:, i], starts) for i in (0, 1)], -1)
+        hi = np.stack([np.maximum.reduceat(uv[:, i], starts) for i in (0, 1)], -1)
+        outside = (hi[:, 0] < 0) | (lo[:, 0] > cam.width) | (hi[:, 1] < 0) | (lo[:, 1] > cam.height)
+        in_front = zmin >= NEAR
+        visible = near & (zmax >= NEAR) & ~(in_front & outside)
+        for k in np.flatnonzero(visible):
+            a, b = self.offsets[k], self.offsets[k + 1]
+            if in_front[k]:
+                self._draw(draw, None, cam, self.colors[k], uv[a:b])
             else:
-                self._draw(draw, cam_pts[a:b], cam, color)
+                self._draw(draw, cam_pts[a:b], cam, self.colors[k])
 
     def render(
         self,
@@ -168,11 +178,9 @@ class SceneRenderer:
     ) -> dict[str, Image.Image]:
         """Images seen by `cams` with the ego at `ego_pose` (x, y, heading in the world's local frame)."""
         ego_pose = np.asarray(ego_pose, dtype=np.float64)
-        near = np.flatnonzero(np.linalg.norm(self.centres - ego_pose[:2], axis=1) < VIEW_RANGE + self.radii)
+        near = np.linalg.norm(self.centres - ego_pose[:2], axis=1) < VIEW_RANGE + self.radii
         ground = self.verts.copy()
         ground[:, :2] = global_to_local(ground[:, :2], ego_pose)
-        spans = [(self.offsets[k], self.offsets[k + 1]) for k in near]
-        colors = [self.colors[k] for k in near]
 
         solids, solid_colors = self._solids(ego_pose, boxes, names, tracks, t)
         corners = box_corners_3d(solids) if len(solids) else np.zeros((0, 8, 3))
@@ -186,11 +194,8 @@ class SceneRenderer:
             draw = ImageDraw.Draw(img)
             grass = np.array([[-250.0, -250.0, 0], [250.0, -250.0, 0], [250.0, 250.0, 0], [-250.0, 250.0, 0]])
             self._draw(draw, ego_to_camera(grass, cam.rotation, cam.translation), cam, GRASS)
-            cam_pts = ego_to_camera(ground, cam.rotation, cam.translation)
-            safe = cam_pts.copy()
-            safe[:, 2] = np.maximum(safe[:, 2], NEAR)  # only used for polygons fully beyond NEAR
-            uv = camera_to_pixels(safe, cam.intrinsics)
-            self._draw_polys(draw, cam_pts, uv, spans, colors, cam)
+            if len(self.colors):
+                self._draw_ground(draw, ego_to_camera(ground, cam.rotation, cam.translation), near, cam)
             if len(solids):
                 visible = ((cam.translation - face_centres) * normals).sum(-1) > 0
                 flat = ego_to_camera(face_pts.reshape(-1, 3), cam.rotation, cam.translation).reshape(
