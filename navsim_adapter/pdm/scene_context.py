@@ -177,7 +177,13 @@ def build_context(scene, map_api: MapAPI | None = None, *, reference: bool = Tru
     ids, layers, polys = drivable_map(map_api, ego_center(ego[:3], PACIFICA))
     route_lanes = map_api.lanes_of_roadblocks(list(cur.roadblock_ids))
     route_ids = [lane.id for lane in route_lanes]
-    centerline = route_centerline(map_api, route_lanes, ego[:3])
+    try:
+        centerline = route_centerline(map_api, route_lanes, ego[:3])
+    except ValueError as err:
+        raise ValueError(
+            f"scene {scene.token} (map {map_api.map_name}, roadblock_ids {list(cur.roadblock_ids)[:5]}): "
+            f"{err}"
+        ) from err
 
     # Red lights (on-route connectors), 2 Hz status held for 5 steps.
     connectors = {lane.id: lane for lane in route_lanes if lane.layer == MapLayer.LANE_CONNECTOR}
