@@ -3,7 +3,7 @@
 synthesize (train + held-out test split) -> scored shards -> BC (tiny preset) -> DIPOLE with an
 online round -> AWR baseline -> PDM-score evaluation on the test split at several omegas.
 Each stage is run as the command a user would type (printed before it runs), so the demo doubles
-as a tour of the CLI. Re-running skips or resumes finished stages.
+as a tour of the CLI. Re-running skips finished stages and resumes an interrupted one.
 
     python -m data_prep.demo --out demo_out [--scale small|demo]
 """
@@ -25,40 +25,107 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class DemoScale:
+    """Sizes of one demo run; every stage reads its lengths from here."""
+
     train_logs: int
-    test_logs: int
+    test_logs: int  # >= 8 so the held-out split holds every scenario family
     frames: int
-    candidates: str
+    driver_noise: float  # the logged driver's flaws: the headroom RL has above imitation
+    candidates: str  # offline candidates per scene (build_shards --num-candidates)
     bc_samples: int
-    dipole_samples: int
-    round_samples: int
+    dipole_samples: int  # offline phase (round 0)
+    round_samples: int  # the online round, on the current policy's own samples
+    round_candidates: int  # policy samples per scene in the online round
+    awr_samples: int
     omegas: str
-    max_test_scenes: int | None
+    eval_frame_interval: int  # a test scene every N frames
 
 
 SCALES = {
-    # the test suite's configuration (tests/demo): minutes on 2 cores
-    "small": DemoScale(train_logs=8, test_logs=4, frames=40, candidates="vocab:8,perturb:8", bc_samples=2048,
-                       dipole_samples=2048, round_samples=1024, omegas="0,1,2", max_test_scenes=48),
+    # the outcome test's configuration (tests/demo): minutes on 2 cores
+    "small": DemoScale(train_logs=8, test_logs=8, frames=40, driver_noise=3.0, candidates="vocab:8,perturb:8",
+                       bc_samples=6144, dipole_samples=1536, round_samples=1024, round_candidates=8,
+                       awr_samples=1536, omegas="0,1,2,4", eval_frame_interval=4),
     # `make demo`: at most ~15 minutes on 2 cores
-    "demo": DemoScale(train_logs=20, test_logs=8, frames=48, candidates="vocab:12,perturb:12", bc_samples=6144,
-                      dipole_samples=6144, round_samples=2048, omegas="0,0.5,1,2,4", max_test_scenes=None),
+    "demo": DemoScale(train_logs=16, test_logs=8, frames=40, driver_noise=3.0, candidates="vocab:8,perturb:8",
+                      bc_samples=8192, dipole_samples=2048, round_samples=1024, round_candidates=8,
+                      awr_samples=2048, omegas="0,0.5,1,2,4", eval_frame_interval=2),
 }
+
+# Settings shared by every training stage: the tiny backbone is frozen, so its features are computed
+# once (feature cache) and only the heads train; one micro-batch per step and a head-sized LR.
+TRAIN_OVERRIDES = ("model=tiny", "feature_cache.enabled=true", "schedule.global_batch=32",
+                   "schedule.micro_batch=32", "optim.lr=1e-3", "schedule.warmup_samples=256")
+
+
+def stage_env() -> dict[str, str]:
+    """One torch thread per process: on a busy 2-core machine extra threads only spin (measured ~25x slower)."""
+    return {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"), "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def run(cmd: list[str], log: Path) -> None:
-    """Run one stage like a user would, echoing the command; fail loudly with the log's tail."""
+    """Run one stage like a user would, echoing the command; fail loudly naming the stage."""
     printable = " ".join(shlex.quote(c) for c in cmd).replace(sys.executable, "python")
     print(f"\n$ {printable}", flush=True)
     t0 = time.time()
-    env = {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"), "TOKENIZERS_PARALLELISM": "false"}
     with log.open("a") as f:
         f.write(f"\n$ {printable}\n")
-        f.flush()
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=None, stderr=None)
+    proc = subprocess.run(cmd, cwd=REPO, env=stage_env())
     if proc.returncode != 0:
         raise SystemExit(f"stage failed (exit {proc.returncode}): {printable}")
+    with log.open("a") as f:
+        f.write(f"# done in {time.time() - t0:.0f}s\n")
     print(f"  done in {time.time() - t0:.0f}s", flush=True)
+
+
+def synthesize_splits(s: DemoScale, data: Path, seed: int, log: Path) -> None:
+    """Train and held-out test split: same world and driver, different seeds (so different scenes)."""
+    py = sys.executable
+    for split, logs, split_seed in (("train", s.train_logs, seed), ("test", s.test_logs, seed + 1000)):
+        if len(list((data / "navsim_logs" / split).glob("*.pkl"))) < logs:
+            run([py, "-m", "data_prep.synthesize", "--out", str(data), "--split", split, "--logs", str(logs),
+                 "--seed", str(split_seed), "--frames", str(s.frames), "--driver-noise", str(s.driver_noise)], log)
+
+
+def scene_pictures(out: Path, data: Path, log: Path) -> None:
+    """BEV + front camera of three training scenes: what the world looks like."""
+    if (out / "scenes").exists():
+        return
+    from navsim_adapter.scene_loader import SceneLoader
+
+    (out / "scenes").mkdir()
+    tokens = SceneLoader("train", data_root=data).tokens
+    for t in tokens[:: max(1, len(tokens) // 3)][:3]:
+        run([sys.executable, "-m", "navsim_adapter.visualize", "--data-root", str(data), "--split", "train",
+             "--token", t, "--out", str(out / "scenes" / f"{t}.png")], log)
+
+
+def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, log: Path) -> None:
+    if (shards / "manifest.json").exists():
+        return
+    py = sys.executable
+    run([py, "-m", "data_prep.vocabulary", "--data-root", str(data), "--split", "train", "--size", "64",
+         "--out", str(out / "vocabulary")], log)
+    run([py, "-m", "data_prep.build_shards", "--data-root", str(data), "--split", "train", "--out", str(shards),
+         "--sources", "vocab,perturb", "--num-candidates", s.candidates, "--vocabulary", str(out / "vocabulary"),
+         "--shard-size", "64", "--seed", str(seed)], log)
+    run([py, "-m", "data_prep.validate", str(shards)], log)
+
+
+def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path) -> None:
+    """BC, then DIPOLE (offline + one online round) and AWR, both starting from the BC policy."""
+    base = [sys.executable, "vla_dipole/train.py", *TRAIN_OVERRIDES, f"data.shards={shards}", f"seed={seed}"]
+    init = f"init_from={runs / 'bc' / 'policy'}"
+    stages = {
+        "bc": ["stage=bc", f"schedule.total_samples={s.bc_samples}"],
+        "dipole": ["stage=dipole", init, f"schedule.total_samples={s.dipole_samples}", "dipole.rounds=1",
+                   f"dipole.round_samples={s.round_samples}", f"dipole.samples_per_scene={s.round_candidates}"],
+        "awr": ["stage=awr", init, f"schedule.total_samples={s.awr_samples}"],
+    }
+    for name, args in stages.items():
+        if not (runs / name / "policy" / "training_meta.json").is_file():  # finished runs are skipped
+            run([*base, *args, f"output_dir={runs / name}"], log)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -71,50 +138,26 @@ def main(argv: list[str] | None = None) -> Path:
     out = a.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "demo_commands.log"
-    py = sys.executable
     data, shards, runs, ev = out / "data", out / "shards", out / "runs", out / "eval"
     t_start = time.time()
 
-    for split, logs, seed in (("train", s.train_logs, a.seed), ("test", s.test_logs, a.seed + 1000)):
-        if not (data / "navsim_logs" / split).exists() or len(list((data / "navsim_logs" / split).glob("*.pkl"))) < logs:
-            run([py, "-m", "data_prep.synthesize", "--out", str(data), "--split", split, "--logs", str(logs),
-                 "--seed", str(seed), "--frames", str(s.frames)], log)
-    # a picture of a few training scenes (BEV + front camera)
-    if not (out / "scenes").exists():
-        (out / "scenes").mkdir()
-        from navsim_adapter.scene_loader import SceneLoader
+    synthesize_splits(s, data, a.seed, log)
+    scene_pictures(out, data, log)
+    build_shards(s, out, data, shards, a.seed, log)
+    train_stages(s, shards, runs, a.seed, log)
+    run([sys.executable, "-m", "navsim_adapter.evaluate", "--checkpoint", str(runs / "dipole" / "policy"),
+         "--bc-checkpoint", str(runs / "bc" / "policy"), "--compare", f"awr={runs / 'awr' / 'policy'}",
+         "--data-root", str(data), "--split", "test", "--frame-interval", str(s.eval_frame_interval),
+         "--omega", s.omegas, "--out", str(ev), "--seed", str(a.seed), "--threads", "1"], log)
 
-        tokens = SceneLoader("train", data_root=data).tokens
-        for t in tokens[:: max(1, len(tokens) // 3)][:3]:
-            run([py, "-m", "navsim_adapter.visualize", "--data-root", str(data), "--split", "train", "--token", t,
-                 "--out", str(out / "scenes" / f"{t}.png")], log)
-    if not (shards / "manifest.json").exists():
-        run([py, "-m", "data_prep.vocabulary", "--data-root", str(data), "--split", "train", "--size", "64",
-             "--out", str(out / "vocabulary")], log)
-        run([py, "-m", "data_prep.build_shards", "--data-root", str(data), "--split", "train", "--out", str(shards),
-             "--sources", "vocab,perturb", "--num-candidates", s.candidates, "--vocabulary", str(out / "vocabulary"),
-             "--shard-size", "64", "--seed", str(a.seed)], log)
-        run([py, "-m", "data_prep.validate", str(shards)], log)
-
-    train = [py, "vla_dipole/train.py", "model=tiny", f"data.shards={shards}", f"seed={a.seed}"]
-    run([*train, "stage=bc", f"output_dir={runs / 'bc'}", f"schedule.total_samples={s.bc_samples}"], log)
-    run([*train, "stage=dipole", f"output_dir={runs / 'dipole'}", f"init_from={runs / 'bc' / 'policy'}",
-         f"schedule.total_samples={s.dipole_samples}", "dipole.rounds=1", f"dipole.round_samples={s.round_samples}"], log)
-    run([*train, "stage=awr", f"output_dir={runs / 'awr'}", f"init_from={runs / 'bc' / 'policy'}",
-         f"schedule.total_samples={s.dipole_samples}"], log)
-
-    evaluate = [py, "-m", "navsim_adapter.evaluate", "--checkpoint", str(runs / "dipole" / "policy"),
-                "--bc-checkpoint", str(runs / "bc" / "policy"), "--compare", f"awr={runs / 'awr' / 'policy'}",
-                "--data-root", str(data), "--split", "test", "--omega", s.omegas, "--out", str(ev),
-                "--seed", str(a.seed)]
-    if s.max_test_scenes:
-        evaluate += ["--max-scenes", str(s.max_test_scenes)]
-    run(evaluate, log)
     summary = json.loads((ev / "summary.json").read_text())
-    print(f"\nvla-dipole demo finished in {(time.time() - t_start) / 60:.1f} min. Outputs in {out}:")
+    table = (ev / "summary.md").read_text().split("\n\n")[1]
+    minutes = (time.time() - t_start) / 60
+    print(f"\n{table}\n\nvla-dipole demo ({a.scale}) finished in {minutes:.1f} min. Outputs in {out}:")
     print(f"  summary table  {ev / 'summary.md'}\n  omega curve    {ev / 'omega_curve.png'}\n"
           f"  worst scenes   {ev / 'worst'}/\n  scene pictures {out / 'scenes'}/\n  commands       {log}")
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "demo_summary.json").write_text(json.dumps({"scale": a.scale, "minutes": round(minutes, 2),
+                                                       "table": summary}, indent=2))
     return ev / "summary.json"
 
 
