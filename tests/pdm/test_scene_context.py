@@ -61,3 +61,15 @@ def test_human_beats_constant_velocity(contexts):
     cv = score(contexts, np.stack([agent_trajectory(c, "constant_velocity") for c in contexts]))
     assert human.epdms.mean() > 0.8 and human.dac.mean() == 1.0
     assert human.epdms.mean() > cv.epdms.mean()
+
+
+def test_unroutable_scene_is_reported(pdm_scenes):
+    import dataclasses
+
+    scene = pdm_scenes[0]
+    h = scene.metadata.num_history_frames
+    frames = list(scene.frames)
+    frames[h - 1] = dataclasses.replace(frames[h - 1], roadblock_ids=["no_such_roadblock"])
+    broken = dataclasses.replace(scene, frames=frames)
+    with pytest.raises(ValueError, match=rf"scene {scene.token} .*no_such_roadblock.*no on-route lanes"):
+        build_context(broken)
