@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,11 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", choices=VARIANTS, default="dipole", help="deliberately broken variants must FAIL"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny nets: 1 is fastest)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     make = VerifyConfig.quick if args.quick else VerifyConfig
     cfg = make(variant=args.variant, seed=args.seed)
+    if args.steps is not None:
+        cfg.train = dataclasses.replace(cfg.train, steps=args.steps)
     res = run_verification(cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     print(format_tables(res))

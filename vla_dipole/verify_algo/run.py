@@ -13,7 +13,7 @@ from torch import Tensor
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
 from vla_dipole.verify_algo.bandit import Bandit, TargetOracle
 from vla_dipole.verify_algo.explosion import weight_explosion
-from vla_dipole.verify_algo.metrics import is_monotone, mmd
+from vla_dipole.verify_algo.metrics import is_monotone, mmd_matrix
 from vla_dipole.verify_algo.nets import TrainConfig, make_eps_fn, train_dichotomous
 
 #: Variants: the correct algorithm and two deliberate bugs the checks must catch.
@@ -24,14 +24,20 @@ PI_NEG = -1.0
 
 @dataclass
 class Tolerances:
-    """Pass thresholds, set from what the correct implementation reaches (see docs in the report)."""
+    """Pass thresholds, set from what the correct implementation reaches on CPU (seeds 0-1).
+
+    Measured with the correct variant: |dR| <= 0.06 and MMD ratio <= 0.68 (quick, omega <= 1),
+    |dR| <= 0.05 and ratio <= 0.65 (full, omega <= 2). The broken variants miss by far more: |dR| > 0.5,
+    ratio > 1, nearest target wrong. Exact scores would not reach zero either: guidance on noised
+    densities is not the tilt of the noised target, so omega-combined samples are slightly too wide.
+    """
 
     reward: float = 0.12  # |E_model[G] - E_target[G]|, G in [-1, 1]
-    # distribution check: of all the sweep's targets, the sample is nearest (MMD) to its own, and its
-    # MMD to it is at most this fraction of mu's (the untrained reference)
-    mmd_ratio: float = 1.5
+    # distribution check: of all the sweep's targets the sample is nearest (MMD) to its own, and its MMD
+    # to it is at most this fraction of mu's (the policy before any improvement)
+    mmd_ratio: float = 0.8
     monotone_slack: float = 0.0
-    explosion_beta_ess: float = 0.05  # raw AWR ESS fraction below this at the largest beta = "exploded"
+    explosion_ess: float = 0.05  # raw AWR ESS fraction below this at the largest beta = "exploded"
     explosion_grad_ratio: float = 3.0  # DIPOLE grad norm max <= this x BC grad norm max = "bounded"
 
 
@@ -58,6 +64,7 @@ class VerifyConfig:
         base = {
             "pool_size": 100_000,
             "num_samples": 1000,
+            "omegas": (0.0, 0.5, 1.0),  # omega=2 needs the full run's training to pass (see the report)
             "train": TrainConfig(steps=1500, batch_size=128),
             "explosion_betas": (3.0, 100.0),
         }
@@ -91,7 +98,7 @@ def _explosion_check(rows: list[dict], tol: Tolerances) -> dict:
         at[m]["w_max"] <= 1.0 and at[m]["grad_norm_max"] <= tol.explosion_grad_ratio * bc
         for m in ("dipole_pos", "dipole_neg")
     )
-    awr_exploded = at["awr_raw"]["ess_frac"] < tol.explosion_beta_ess
+    awr_exploded = at["awr_raw"]["ess_frac"] < tol.explosion_ess
     return {
         "beta": beta,
         "dipole_bounded": dipole_bounded,
@@ -170,11 +177,12 @@ def run_verification(
     mu_ref = bandit.sample_mu(cfg.num_samples, gen)
     names = ["pi-" if w == PI_NEG else f"omega={w:g}" for w in omegas]
     targets = [oracle.sample(w, cfg.num_samples, gen) for w in omegas]
+    dist = mmd_matrix([*x, mu_ref], targets)  # rows: each omega's samples, then mu; columns: targets
     rows, samples = [], {"mu": data[: cfg.num_samples]}
     for i, omega in enumerate(omegas):
         model_r, target_r = float(bandit.reward(x[i]).mean()), oracle.mean_reward(omega)
-        to_targets = [mmd(x[i], tg) for tg in targets]
-        d_model, d_mu = to_targets[i], mmd(mu_ref, targets[i])
+        to_targets = dist[i].tolist()
+        d_model, d_mu = to_targets[i], float(dist[-1, i])
         nearest = min(range(len(omegas)), key=to_targets.__getitem__)
         ok_r = abs(model_r - target_r) <= cfg.tol.reward
         ok_d = nearest == i and d_model <= cfg.tol.mmd_ratio * d_mu
