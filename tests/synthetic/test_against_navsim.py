@@ -9,25 +9,20 @@ from navsim_adapter.geometry import global_to_local
 
 pytestmark = pytest.mark.navsim
 
-
-@pytest.fixture(scope="module")
-def official():
-    dataloader = pytest.importorskip(
-        "navsim.common.dataloader", reason="official navsim not installed (make install-navsim)"
-    )
-    dataclasses = pytest.importorskip("navsim.common.dataclasses")
-    return dataloader, dataclasses
+navsim_loader = pytest.importorskip(
+    "navsim.common.dataloader", reason="official navsim not installed (make install-navsim)"
+)
+navsim_dc = pytest.importorskip("navsim.common.dataclasses")
 
 
-def test_official_reader_loads_synthetic_split(synthetic_split, official, monkeypatch):
-    dataloader, dataclasses = official
+def test_official_reader_loads_synthetic_split(synthetic_split, monkeypatch):
     # attaching a nuPlan map needs GeoPackage files; poses, boxes and images do not depend on it
-    monkeypatch.setattr(dataclasses.Scene, "_build_map_api", classmethod(lambda cls, name: None))
+    monkeypatch.setattr(navsim_dc.Scene, "_build_map_api", classmethod(lambda cls, name: None))
     root, split = synthetic_split.root, synthetic_split.split
-    frames_by_token, _ = dataloader.filter_scenes(root / "navsim_logs" / split, dataclasses.SceneFilter())
+    frames_by_token, _ = navsim_loader.filter_scenes(root / "navsim_logs" / split, navsim_dc.SceneFilter())
     assert len(frames_by_token) == len(synthetic_split.logs)  # 20 frames: one 14-frame scene per log
     truth = {p.stem: synthetic_split.truth(p) for p in synthetic_split.logs}
-    sensors = dataclasses.SensorConfig(
+    sensors = navsim_dc.SensorConfig(
         cam_f0=True,
         cam_l0=True,
         cam_l1=False,
@@ -39,7 +34,7 @@ def test_official_reader_loads_synthetic_split(synthetic_split, official, monkey
         lidar_pc=False,
     )
     for token, frames in frames_by_token.items():
-        scene = dataclasses.Scene.from_scene_dict_list(frames, root / "sensor_blobs" / split, 4, 10, sensors)
+        scene = navsim_dc.Scene.from_scene_dict_list(frames, root / "sensor_blobs" / split, 4, 10, sensors)
         t = truth[scene.scene_metadata.log_name]
         k = t["frame_tokens"].index(token)
         poses = np.array(t["ego_poses_global"])
