@@ -120,13 +120,25 @@ def score(
     ).reshape(b, n + 2, NUM_STEPS + 1, STATE_DIM)
     timings["simulation"] = time.perf_counter() - t0
 
+    # Comfort-type metrics are per row: one batched pass over the candidates of all scenes.
+    t1 = time.perf_counter()
+    cand_states = states[:, :n].reshape(b * n, NUM_STEPS + 1, STATE_DIM)
+    comfort = {
+        "comfort": M.comfort(cand_states).reshape(b, n),
+        "hc": _history_comfort(contexts, states[:, :n]),
+        "ec": np.full((b, n), np.nan)
+        if prev is None
+        else M.extended_comfort(cand_states, prev.reshape(b * n, NUM_STEPS + 1, STATE_DIM)).reshape(b, n),
+    }
+    timings["metrics"] += time.perf_counter() - t1
+
     out = {k: np.zeros((b, n)) for k in PDMResult.SUBSCORES}
     progress = np.zeros((b, n))
     for i, ctx in enumerate(contexts):
         t1 = time.perf_counter()
         g = M.scene_geometry(ctx, states[i])
         t2 = time.perf_counter()
-        res = _scene_scores(ctx, states[i], g, n, human_filter, None if prev is None else prev[i])
+        res = _scene_scores(ctx, states[i], g, n, human_filter, {k: v[i] for k, v in comfort.items()})
         timings["geometry"] += t2 - t1
         timings["metrics"] += time.perf_counter() - t2
         for k, v in res.items():
@@ -144,8 +156,26 @@ def score(
     )
 
 
-def _scene_scores(ctx, states, g, n, human_filter, prev) -> dict[str, np.ndarray]:
-    """Sub-scores for the n candidates of one scene (rows n, n+1 = reference, human)."""
+def _history_comfort(contexts, cand_states: np.ndarray) -> np.ndarray:
+    """HC [B, N]: scenes sharing a past length are scored in one batch."""
+    b, n = cand_states.shape[:2]
+    out = np.ones((b, n))
+    groups: dict[int, list[int]] = {}
+    for i, ctx in enumerate(contexts):
+        if ctx.past_states is not None and len(ctx.past_states):
+            groups.setdefault(len(ctx.past_states), []).append(i)
+    for h, idx in groups.items():
+        past = np.stack([contexts[i].past_states for i in idx])  # [G, H, 11]
+        padded = np.concatenate(
+            [np.broadcast_to(past[:, None], (len(idx), n, h, STATE_DIM)), cand_states[idx]], 2
+        )
+        out[idx] = M.comfort(padded.reshape(len(idx) * n, h + NUM_STEPS + 1, STATE_DIM)).reshape(len(idx), n)
+    return out
+
+
+def _scene_scores(ctx, states, g, n, human_filter, comfort) -> dict[str, np.ndarray]:
+    """Sub-scores for the n candidates of one scene (rows n, n+1 = reference, human); `comfort`
+    holds the precomputed per-row comfort, history comfort and extended comfort."""
     nc = M.no_at_fault_collision(ctx, states, g)
     dac = M.drivable_area_compliance(g)
     ddc = M.driving_direction_compliance(g)
@@ -164,14 +194,14 @@ def _scene_scores(ctx, states, g, n, human_filter, prev) -> dict[str, np.ndarray
         "ttc": ttc[cand],
         "lk": lk[cand],
         "ep": M.normalized_progress(g.progress[cand], multi[cand], g.progress[ref] * multi[ref]),
-        "hc": M.history_comfort(states[cand], ctx.past_states),
+        "hc": comfort["hc"],
     }
 
     # v1 PDMS from the unfiltered sub-scores (v1 has no human filter, no DDC/TLC, TTC on all steps).
     multi_v1 = nc * dac
     ep_v1 = M.normalized_progress_v1(g.progress[cand], multi_v1[cand], g.progress[ref] * multi_v1[ref])
     ttc_v1 = M.time_to_collision(ctx, states[cand], _rows(g, cand), full_horizon=True)
-    c = M.comfort(states[cand])
+    c = comfort["comfort"]
     pdms = nc[cand] * dac[cand] * (W1_EP * ep_v1 + W1_TTC * ttc_v1 + W1_C * c) / (W1_EP + W1_TTC + W1_C)
 
     if human_filter and not ctx.is_synthetic and ctx.human_trajectory is not None:
@@ -190,10 +220,10 @@ def _scene_scores(ctx, states, g, n, human_filter, prev) -> dict[str, np.ndarray
             if human[key] == 0:
                 s[key] = np.ones(n)
 
-    ec = np.full(n, np.nan) if prev is None else M.extended_comfort(states[cand], prev)
+    ec = comfort["ec"]
     multi_c = s["nc"] * s["dac"] * s["ddc"] * s["tlc"]
     weighted = W_EP * s["ep"] + W_TTC * s["ttc"] + W_LK * s["lk"] + W_HC * s["hc"]
-    if prev is None:
+    if np.isnan(ec).all():
         epdms = multi_c * weighted / (W_EP + W_TTC + W_LK + W_HC)
     else:
         epdms = multi_c * (weighted + W_EC * ec) / (W_EP + W_TTC + W_LK + W_HC + W_EC)
