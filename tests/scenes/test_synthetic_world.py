@@ -42,7 +42,7 @@ def synthetic_split(tmp_path_factory):
         progress=False,
     )
     truth = {}
-    for path in (root / "navsim_logs" / "mini" / synthesize.GROUND_TRUTH_DIR).glob("*.json"):
+    for path in (root / synthesize.GROUND_TRUTH_DIR / "mini").glob("*.json"):
         data = json.loads(path.read_text())
         truth[data["log_name"]] = data
     return root, truth
