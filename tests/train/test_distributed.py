@@ -15,7 +15,8 @@ from .conftest import losses, run_train, tiny_args
 
 pytestmark = pytest.mark.distributed
 
-ARGS = {"schedule.total_samples": 12, "checkpoint.every_samples": 8}
+# global batch 8 of micro-batches of 2: accumulation 4 on one process, 2 on each of two ranks
+ARGS = {"schedule.total_samples": 16, "schedule.global_batch": 8, "checkpoint.every_samples": 8}
 
 
 @pytest.fixture(scope="module")
