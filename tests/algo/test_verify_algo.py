@@ -16,8 +16,16 @@ from vla_dipole.verify_algo.run import train_policies
 
 
 @pytest.fixture(scope="module")
-def trained():
+def one_thread():
+    """Tiny nets run fastest on one thread (and leave the other core to the rest of the suite)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(one_thread):
     return train_policies(VerifyConfig.quick(), progress=False)
 
 
@@ -50,9 +58,8 @@ def test_swapped_omega_sign_fails(trained):
 
 
 @pytest.mark.slow
-def test_same_weights_for_both_heads_fails():
+def test_same_weights_for_both_heads_fails(one_thread):
     """w- = w+ makes eps- a copy of eps+: the omega sweep stays at pi+ and pi- is wrong."""
-    torch.set_num_threads(1)
     res = run_verification(VerifyConfig.quick(variant="same_weights"), progress=False)
     assert not res.passed
     by = {r["policy"]: r for r in res.rows}
@@ -83,7 +90,7 @@ def test_mmd_separates_distributions():
 
 
 @pytest.mark.slow
-def test_cli_writes_table_json_and_figure(tmp_path, capsys):
+def test_cli_writes_table_json_and_figure(tmp_path, capsys, one_thread):
     code = main(["--out", str(tmp_path), "--quick", "--steps", "200"])
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "results.json").read_text())

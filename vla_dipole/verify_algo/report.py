@@ -44,7 +44,7 @@ def format_tables(res: VerifyResult) -> str:
     lines += [
         "",
         "mean reward vs omega (pi-, then increasing omega): "
-        + " < ".join(f"{v:.3f}" for v in m["reward_model"])
+        + " -> ".join(f"{v:.3f}" for v in m["reward_model"])
         + f"  monotone: {_verdict(m['passed'])}",
         "",
         f"weight explosion (AWR clip={res.config['awr_clip']:g}; grad norm of the weighted loss, 8 batches)",

@@ -143,44 +143,17 @@ def train_policies(cfg: VerifyConfig, progress: bool = True) -> Trained:
     return Trained(oracle, data, adv, scheduler, eps_pos, eps_neg, log, weights)
 
 
-def run_verification(
-    cfg: VerifyConfig, progress: bool = True, trained: Trained | None = None
-) -> VerifyResult:
-    """Train (unless ``trained`` is given), sample every omega, compare with pi*, study weight explosion."""
-    start = time.time()
-    if trained is None:
-        trained = train_policies(cfg, progress)
-    elif trained.weights != _weights_mode(cfg.variant):
-        raise ValueError(
-            f"trained: nets trained with weights={trained.weights!r} cannot run variant {cfg.variant!r}"
-        )
-    bandit, oracle, data, adv, scheduler = (
-        cfg.bandit,
-        trained.oracle,
-        trained.data,
-        trained.adv,
-        trained.scheduler,
-    )
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    omegas = (PI_NEG, *cfg.omegas)
-    sample_omegas = [-w for w in omegas] if cfg.variant == "swapped_omega" else list(omegas)
-    if cfg.variant == "swapped_omega":
-        sample_omegas[0] = PI_NEG  # the pi- row is not a guidance sweep: keep it, break only the sweep
-    x = sample_dichotomous(
-        make_eps_fn(trained.eps_pos, trained.eps_neg),
-        (cfg.num_samples, 2),
-        sample_omegas,
-        scheduler,
-        cfg.num_steps,
-        generator=gen,
-    )
-    mu_ref = bandit.sample_mu(cfg.num_samples, gen)
+def _compare_with_targets(
+    cfg: VerifyConfig, oracle: TargetOracle, xs: list[Tensor], omegas: tuple[float, ...], gen: torch.Generator
+) -> tuple[list[dict], dict[str, Tensor]]:
+    """One result row per omega: mean reward vs the exact one, MMD to every target of the sweep."""
+    mu_ref = cfg.bandit.sample_mu(cfg.num_samples, gen)
     names = ["pi-" if w == PI_NEG else f"omega={w:g}" for w in omegas]
     targets = [oracle.sample(w, cfg.num_samples, gen) for w in omegas]
-    dist = mmd_matrix([*x, mu_ref], targets)  # rows: each omega's samples, then mu; columns: targets
-    rows, samples = [], {"mu": data[: cfg.num_samples]}
+    dist = mmd_matrix([*xs, mu_ref], targets)  # rows: each omega's samples, then mu; columns: targets
+    rows, samples = [], {}
     for i, omega in enumerate(omegas):
-        model_r, target_r = float(bandit.reward(x[i]).mean()), oracle.mean_reward(omega)
+        model_r, target_r = float(cfg.bandit.reward(xs[i]).mean()), oracle.mean_reward(omega)
         to_targets = dist[i].tolist()
         d_model, d_mu = to_targets[i], float(dist[-1, i])
         nearest = min(range(len(omegas)), key=to_targets.__getitem__)
@@ -203,8 +176,37 @@ def run_verification(
                 "passed": ok_r and ok_d,
             }
         )
-        samples[names[i]] = x[i]
+        samples[names[i]] = xs[i]
         samples["target " + names[i]] = targets[i]
+    return rows, samples
+
+
+def run_verification(
+    cfg: VerifyConfig, progress: bool = True, trained: Trained | None = None
+) -> VerifyResult:
+    """Train (unless ``trained`` is given), sample every omega, compare with pi*, study weight explosion."""
+    start = time.time()
+    if trained is None:
+        trained = train_policies(cfg, progress)
+    elif trained.weights != _weights_mode(cfg.variant):
+        raise ValueError(
+            f"trained: nets trained with weights={trained.weights!r} cannot run variant {cfg.variant!r}"
+        )
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    omegas = (PI_NEG, *cfg.omegas)
+    sample_omegas = [-w for w in omegas] if cfg.variant == "swapped_omega" else list(omegas)
+    if cfg.variant == "swapped_omega":
+        sample_omegas[0] = PI_NEG  # the pi- row is not a guidance sweep: keep it, break only the sweep
+    x = sample_dichotomous(
+        make_eps_fn(trained.eps_pos, trained.eps_neg),
+        (cfg.num_samples, 2),
+        sample_omegas,
+        trained.scheduler,
+        cfg.num_steps,
+        generator=gen,
+    )
+    rows, samples = _compare_with_targets(cfg, trained.oracle, list(x), omegas, gen)
+    samples["mu"] = trained.data[: cfg.num_samples]
     rewards = [r["reward_model"] for r in rows]
     monotone = {
         "omegas": list(omegas),
@@ -213,7 +215,13 @@ def run_verification(
         "passed": is_monotone(rewards, cfg.tol.monotone_slack),
     }
     explosion = weight_explosion(
-        data, adv, list(cfg.explosion_betas), bandit.k, scheduler, clip=cfg.awr_clip, seed=cfg.seed
+        trained.data,
+        trained.adv,
+        list(cfg.explosion_betas),
+        cfg.bandit.k,
+        trained.scheduler,
+        clip=cfg.awr_clip,
+        seed=cfg.seed,
     )
     exp_check = _explosion_check(explosion, cfg.tol)
     passed = all(r["passed"] for r in rows) and monotone["passed"] and exp_check["passed"]
