@@ -24,12 +24,14 @@ PI_NEG = -1.0
 
 @dataclass
 class Tolerances:
-    """Pass thresholds, set from what the correct implementation reaches on CPU (seeds 0-1).
+    """Pass thresholds, set from what the correct implementation reaches on CPU.
 
-    Measured with the correct variant: |dR| <= 0.06 and MMD ratio <= 0.68 (quick, omega <= 1),
-    |dR| <= 0.05 and ratio <= 0.65 (full, omega <= 2). The broken variants miss by far more: |dR| > 0.5,
-    ratio > 1, nearest target wrong. Exact scores would not reach zero either: guidance on noised
-    densities is not the tilt of the noised target, so omega-combined samples are slightly too wide.
+    Measured with the correct variant: quick (seeds 0, 1; omega <= 1) |dR| <= 0.04, MMD ratio <= 0.68;
+    full (seed 0; omega <= 2) |dR| <= 0.05, ratio <= 0.38. The broken variants miss by far more
+    (|dR| > 0.5, ratio > 1, nearest target wrong). What remains is fit error of the toy nets plus the
+    known guidance effect (guiding noised densities is not the tilt of the noised target): at omega >= 1
+    the guided samples are somewhat sharper than pi*. The quick run's 1500 steps do not settle omega = 2
+    (its sample is nearest the omega = 1 target), so the quick sweep stops at omega = 1.
     """
 
     reward: float = 0.12  # |E_model[G] - E_target[G]|, G in [-1, 1]
@@ -64,7 +66,7 @@ class VerifyConfig:
         base = {
             "pool_size": 100_000,
             "num_samples": 1000,
-            "omegas": (0.0, 0.5, 1.0),  # omega=2 needs the full run's training to pass (see the report)
+            "omegas": (0.0, 0.5, 1.0),  # omega=2 needs the full run's training (see Tolerances)
             "train": TrainConfig(steps=1500, batch_size=128),
             "explosion_betas": (3.0, 100.0),
         }
