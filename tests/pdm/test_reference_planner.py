@@ -36,3 +36,14 @@ def test_stops_at_a_red_light(road):
     assert s["tlc"][0] == 1.0 and s["progress"][0] > 5.0
     green = plan_reference(road(ego_x=30.0, ego_speed=8.0), speed_limit=15.0)
     assert green[-1, 0] > ref[-1, 0] + 5.0
+
+
+def test_empty_scene_without_agents_or_lights(road):
+    import dataclasses
+
+    ctx = dataclasses.replace(
+        road(ego_speed=5.0), red_light_ids=[], red_light_polygons=[], red_light_active=None
+    )
+    assert ctx.num_agents == 0 and ctx.red_light_active.shape[1] == 0
+    ref = plan_reference(ctx, speed_limit=10.0)
+    assert ref.shape == (41, 3) and ref[-1, 0] - ref[0, 0] > 20.0
