@@ -41,8 +41,10 @@ def observation_from_agent_input(agent_input: AgentInput, spec: ObservationSpec)
         for cam in spec.cameras:
             image = getattr(cams, cam).image
             if image is None:
-                raise ValueError(f"AgentInput history frame {i - h + 1}: camera {cam} has no image "
-                                 "(is it enabled in get_sensor_config?)")
+                raise ValueError(
+                    f"AgentInput history frame {i - h + 1}: camera {cam} has no image "
+                    "(is it enabled in get_sensor_config?)"
+                )
             images.append(decode_jpeg(encode_jpeg(np.asarray(image), spec.image_size, spec.jpeg_quality)))
     return {
         "images": np.stack(images),
@@ -70,9 +72,17 @@ class DipoleAgent(AbstractAgent):
         if checkpoint_path in (None, "", "???"):
             raise ValueError("DipoleAgent: set agent.checkpoint_path=<save_pretrained dir>")
         if omega < 0 or best_of < 1:
-            raise ValueError(f"DipoleAgent: need omega >= 0 and best_of >= 1, got omega={omega}, best_of={best_of}")
+            raise ValueError(
+                f"DipoleAgent: need omega >= 0 and best_of >= 1, got omega={omega}, best_of={best_of}"
+            )
         self.checkpoint_path = str(checkpoint_path)
-        self.omega, self.num_steps, self.best_of, self.device, self.seed = float(omega), num_steps, int(best_of), device, seed
+        self.omega, self.num_steps, self.best_of, self.device, self.seed = (
+            float(omega),
+            num_steps,
+            int(best_of),
+            device,
+            seed,
+        )
         self.spec = ObservationSpec.from_checkpoint(Path(self.checkpoint_path))
         self._runner: PolicyRunner | None = None
 
@@ -82,8 +92,10 @@ class DipoleAgent(AbstractAgent):
     def get_sensor_config(self) -> SensorConfig:
         """The cameras x history frames the checkpoint was trained with; no lidar."""
         history = list(range(4 - self.spec.history_frames, 4))
-        kwargs = {cam: (history if cam in self.spec.cameras else False) for cam in
-                  ("cam_f0", "cam_l0", "cam_l1", "cam_l2", "cam_r0", "cam_r1", "cam_r2", "cam_b0")}
+        kwargs = {
+            cam: (history if cam in self.spec.cameras else False)
+            for cam in ("cam_f0", "cam_l0", "cam_l1", "cam_l2", "cam_r0", "cam_r1", "cam_r2", "cam_b0")
+        }
         return SensorConfig(**kwargs, lidar_pc=False)
 
     def initialize(self) -> None:
@@ -94,5 +106,7 @@ class DipoleAgent(AbstractAgent):
             self.initialize()
         obs = observation_from_agent_input(agent_input, self.spec)
         score_fn = consensus_scores if self.best_of > 1 else None
-        poses = self._runner.sample([obs], [self.omega], best_of=self.best_of, score_fn=score_fn, tokens=[NOISE_KEY])[0, 0]
+        poses = self._runner.sample(
+            [obs], [self.omega], best_of=self.best_of, score_fn=score_fn, tokens=[NOISE_KEY]
+        )[0, 0]
         return Trajectory(poses.astype(np.float32), self._trajectory_sampling)

@@ -28,8 +28,17 @@ BENCH_IMAGE_SIZE = (64, 36)
 def _world(tmp: Path) -> tuple[Path, str]:
     from data_prep.synthesize import synthesize
 
-    synthesize(tmp / "data", "bench", 2, seed=0, frames_per_log=24, image_size=(128, 72), cameras=("CAM_F0",),
-               workers=1, progress=False)
+    synthesize(
+        tmp / "data",
+        "bench",
+        2,
+        seed=0,
+        frames_per_log=24,
+        image_size=(128, 72),
+        cameras=("CAM_F0",),
+        workers=1,
+        progress=False,
+    )
     return tmp / "data", "bench"
 
 
@@ -41,14 +50,24 @@ def _tiny_checkpoint(tmp: Path) -> Path:
     return path
 
 
-def run(checkpoint: Path, data_root: Path, split: str, scenes: int, steps: int | None, batch_size: int,
-        out: Path) -> list[dict]:
+def run(
+    checkpoint: Path, data_root: Path, split: str, scenes: int, steps: int | None, batch_size: int, out: Path
+) -> list[dict]:
     """One row per case: omegas, scenes, seconds, scenes/s and seconds per stage."""
     rows = []
     for case, omegas in (("1 omega", (1.0,)), ("8-omega sweep", SWEEP)):
-        settings = EvalSettings(data_root=data_root, split=split, out=out / case.replace(" ", "_"),
-                                checkpoint=checkpoint, omegas=omegas, steps=steps, batch_size=batch_size,
-                                max_scenes=scenes, frame_interval=1, worst_k=0)
+        settings = EvalSettings(
+            data_root=data_root,
+            split=split,
+            out=out / case.replace(" ", "_"),
+            checkpoint=checkpoint,
+            omegas=omegas,
+            steps=steps,
+            batch_size=batch_size,
+            max_scenes=scenes,
+            frame_interval=1,
+            worst_k=0,
+        )
         ev = Evaluator(settings)
         ev.evaluate_tokens(ev.loader.tokens[:1])  # warm-up (lazy imports, first allocations)
         ev.timings = dict.fromkeys(ev.timings, 0.0)
@@ -56,21 +75,36 @@ def run(checkpoint: Path, data_root: Path, split: str, scenes: int, steps: int |
         ev.run()
         seconds = time.perf_counter() - start
         n = len(ev.loader)
-        rows.append({"case": case, "omegas": len(omegas), "scenes": n, "seconds": seconds, "scenes_per_s": n / seconds,
-                     "trajectories_per_s": n * (len(omegas) + 2) / seconds, **ev.timings})
+        rows.append(
+            {
+                "case": case,
+                "omegas": len(omegas),
+                "scenes": n,
+                "seconds": seconds,
+                "scenes_per_s": n / seconds,
+                "trajectories_per_s": n * (len(omegas) + 2) / seconds,
+                **ev.timings,
+            }
+        )
     return rows
 
 
 def print_table(rows: Sequence[dict]) -> None:
-    print(f"{'case':<16}{'omegas':>7}{'scenes':>8}{'total s':>9}{'scenes/s':>10}{'trajs/s':>9}"
-          f"{'prepare s':>11}{'policy s':>10}{'score s':>9}")
+    print(
+        f"{'case':<16}{'omegas':>7}{'scenes':>8}{'total s':>9}{'scenes/s':>10}{'trajs/s':>9}"
+        f"{'prepare s':>11}{'policy s':>10}{'score s':>9}"
+    )
     for r in rows:
-        print(f"{r['case']:<16}{r['omegas']:>7}{r['scenes']:>8}{r['seconds']:>9.2f}{r['scenes_per_s']:>10.2f}"
-              f"{r['trajectories_per_s']:>9.1f}{r['prepare']:>11.2f}{r['policy']:>10.2f}{r['score']:>9.2f}")
+        print(
+            f"{r['case']:<16}{r['omegas']:>7}{r['scenes']:>8}{r['seconds']:>9.2f}{r['scenes_per_s']:>10.2f}"
+            f"{r['trajectories_per_s']:>9.1f}{r['prepare']:>11.2f}{r['policy']:>10.2f}{r['score']:>9.2f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m navsim_adapter.bench_eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m navsim_adapter.bench_eval", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--checkpoint", type=Path, default=None, help="default: an untrained tiny policy")
     p.add_argument("--data-root", type=Path, default=None, help="default: a generated 2-log synthetic split")
     p.add_argument("--split", default=None)
@@ -87,8 +121,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             raise SystemExit("--split is required with --data-root")
         checkpoint = a.checkpoint or _tiny_checkpoint(tmp)
         rows = run(checkpoint, data_root, split, a.scenes, a.steps, a.batch_size, tmp / "out")
-    print(f"evaluator, checkpoint {'tiny (untrained)' if a.checkpoint is None else a.checkpoint}, "
-          f"batch {a.batch_size}, {a.threads} torch thread(s), steps {a.steps or 'checkpoint default'}")
+    print(
+        f"evaluator, checkpoint {'tiny (untrained)' if a.checkpoint is None else a.checkpoint}, "
+        f"batch {a.batch_size}, {a.threads} torch thread(s), steps {a.steps or 'checkpoint default'}"
+    )
     print_table(rows)
     return rows
 

@@ -80,8 +80,16 @@ def write_csvs(records: list[dict], out: Path) -> list[Path]:
                 w = csv.writer(f)
                 w.writerow(["token", "valid", *columns.values()])
                 for r in recs:
-                    w.writerow([r["token"], r["valid"], *[_fmt(r.get(k) if r["valid"] else None) for k in keys]])
-                w.writerow([average, len(valid) == len(recs), *[_fmt(_mean([r.get(k) for r in valid])) for k in keys]])
+                    w.writerow(
+                        [r["token"], r["valid"], *[_fmt(r.get(k) if r["valid"] else None) for k in keys]]
+                    )
+                w.writerow(
+                    [
+                        average,
+                        len(valid) == len(recs),
+                        *[_fmt(_mean([r.get(k) for r in valid])) for k in keys],
+                    ]
+                )
             written.append(path)
     return written
 
@@ -114,8 +122,10 @@ def row_order(rows: Iterable[str]) -> list[str]:
 
 
 def markdown_table(table: dict[str, dict[str, float]]) -> str:
-    lines = ["| agent | " + " | ".join(LABELS[m] for m in SUMMARY_METRICS) + " | tokens (invalid) |",
-             "|---|" + "---:|" * len(SUMMARY_METRICS) + "---:|"]
+    lines = [
+        "| agent | " + " | ".join(LABELS[m] for m in SUMMARY_METRICS) + " | tokens (invalid) |",
+        "|---|" + "---:|" * len(SUMMARY_METRICS) + "---:|",
+    ]
     for row in row_order(table):
         s = table[row]
         cells = ["–" if math.isnan(s[m]) else f"{s[m]:.1f}" for m in SUMMARY_METRICS]

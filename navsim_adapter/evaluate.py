@@ -40,8 +40,10 @@ from navsim_adapter.observation import (
 
 log = logging.getLogger("navsim_adapter.evaluate")
 SETTINGS_FILE = "settings.json"
-EC_NOTE = ("EC (two-frame extended comfort) needs the previous frame's simulated states and is not computed "
-           "here (empty); EPDMS is then normalised without it, as NAVSIM does when EC is unavailable.")
+EC_NOTE = (
+    "EC (two-frame extended comfort) needs the previous frame's simulated states and is not computed "
+    "here (empty); EPDMS is then normalised without it, as NAVSIM does when EC is unavailable."
+)
 
 
 @dataclass
@@ -53,7 +55,9 @@ class EvalSettings:
     omegas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
     steps: int | None = None
     best_of: int = 1
-    selection: str = "consensus"  # best-of-N pick: consensus (non-privileged) | oracle (PDM of the logged future)
+    selection: str = (
+        "consensus"  # best-of-N pick: consensus (non-privileged) | oracle (PDM of the logged future)
+    )
     compare: dict[str, Path] = field(default_factory=dict)  # name -> checkpoint, sampled at omega 0
     batch_size: int = 8
     chunk: tuple[int, int] = (0, 1)
@@ -167,7 +171,9 @@ class Evaluator:
 
         self.s = s
         self.loader = SceneLoader(
-            s.split, data_root=s.data_root, scene_filter=SceneFilter(frame_interval=s.frame_interval, max_scenes=s.max_scenes)
+            s.split,
+            data_root=s.data_root,
+            scene_filter=SceneFilter(frame_interval=s.frame_interval, max_scenes=s.max_scenes),
         )
         self.runners: dict[str, PolicyRunner] = {}
         if s.checkpoint is not None:
@@ -180,14 +186,26 @@ class Evaluator:
             self.rows += [report.omega_row(name, o) for o in omegas]
         self.writer = RecordWriter(s.out / "records.jsonl")
         (s.out / SETTINGS_FILE).write_text(json.dumps(self.describe(), indent=2))
-        self.specs = list(dict.fromkeys(r.spec for r in self.runners.values()))  # observations built per scene
+        self.specs = list(
+            dict.fromkeys(r.spec for r in self.runners.values())
+        )  # observations built per scene
         self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (bench_eval)
 
     def describe(self) -> dict:
         """What produced these numbers (written to settings.json, echoed in summary.md)."""
         from navsim_adapter.pdm import SCORER_VERSION
 
-        keys = ("checkpoint", "split", "data_root", "omegas", "steps", "best_of", "selection", "seed", "frame_interval")
+        keys = (
+            "checkpoint",
+            "split",
+            "data_root",
+            "omegas",
+            "steps",
+            "best_of",
+            "selection",
+            "seed",
+            "frame_interval",
+        )
         d = {k: getattr(self.s, k) for k in keys}
         d.update(compare=self.s.compare, scenes=len(self.loader), scorer_version=SCORER_VERSION)
         return json.loads(json.dumps(d, default=str))
@@ -260,11 +278,18 @@ class Evaluator:
         result = score(contexts, trajs, on_invalid="zero", return_states=False)
         self.timings["policy"] += t1 - t0
         self.timings["score"] += time.perf_counter() - t1
-        return [rec for b, scene in enumerate(scenes) for rec in _records(scene.token, self.rows, result, b, trajs)]
+        return [
+            rec
+            for b, scene in enumerate(scenes)
+            for rec in _records(scene.token, self.rows, result, b, trajs)
+        ]
 
     def _trajectories(self, scenes, contexts, obs) -> np.ndarray:
         """[B, rows, 8, 3]: constant velocity, human, then each checkpoint's omegas (one sample call each)."""
-        cols = [np.stack([constant_velocity(s) for s in scenes]), np.stack([s.get_future_trajectory(8) for s in scenes])]
+        cols = [
+            np.stack([constant_velocity(s) for s in scenes]),
+            np.stack([s.get_future_trajectory(8) for s in scenes]),
+        ]
         tokens = [s.token for s in scenes]
         score_fn = None
         if self.s.best_of > 1:
@@ -282,7 +307,9 @@ class Evaluator:
         from navsim_adapter.pdm import score
 
         def fn(trajs) -> np.ndarray:
-            return score(contexts, to_numpy(trajs).astype(np.float64), on_invalid="zero", return_states=False).pdms
+            return score(
+                contexts, to_numpy(trajs).astype(np.float64), on_invalid="zero", return_states=False
+            ).pdms
 
         return fn
 
@@ -296,7 +323,9 @@ def write_report(out: Path, records: list[dict], loader=None, worst_k: int = 4, 
     text = f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens. {EC_NOTE}\n"
     settings = out / SETTINGS_FILE
     if settings.is_file():
-        text += "\n## Settings\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in json.loads(settings.read_text()).items())
+        text += "\n## Settings\n\n" + "\n".join(
+            f"- {k}: `{v}`" for k, v in json.loads(settings.read_text()).items()
+        )
         text += "\n"
     if invalid:
         text += "\n## Invalid tokens\n\n" + "\n".join(f"- `{t}`: {e}" for t, e in invalid[:50]) + "\n"
@@ -324,27 +353,45 @@ def _worst_pictures(out: Path, records, table, loader, k: int, name: str) -> Non
             scene = loader.get_scene(r["token"])
             ctx = build_context(scene)
             ref = global_to_local(ctx.reference_poses[5::5], ctx.ego_state[:3])
-            fig = render_scene(scene, {f"{best} (PDMS {100 * r['pdms']:.0f})": np.asarray(r["trajectory"]),
-                                       "PDM-Closed reference": ref})
+            fig = render_scene(
+                scene,
+                {
+                    f"{best} (PDMS {100 * r['pdms']:.0f})": np.asarray(r["trajectory"]),
+                    "PDM-Closed reference": ref,
+                },
+            )
             fig.savefig(out / "worst" / f"{r['token']}.png")
         except Exception as err:  # noqa: BLE001 - pictures are a courtesy, never fail the report
             log.warning("could not draw %s: %s", r["token"], err)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m navsim_adapter.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m navsim_adapter.evaluate", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--checkpoint", type=Path, help="policy checkpoint (save_pretrained dir)")
     p.add_argument("--name", default="dipole", help="row name of --checkpoint in the tables")
     p.add_argument("--data-root", type=Path, default=None, help="default $OPENSCENE_DATA_ROOT")
     p.add_argument("--split", default=None)
     p.add_argument("--omega", type=parse_omegas, default=(0.0, 0.5, 1.0, 2.0, 4.0))
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
-    p.add_argument("--best-of", type=positive_int, default=1, help="N samples per scene and omega, keep one (see --selection)")
-    p.add_argument("--selection", choices=("consensus", "oracle"), default="consensus",
-                   help="best-of-N pick: consensus = the sample closest to the others (what DipoleAgent does); "
-                        "oracle = best PDM score against the logged future (privileged upper bound)")
+    p.add_argument(
+        "--best-of",
+        type=positive_int,
+        default=1,
+        help="N samples per scene and omega, keep one (see --selection)",
+    )
+    p.add_argument(
+        "--selection",
+        choices=("consensus", "oracle"),
+        default="consensus",
+        help="best-of-N pick: consensus = the sample closest to the others (what DipoleAgent does); "
+        "oracle = best PDM score against the logged future (privileged upper bound)",
+    )
     p.add_argument("--bc-checkpoint", type=Path, default=None, help="adds a 'bc' row (omega 0)")
-    p.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT", help="more rows, e.g. awr=runs/awr")
+    p.add_argument(
+        "--compare", action="append", default=[], metavar="NAME=CKPT", help="more rows, e.g. awr=runs/awr"
+    )
     p.add_argument("--metric-cache", type=Path, default=None, help="real NAVSIM metric cache (needs navsim)")
     p.add_argument("--out", type=Path, default=Path("eval_out"))
     p.add_argument("--batch-size", type=positive_int, default=8)
@@ -355,7 +402,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--worst-k", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine)"
+    )
     return p.parse_args(argv)
 
 
@@ -379,9 +428,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if a.split is None:
         raise SystemExit("--split is required (e.g. navtest, or the synthetic split name)")
     if a.metric_cache is not None:
-        raise SystemExit("--metric-cache: reading an official NAVSIM metric cache is not supported yet; evaluate "
-                         "real logs with --data-root (our PDM engine builds the scoring context from the scene and "
-                         "its map), or score DipoleAgent with navsim's own run_pdm_score (docs/evaluation.md)")
+        raise SystemExit(
+            "--metric-cache: reading an official NAVSIM metric cache is not supported yet; evaluate "
+            "real logs with --data-root (our PDM engine builds the scoring context from the scene and "
+            "its map), or score DipoleAgent with navsim's own run_pdm_score (docs/evaluation.md)"
+        )
     compare = {}
     if a.bc_checkpoint:
         compare["bc"] = a.bc_checkpoint
@@ -393,9 +444,22 @@ def main(argv: Sequence[str] | None = None) -> Path:
     from navsim_adapter.paths import openscene_data_root
 
     s = EvalSettings(
-        data_root=openscene_data_root(a.data_root), split=a.split, out=a.out, checkpoint=a.checkpoint, omegas=a.omega,
-        steps=a.steps, best_of=a.best_of, selection=a.selection, compare=compare, batch_size=a.batch_size, chunk=a.chunk,
-        max_scenes=a.max_scenes, worst_k=a.worst_k, seed=a.seed, device=a.device, frame_interval=a.frame_interval,
+        data_root=openscene_data_root(a.data_root),
+        split=a.split,
+        out=a.out,
+        checkpoint=a.checkpoint,
+        omegas=a.omega,
+        steps=a.steps,
+        best_of=a.best_of,
+        selection=a.selection,
+        compare=compare,
+        batch_size=a.batch_size,
+        chunk=a.chunk,
+        max_scenes=a.max_scenes,
+        worst_k=a.worst_k,
+        seed=a.seed,
+        device=a.device,
+        frame_interval=a.frame_interval,
         name=a.name,
     )
     ev = Evaluator(s)

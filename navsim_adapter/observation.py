@@ -53,23 +53,37 @@ class ObservationSpec:
 
         path = Path(checkpoint)
         obs = PolicyConfig.from_yaml(path / CONFIG_FILE).observation
-        spec: dict[str, Any] = {"cameras": list(obs.cameras), "history_frames": max(obs.history_frames, obs.ego_history)}
+        spec: dict[str, Any] = {
+            "cameras": list(obs.cameras),
+            "history_frames": max(obs.history_frames, obs.ego_history),
+        }
         override = path / OBSERVATION_FILE
         if override.is_file():
             try:
                 spec.update(json.loads(override.read_text()))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{override}: not valid JSON ({err}); expected image_size [W, H], jpeg_quality") from err
+                raise ValueError(
+                    f"{override}: not valid JSON ({err}); expected image_size [W, H], jpeg_quality"
+                ) from err
         if "image_size" not in spec:
             spec = {**_shard_image(path), **spec}
         if "image_size" not in spec:
-            log.warning("%s: cannot find the training shards' image size (no %s, no run config.yaml with readable "
-                        "data.shards); assuming %s", path, OBSERVATION_FILE, DEFAULT_IMAGE_SIZE)
+            log.warning(
+                "%s: cannot find the training shards' image size (no %s, no run config.yaml with readable "
+                "data.shards); assuming %s",
+                path,
+                OBSERVATION_FILE,
+                DEFAULT_IMAGE_SIZE,
+            )
         size = spec.get("image_size", DEFAULT_IMAGE_SIZE)
         if not isinstance(size, (list, tuple)) or len(size) != 2 or min(int(v) for v in size) < 1:
             raise ValueError(f"{path}: observation field 'image_size' must be [W, H], got {size!r}")
-        return cls(tuple(spec["cameras"]), (int(size[0]), int(size[1])), int(spec["history_frames"]),
-                   int(spec.get("jpeg_quality", JPEG_QUALITY)))
+        return cls(
+            tuple(spec["cameras"]),
+            (int(size[0]), int(size[1])),
+            int(spec["history_frames"]),
+            int(spec.get("jpeg_quality", JPEG_QUALITY)),
+        )
 
 
 def _shard_image(checkpoint: Path) -> dict[str, Any]:
@@ -85,7 +99,10 @@ def _shard_image(checkpoint: Path) -> dict[str, Any]:
     first = shards if isinstance(shards, str) or shards is None else next(iter(shards), None)
     try:
         image = read_manifest(Path(str(first)))["image"]
-        return {"image_size": [int(v) for v in image["size"]], "jpeg_quality": int(image.get("quality", JPEG_QUALITY))}
+        return {
+            "image_size": [int(v) for v in image["size"]],
+            "jpeg_quality": int(image.get("quality", JPEG_QUALITY)),
+        }
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return {}
 
@@ -95,8 +112,15 @@ def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
     from data_prep.build_shards import BuildSettings, _decoded_view, _scene_sample
 
     settings = BuildSettings(
-        data_root="", split="", cameras=spec.cameras, image_size=spec.image_size,
-        history_frames=spec.history_frames, sources=(), shard_size=1, limit=None, seed=0,
+        data_root="",
+        split="",
+        cameras=spec.cameras,
+        image_size=spec.image_size,
+        history_frames=spec.history_frames,
+        sources=(),
+        shard_size=1,
+        limit=None,
+        seed=0,
         jpeg_quality=spec.jpeg_quality,
     )
     return _decoded_view(_scene_sample(scene, settings))
@@ -130,14 +154,18 @@ class PolicyRunner:
     generator seeded by (seed, token), so results are reproducible whatever the batching.
     """
 
-    def __init__(self, checkpoint: str | Path, num_steps: int | None = None, device: str = "cpu", seed: int = 0):
+    def __init__(
+        self, checkpoint: str | Path, num_steps: int | None = None, device: str = "cpu", seed: int = 0
+    ):
         import torch
 
         from vla_dipole.model.policy import DipolePolicy
 
         path = Path(checkpoint)
         if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint {path} does not exist (expected a save_pretrained directory)")
+            raise FileNotFoundError(
+                f"checkpoint {path} does not exist (expected a save_pretrained directory)"
+            )
         self.checkpoint = path
         self.device = torch.device(device)
         self.policy = DipolePolicy.from_pretrained(path, device=self.device).eval()
@@ -161,7 +189,11 @@ class PolicyRunner:
         from vla_dipole.data.collate import collate
 
         batch = collate(list(observations))
-        tokens = list(tokens) if tokens is not None else batch.get("token") or [str(i) for i in range(len(observations))]
+        tokens = (
+            list(tokens)
+            if tokens is not None
+            else batch.get("token") or [str(i) for i in range(len(observations))]
+        )
         seeds = [token_seed(self.seed, t) for t in tokens]
         if self._per_scene_noise:
             generator: Any = [torch.Generator().manual_seed(s) for s in seeds]

@@ -68,8 +68,17 @@ def _predict(runner, loader, omega: float, batch_size: int, best_of: int = 1) ->
 
 
 def create_submission(
-    checkpoint: Path, data_root: Path, split: str, meta: dict[str, str], *, omega: float = 1.0, steps: int | None = None,
-    out: Path = Path("submission.pkl"), second_stage_split: str | None = None, batch_size: int = 8, device: str = "cpu",
+    checkpoint: Path,
+    data_root: Path,
+    split: str,
+    meta: dict[str, str],
+    *,
+    omega: float = 1.0,
+    steps: int | None = None,
+    out: Path = Path("submission.pkl"),
+    second_stage_split: str | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
     best_of: int = 1,
 ) -> Path:
     """Predict every scene of `split` (and `second_stage_split` for the v2 two-stage format) and pickle it."""
@@ -78,19 +87,26 @@ def create_submission(
 
     missing = [k for k in META_KEYS if not meta.get(k)]
     if missing:
-        raise ValueError(f"submission metadata missing {missing} (the leaderboard requires all of {list(META_KEYS)})")
+        raise ValueError(
+            f"submission metadata missing {missing} (the leaderboard requires all of {list(META_KEYS)})"
+        )
     try:
         import navsim  # noqa: F401
     except ImportError:
-        warnings.warn("navsim is not installed: trajectories are pickled as navsim_adapter.submission.LocalTrajectory, "
-                      "which the leaderboard cannot read. Install vla-dipole[navsim] for a real submission.", stacklevel=2)
+        warnings.warn(
+            "navsim is not installed: trajectories are pickled as navsim_adapter.submission.LocalTrajectory, "
+            "which the leaderboard cannot read. Install vla-dipole[navsim] for a real submission.",
+            stacklevel=2,
+        )
     runner = PolicyRunner(checkpoint, steps, device)
     first = SceneLoader(split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1))
     sub: dict = dict(meta)
     if second_stage_split is None:
         sub["predictions"] = [_predict(runner, first, omega, batch_size, best_of)]
     else:
-        second = SceneLoader(second_stage_split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1))
+        second = SceneLoader(
+            second_stage_split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1)
+        )
         sub["first_stage_predictions"] = [_predict(runner, first, omega, batch_size, best_of)]
         sub["second_stage_predictions"] = [_predict(runner, second, omega, batch_size, best_of)]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +131,10 @@ def validate_submission(path: Path, expected: Mapping[str, Sequence[str]] | None
         raise ValueError(f"{path}: missing metadata {missing}")
     stages = [k for k in STAGES if k in sub]
     if stages not in (["predictions"], ["first_stage_predictions", "second_stage_predictions"]):
-        raise ValueError(f"{path}: expected key 'predictions' (v1) or both 'first_stage_predictions' and "
-                         f"'second_stage_predictions' (v2 two-stage), found {stages}")
+        raise ValueError(
+            f"{path}: expected key 'predictions' (v1) or both 'first_stage_predictions' and "
+            f"'second_stage_predictions' (v2 two-stage), found {stages}"
+        )
     counts = {}
     for stage in stages:
         merged = _stage_predictions(path, sub, stage)
@@ -140,7 +158,9 @@ def _stage_predictions(path: Path, sub: dict, stage: str) -> dict:
     return {t: tr for p in preds for t, tr in p.items()}
 
 
-def expected_tokens(data_root: Path, split: str, second_stage_split: str | None = None) -> dict[str, list[str]]:
+def expected_tokens(
+    data_root: Path, split: str, second_stage_split: str | None = None
+) -> dict[str, list[str]]:
     """The tokens a submission for `split` must contain (every frame-interval-1 scene, as NAVSIM's splits)."""
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
@@ -154,17 +174,27 @@ def expected_tokens(data_root: Path, split: str, second_stage_split: str | None 
 
 def main(argv: Sequence[str] | None = None) -> Path | dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m navsim_adapter.submission", description=__doc__.split("\n\n")[0])
-    p.add_argument("--validate", type=Path, default=None, help="check an existing pickle instead of creating one")
+    p = argparse.ArgumentParser(
+        prog="python -m navsim_adapter.submission", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--validate", type=Path, default=None, help="check an existing pickle instead of creating one"
+    )
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--split", default="navtest")
-    p.add_argument("--second-stage-split", default=None, help="v2 two-stage: split of the second-stage scenes")
+    p.add_argument(
+        "--second-stage-split", default=None, help="v2 two-stage: split of the second-stage scenes"
+    )
     p.add_argument("--omega", type=float, default=1.0)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--best-of", type=int, default=1, help="N samples, keep the consensus (non-privileged)")
-    p.add_argument("--selection", choices=("consensus", "oracle"), default="consensus",
-                   help="oracle (PDM score against the logged future) is privileged and refused")
+    p.add_argument(
+        "--selection",
+        choices=("consensus", "oracle"),
+        default="consensus",
+        help="oracle (PDM score against the logged future) is privileged and refused",
+    )
     p.add_argument("--team-name")
     p.add_argument("--authors")
     p.add_argument("--email")
@@ -190,16 +220,33 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
         print(f"{a.validate}: OK ({checked}) " + ", ".join(f"{k}: {v} tokens" for k, v in counts.items()))
         return counts
     if a.selection == "oracle":
-        raise SystemExit("--selection oracle picks samples by the PDM score of the logged future: a privileged "
-                         "(scene-reading) agent, which the leaderboard refuses. Use --selection consensus.")
+        raise SystemExit(
+            "--selection oracle picks samples by the PDM score of the logged future: a privileged "
+            "(scene-reading) agent, which the leaderboard refuses. Use --selection consensus."
+        )
     if a.checkpoint is None:
         raise SystemExit("--checkpoint is required to create a submission (or use --validate FILE)")
-    meta = {"team_name": a.team_name, "authors": a.authors, "email": a.email, "institution": a.institution,
-            "country / region": a.country}
+    meta = {
+        "team_name": a.team_name,
+        "authors": a.authors,
+        "email": a.email,
+        "institution": a.institution,
+        "country / region": a.country,
+    }
     data_root = openscene_data_root(a.data_root)
     try:
-        path = create_submission(a.checkpoint, data_root, a.split, meta, omega=a.omega, steps=a.steps, out=a.out,
-                                 second_stage_split=a.second_stage_split, device=a.device, best_of=a.best_of)
+        path = create_submission(
+            a.checkpoint,
+            data_root,
+            a.split,
+            meta,
+            omega=a.omega,
+            steps=a.steps,
+            out=a.out,
+            second_stage_split=a.second_stage_split,
+            device=a.device,
+            best_of=a.best_of,
+        )
     except ValueError as err:
         raise SystemExit(str(err)) from None
     counts = validate_submission(path, expected_tokens(data_root, a.split, a.second_stage_split))

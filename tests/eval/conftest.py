@@ -19,9 +19,30 @@ SPLIT = "test"
 def eval_command(checkpoint: Path, root: Path, out: Path, *extra: str) -> list[str]:
     """The evaluator command line every test shares (same batching, so runs are comparable)."""
     return [
-        sys.executable, "-m", "navsim_adapter.evaluate", "--checkpoint", str(checkpoint), "--data-root", str(root),
-        "--split", SPLIT, "--omega", "0,1", "--steps", "2", "--batch-size", "2", "--frame-interval", "2",
-        "--threads", "1", "--worst-k", "1", "--out", str(out), *extra,
+        sys.executable,
+        "-m",
+        "navsim_adapter.evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--data-root",
+        str(root),
+        "--split",
+        SPLIT,
+        "--omega",
+        "0,1",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--frame-interval",
+        "2",
+        "--threads",
+        "1",
+        "--worst-k",
+        "1",
+        "--out",
+        str(out),
+        *extra,
     ]
 
 
@@ -68,4 +89,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-

@@ -16,7 +16,9 @@ NAVSIM_CAMS = ("CAM_F0", "CAM_L0", "CAM_L1", "CAM_L2", "CAM_R0", "CAM_R1", "CAM_
 
 
 def test_import_without_navsim_names_the_extra(monkeypatch):
-    for name in [m for m in sys.modules if m == "navsim" or m.startswith(("navsim.", "navsim_adapter.agent"))]:
+    for name in [
+        m for m in sys.modules if m == "navsim" or m.startswith(("navsim.", "navsim_adapter.agent"))
+    ]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "navsim", None)  # makes `import navsim...` fail
     with pytest.raises(ImportError, match=r"make install-navsim|vla-dipole\[navsim\]"):
@@ -26,8 +28,12 @@ def test_import_without_navsim_names_the_extra(monkeypatch):
 
 @pytest.fixture(scope="module")
 def navsim():
-    pytest.importorskip("navsim.agents.abstract_agent", reason="official navsim not installed (make install-navsim)")
-    pytest.importorskip("nuplan.planning.simulation.trajectory.trajectory_sampling", reason="nuplan-devkit missing")
+    pytest.importorskip(
+        "navsim.agents.abstract_agent", reason="official navsim not installed (make install-navsim)"
+    )
+    pytest.importorskip(
+        "nuplan.planning.simulation.trajectory.trajectory_sampling", reason="nuplan-devkit missing"
+    )
     from navsim.agents.abstract_agent import AbstractAgent
     from navsim.common.dataclasses import AgentInput, Trajectory
 
@@ -52,8 +58,9 @@ def navsim_agent_input(root, split, token, agent, AgentInput):
     i = next(k for k, fr in enumerate(frames) if fr["token"] == token)
     for fr in frames:  # navsim's Cameras.from_camera_dict expects all 8 cams keys; ours has CAM_F0 only
         fr["cams"] = {cam: fr["cams"].get(cam, fr["cams"]["CAM_F0"]) for cam in NAVSIM_CAMS}
-    return AgentInput.from_scene_dict_list(frames[i - 3 : i + 1], root / "sensor_blobs" / split, 4,
-                                           agent.get_sensor_config()), scene
+    return AgentInput.from_scene_dict_list(
+        frames[i - 3 : i + 1], root / "sensor_blobs" / split, 4, agent.get_sensor_config()
+    ), scene
 
 
 @pytest.mark.navsim
@@ -77,14 +84,18 @@ def test_missing_checkpoint_path_is_a_clear_error(navsim):
 
 
 @pytest.mark.navsim
-def test_compute_trajectory_on_navsim_agent_input_matches_our_observation_path(navsim, tiny_bc_policy, synthetic_root):
+def test_compute_trajectory_on_navsim_agent_input_matches_our_observation_path(
+    navsim, tiny_bc_policy, synthetic_root
+):
     from navsim_adapter.agent import NOISE_KEY
     from navsim_adapter.observation import PolicyRunner, scene_observation
 
     _, AgentInput, Trajectory = navsim
     agent = compose_agent(tiny_bc_policy, "agent.omega=1.0", "agent.num_steps=2")
     agent.initialize()
-    token = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1)).tokens[3]
+    token = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1)).tokens[
+        3
+    ]
     agent_input, scene = navsim_agent_input(synthetic_root, "test", token, agent, AgentInput)
     traj = agent.compute_trajectory(agent_input)
     assert isinstance(traj, Trajectory)
@@ -100,7 +111,9 @@ def test_compute_trajectory_on_navsim_agent_input_matches_our_observation_path(n
 def test_best_of_uses_non_privileged_consensus(navsim, tiny_bc_policy, synthetic_root):
     _, AgentInput, _ = navsim
     agent = compose_agent(tiny_bc_policy, "agent.best_of=4", "agent.num_steps=2")
-    token = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1)).tokens[0]
+    token = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1)).tokens[
+        0
+    ]
     agent_input, _ = navsim_agent_input(synthetic_root, "test", token, agent, AgentInput)
     assert agent.requires_scene is False
     assert agent.compute_trajectory(agent_input).poses.shape == (8, 3)

@@ -21,11 +21,30 @@ from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 ROWS = ["constant_velocity", "human", "dipole@omega=0", "dipole@omega=1"]
 CSV_STEMS = ["constant_velocity", "human", "dipole_omega0", "dipole_omega1"]
 # NAVSIM's csv headers (shared/docs/navsim.md §3; v2 = run_pdm_score_one_stage's PDMResults columns + EC)
-NAVSIM_V1 = ["token", "valid", "no_at_fault_collisions", "drivable_area_compliance", "ego_progress",
-             "time_to_collision_within_bound", "comfort", "score"]
-NAVSIM_V2 = ["token", "valid", "no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-             "traffic_light_compliance", "ego_progress", "time_to_collision_within_bound", "lane_keeping",
-             "history_comfort", "two_frame_extended_comfort", "score"]
+NAVSIM_V1 = [
+    "token",
+    "valid",
+    "no_at_fault_collisions",
+    "drivable_area_compliance",
+    "ego_progress",
+    "time_to_collision_within_bound",
+    "comfort",
+    "score",
+]
+NAVSIM_V2 = [
+    "token",
+    "valid",
+    "no_at_fault_collisions",
+    "drivable_area_compliance",
+    "driving_direction_compliance",
+    "traffic_light_compliance",
+    "ego_progress",
+    "time_to_collision_within_bound",
+    "lane_keeping",
+    "history_comfort",
+    "two_frame_extended_comfort",
+    "score",
+]
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -41,7 +60,10 @@ def test_outputs_have_navsim_columns_and_every_token(eval_run, synthetic_root):
     tokens = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=2)).tokens
     assert len(tokens) >= 6
     for stem in CSV_STEMS:
-        for version, header, average in (("v1", NAVSIM_V1, "average"), ("v2", NAVSIM_V2, "average_all_frames")):
+        for version, header, average in (
+            ("v1", NAVSIM_V1, "average"),
+            ("v2", NAVSIM_V2, "average_all_frames"),
+        ):
             path = eval_run / f"{stem}_{version}.csv"
             with path.open() as f:
                 assert next(csv.reader(f)) == header, path
@@ -91,14 +113,20 @@ def test_summary_table_plot_and_worst_pictures(eval_run):
     assert "steps" in json.loads((eval_run / "settings.json").read_text())
     assert (eval_run / "omega_curve.png").read_bytes()[:4] == b"\x89PNG"
     worst = list((eval_run / "worst").glob("*.png"))
-    assert len(worst) == 1 and worst[0].stem in {r["token"] for r in read_records([eval_run / "records.jsonl"])}
+    assert len(worst) == 1 and worst[0].stem in {
+        r["token"] for r in read_records([eval_run / "records.jsonl"])
+    }
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(eval_cmd, eval_run, eval_main, tmp_path):
     out = tmp_path / "killed"
     records = out / "records.jsonl"
-    proc = subprocess.Popen(eval_cmd(out), cwd=Path(__file__).resolve().parents[2],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        eval_cmd(out),
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
@@ -134,9 +162,30 @@ def test_missing_camera_file_is_recorded_invalid(tiny_bc_policy, synthetic_root,
     Path(image).unlink()
 
     out = tmp_path / "out"
-    evaluate.main(["--checkpoint", str(tiny_bc_policy), "--data-root", str(root), "--split", "test", "--omega", "0",
-                   "--steps", "2", "--batch-size", "3", "--frame-interval", "2", "--max-scenes", "3",
-                   "--worst-k", "0", "--out", str(out)])
+    evaluate.main(
+        [
+            "--checkpoint",
+            str(tiny_bc_policy),
+            "--data-root",
+            str(root),
+            "--split",
+            "test",
+            "--omega",
+            "0",
+            "--steps",
+            "2",
+            "--batch-size",
+            "3",
+            "--frame-interval",
+            "2",
+            "--max-scenes",
+            "3",
+            "--worst-k",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     records = read_records([out / "records.jsonl"])
     assert {r["token"] for r in records} == set(loader.tokens)
     for r in records:
@@ -165,8 +214,11 @@ def test_chunks_merge_into_the_full_report(eval_run, eval_cmd, eval_main, tmp_pa
 
 
 def test_cli_rejects_bad_arguments(capsys):
-    for argv, message in ((["--split", "x", "--omega", "1,a"], "--omega"), (["--split", "x", "--chunk", "2/2"], "0 <= i < N"),
-                          (["--split", "x", "--best-of", "0"], ">= 1")):
+    for argv, message in (
+        (["--split", "x", "--omega", "1,a"], "--omega"),
+        (["--split", "x", "--chunk", "2/2"], "0 <= i < N"),
+        (["--split", "x", "--best-of", "0"], ">= 1"),
+    ):
         with pytest.raises(SystemExit):
             evaluate.main(argv)
         assert message in capsys.readouterr().err

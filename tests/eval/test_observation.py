@@ -57,6 +57,8 @@ def test_samples_depend_on_the_token_not_on_the_batch(tiny_bc_policy, synthetic_
     together = runner.sample(obs, [0.0, 1.0])
     assert together.shape == (3, 2, 8, 3) and np.isfinite(together).all()
     alone = runner.sample(obs[1:2], [0.0, 1.0])
-    np.testing.assert_allclose(alone[0], together[1], atol=1e-2)  # same noise; float batching differences only
+    np.testing.assert_allclose(
+        alone[0], together[1], atol=1e-2
+    )  # same noise; float batching differences only
     reseeded = PolicyRunner(tiny_bc_policy, num_steps=2, seed=1).sample(obs[1:2], [0.0])
     assert not np.allclose(reseeded[0, 0], together[1, 0], atol=1e-2)

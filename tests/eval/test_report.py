@@ -20,7 +20,11 @@ def rec(row: str, token: str, pdms: float | None, valid: bool = True) -> dict:
 
 
 def test_csv_average_is_over_valid_tokens_and_invalid_rows_stay_empty(tmp_path):
-    records = [rec("a@omega=1", "t1", 1.0), rec("a@omega=1", "t2", 0.5), rec("a@omega=1", "t3", None, valid=False)]
+    records = [
+        rec("a@omega=1", "t1", 1.0),
+        rec("a@omega=1", "t2", 0.5),
+        rec("a@omega=1", "t3", None, valid=False),
+    ]
     paths = report.write_csvs(records, tmp_path)
     assert sorted(p.name for p in paths) == ["a_omega1_v1.csv", "a_omega1_v2.csv"]
     with (tmp_path / "a_omega1_v1.csv").open() as f:
@@ -35,19 +39,31 @@ def test_csv_average_is_over_valid_tokens_and_invalid_rows_stay_empty(tmp_path):
 
 
 def test_summary_rows_ordered_and_scaled():
-    records = [rec("dipole@omega=2", "t", 0.9), rec("dipole@omega=0.5", "t", 0.8), rec("human", "t", 1.0),
-               rec("constant_velocity", "t", 0.2), rec("bc@omega=0", "t", 0.7)]
+    records = [
+        rec("dipole@omega=2", "t", 0.9),
+        rec("dipole@omega=0.5", "t", 0.8),
+        rec("human", "t", 1.0),
+        rec("constant_velocity", "t", 0.2),
+        rec("bc@omega=0", "t", 0.7),
+    ]
     table = report.summarize(records)
     assert table["human"]["pdms"] == pytest.approx(100.0)
     assert table["dipole@omega=2"]["n_valid"] == 1
-    assert report.row_order(table) == ["constant_velocity", "human", "bc@omega=0", "dipole@omega=0.5",
-                                       "dipole@omega=2"]
+    assert report.row_order(table) == [
+        "constant_velocity",
+        "human",
+        "bc@omega=0",
+        "dipole@omega=0.5",
+        "dipole@omega=2",
+    ]
     md = report.markdown_table(table)
     assert md.splitlines()[2].startswith("| constant_velocity | ") and "| 20.0 |" in md.splitlines()[2]
 
 
 def test_omega_plot_written(tmp_path):
-    table = report.summarize([rec(report.omega_row("d", w), "t", 0.1 * w) for w in (0, 1, 2)] + [rec("human", "t", 1)])
+    table = report.summarize(
+        [rec(report.omega_row("d", w), "t", 0.1 * w) for w in (0, 1, 2)] + [rec("human", "t", 1)]
+    )
     assert report.plot_omega_curve(table, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -27,14 +27,18 @@ def v1_pickle(tiny_bc_policy, synthetic_root, tmp_path_factory):
     torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("submission") / "submission.pkl"
-        return sub.create_submission(tiny_bc_policy, synthetic_root, "test", META, omega=1.0, steps=2, out=out)
+        return sub.create_submission(
+            tiny_bc_policy, synthetic_root, "test", META, omega=1.0, steps=2, out=out
+        )
     finally:
         torch.set_num_threads(threads)
 
 
 def test_v1_pickle_round_trips_through_the_validator(v1_pickle, synthetic_root):
     tokens = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1)).tokens
-    assert sub.validate_submission(v1_pickle, sub.expected_tokens(synthetic_root, "test")) == {"predictions": len(tokens)}
+    assert sub.validate_submission(v1_pickle, sub.expected_tokens(synthetic_root, "test")) == {
+        "predictions": len(tokens)
+    }
     with v1_pickle.open("rb") as f:
         data = pickle.load(f)
     assert {k: data[k] for k in sub.META_KEYS} == META
@@ -61,7 +65,9 @@ def test_validator_names_each_fault(v1_pickle, tmp_path):
     with pytest.raises(ValueError, match="missing metadata.*email"):
         sub.validate_submission(broken(lambda d: d.pop("email")))
     with pytest.raises(ValueError, match=rf"{token}.*shape \(7, 3\)"):
-        sub.validate_submission(broken(lambda d: setattr(d["predictions"][0][token], "poses", np.zeros((7, 3)))))
+        sub.validate_submission(
+            broken(lambda d: setattr(d["predictions"][0][token], "poses", np.zeros((7, 3))))
+        )
     nan = np.zeros((8, 3), np.float32)
     nan[2, 1] = np.nan
     with pytest.raises(ValueError, match=rf"{token}.*non-finite"):
@@ -78,8 +84,15 @@ def test_v2_two_stage_format(tiny_bc_policy, synthetic_root, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        path = sub.create_submission(tiny_bc_policy, synthetic_root, "test", META, steps=1, out=tmp_path / "v2.pkl",
-                                     second_stage_split="test")
+        path = sub.create_submission(
+            tiny_bc_policy,
+            synthetic_root,
+            "test",
+            META,
+            steps=1,
+            out=tmp_path / "v2.pkl",
+            second_stage_split="test",
+        )
     finally:
         torch.set_num_threads(threads)
     expected = sub.expected_tokens(synthetic_root, "test", second_stage_split="test")
@@ -91,8 +104,16 @@ def test_v2_two_stage_format(tiny_bc_policy, synthetic_root, tmp_path):
 
 
 def test_cli_refuses_privileged_selection_and_missing_metadata(tiny_bc_policy, synthetic_root, tmp_path):
-    base = ["--checkpoint", str(tiny_bc_policy), "--data-root", str(synthetic_root), "--split", "test",
-            "--out", str(tmp_path / "s.pkl")]
+    base = [
+        "--checkpoint",
+        str(tiny_bc_policy),
+        "--data-root",
+        str(synthetic_root),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "s.pkl"),
+    ]
     with pytest.raises(SystemExit, match="privileged"):
         sub.main([*base, "--selection", "oracle", "--team-name", "T"])
     with pytest.raises(SystemExit, match="metadata missing.*authors"):
