@@ -222,3 +222,17 @@ def test_cli_rejects_bad_arguments(capsys):
         with pytest.raises(SystemExit):
             evaluate.main(argv)
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.navsim
+def test_v2_columns_are_the_ones_official_navsim_writes(eval_run):
+    """run_pdm_score_one_stage keeps PDMResults' metric fields + two_frame_extended_comfort + score."""
+    from dataclasses import fields
+
+    dataclasses = pytest.importorskip("navsim.common.dataclasses", reason="official navsim not installed")
+    internal = {"multiplicative_metrics_prod", "weighted_metrics", "weighted_metrics_array", "pdm_score"}
+    official = [f.name for f in fields(dataclasses.PDMResults) if f.name not in internal]
+    with (eval_run / "human_v2.csv").open() as f:
+        header = next(csv.reader(f))
+    assert header[:2] == ["token", "valid"]
+    assert sorted(header[2:]) == sorted([*official, "two_frame_extended_comfort", "score"])
