@@ -5,6 +5,7 @@ training on different samples, and the loss curve equals a single-process run's 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,12 @@ from .conftest import losses, run_train, tiny_args
 pytestmark = pytest.mark.distributed
 
 # global batch 8 of micro-batches of 2: accumulation 4 on one process, 2 on each of two ranks
-ARGS = {"schedule.total_samples": 16, "schedule.global_batch": 8, "checkpoint.every_samples": 8}
+ARGS = {
+    "schedule.total_samples": 16,
+    "schedule.global_batch": 8,
+    "checkpoint.every_samples": 8,
+    "ema.enabled": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +62,10 @@ def test_two_process_zero(stage: int, shards: Path, tmp_path: Path, single_proce
     assert finals[0]["loss_local"] != finals[1]["loss_local"]  # ... of different per-rank samples
     assert losses(out) == pytest.approx(single_process, rel=1e-4)  # same samples, same LR, same noise
     assert (out / "policy" / "heads.safetensors").is_file()
+    if stage == 3:  # DeepSpeed resume: drop the last checkpoint, rerun the same command, same curve
+        shutil.rmtree(out / "checkpoint-00000002")
+        proc = run_train(
+            tiny_args(shards, out, **ARGS), launch_config="configs/accelerate/cpu_2proc_zero3.yaml"
+        )
+        assert proc.returncode == 0 and "resumed from" in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
+        assert losses(out) == pytest.approx(single_process, rel=1e-4)

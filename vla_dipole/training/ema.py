@@ -1,8 +1,10 @@
-"""EMA of the trainable weights (diffusers' EMAModel), ZeRO-3 aware.
+"""EMA of the trainable weights (heads, LoRA), ZeRO-3 aware.
 
-Under ZeRO-3 a rank only holds a slice of each parameter, so the EMA update and the copy into the
-exported policy gather the full values first. The EMA lives on every rank (identical values) so that
-any rank can export and the checkpoint only needs rank 0's copy.
+Under ZeRO-3 a rank only holds a slice of each parameter, so the update and the export gather the
+full values first. (diffusers' EMAModel is not used: under accelerate's ZeRO-3 it calls an
+unimported `deepspeed` module, and it would gather each parameter a second time.) The shadow copy
+lives on every rank with identical values, so rank 0's copy is enough in a checkpoint.
+Decay warm-up as in diffusers / timm: d_n = min(decay, (1 + n) / (10 + n)) at update n.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from diffusers.training_utils import EMAModel
 
 from vla_dipole.training.distributed import gathered_params
 
@@ -19,29 +20,36 @@ EMA_FILE = "ema.pt"
 
 
 class HeadEMA:
-    """Exponential moving average of `params` with `decay` (diffusers' warm-up schedule)."""
+    """Exponential moving average of `params` with `decay`."""
 
     def __init__(self, accelerator: Accelerator, params: list[torch.nn.Parameter], decay: float) -> None:
-        self.accelerator = accelerator
-        self.params = params
+        self.accelerator, self.params, self.decay = accelerator, params, float(decay)
+        self.num_updates = 0
         with gathered_params(accelerator, params):
-            self.ema = EMAModel([p.detach().clone() for p in params], decay=decay)
+            self.shadow = [p.detach().clone() for p in params]
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
 
     @torch.no_grad()
     def update(self) -> None:
+        decay = self.current_decay()
         with gathered_params(self.accelerator, self.params):
-            self.ema.step(self.params)
+            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - decay)
+        self.num_updates += 1
 
     @torch.no_grad()
     def copy_to(self, params: list[torch.nn.Parameter]) -> None:
         """Write the averaged values into `params` (full, unpartitioned parameters of an exported model)."""
-        self.ema.copy_to(params)
+        for p, s in zip(params, self.shadow, strict=True):
+            p.copy_(s)
 
     def save(self, directory: Path) -> None:
-        torch.save(self.ema.state_dict(), Path(directory) / EMA_FILE)
+        torch.save({"shadow": self.shadow, "num_updates": self.num_updates}, Path(directory) / EMA_FILE)
 
     def load(self, directory: Path) -> None:
         path = Path(directory) / EMA_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint has no EMA weights but ema.enabled=true")
-        self.ema.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        state = torch.load(path, map_location=self.accelerator.device, weights_only=True)
+        self.shadow, self.num_updates = state["shadow"], int(state["num_updates"])
