@@ -67,6 +67,7 @@ class EvalSettings:
     device: str = "cpu"
     frame_interval: int | None = None
     name: str = "dipole"
+    metric_cache: Path | None = None  # real NAVSIM metric cache: contexts come from it
 
 
 def parse_omegas(text: str) -> tuple[float, ...]:
@@ -190,6 +191,24 @@ class Evaluator:
             dict.fromkeys(r.spec for r in self.runners.values())
         )  # observations built per scene
         self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (bench_eval)
+        self._cache_index = None
+        if s.metric_cache is not None:
+            from navsim_adapter.pdm.metric_cache import metadata_index, require_official
+
+            require_official(f"scoring with the metric cache {s.metric_cache}")
+            self._cache_index = metadata_index(s.metric_cache)
+
+    def context(self, scene):
+        """The scene's ScoringContext: from the real metric cache when given, else from scene + map."""
+        from navsim_adapter.pdm import build_context
+
+        if self._cache_index is None:
+            return build_context(scene)
+        from navsim_adapter.pdm.metric_cache import context_from_metric_cache, load_metric_cache
+
+        if scene.token not in self._cache_index:
+            raise KeyError(f"token {scene.token} is not in the metric cache {self.s.metric_cache} (metadata csv)")
+        return context_from_metric_cache(load_metric_cache(self._cache_index[scene.token]), scene.token)
 
     def describe(self) -> dict:
         """What produced these numbers (written to settings.json, echoed in summary.md)."""
@@ -233,15 +252,13 @@ class Evaluator:
         batched policy / scoring call itself fails, the tokens are retried one by one so only the
         culprit is lost.
         """
-        from navsim_adapter.pdm import build_context
-
         records: list[dict] = []
         scenes, contexts, obs = [], [], []
         t0 = time.perf_counter()
         for token in tokens:
             try:
                 scene = self.loader.get_scene(token)
-                ctx = build_context(scene)
+                ctx = self.context(scene)
                 ob = {spec: scene_observation(scene, spec) for spec in self.specs}
             except Exception as err:  # noqa: BLE001 - one bad token must not abort the run
                 records += self._invalid(token, err)
@@ -427,12 +444,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
         return path
     if a.split is None:
         raise SystemExit("--split is required (e.g. navtest, or the synthetic split name)")
-    if a.metric_cache is not None:
-        raise SystemExit(
-            "--metric-cache: reading an official NAVSIM metric cache is not supported yet; evaluate "
-            "real logs with --data-root (our PDM engine builds the scoring context from the scene and "
-            "its map), or score DipoleAgent with navsim's own run_pdm_score (docs/evaluation.md)"
-        )
     compare = {}
     if a.bc_checkpoint:
         compare["bc"] = a.bc_checkpoint
@@ -461,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         device=a.device,
         frame_interval=a.frame_interval,
         name=a.name,
+        metric_cache=a.metric_cache,
     )
     ev = Evaluator(s)
     ev.run()
