@@ -172,16 +172,22 @@ def _wait_for_steps(out: Path, proc: subprocess.Popen, steps: int, timeout: floa
     raise AssertionError("train.py did not reach the expected step in time")
 
 
+def _signal_run(shards: Path, out: Path, sig: int, after_steps: int) -> tuple[list[str], subprocess.Popen]:
+    """Start train.py as a process, send `sig` once it logged `after_steps` steps, wait for its exit."""
+    args = tiny_args(shards, out, **{"checkpoint.every_samples": 8})
+    proc = _start(args)
+    _wait_for_steps(out, proc, after_steps)
+    proc.send_signal(sig)
+    proc.communicate(timeout=300)
+    return args, proc
+
+
 @pytest.mark.slow
 def test_sigkill_then_rerun_matches_uninterrupted(
     shards: Path, tmp_path: Path, reference: list[float]
 ) -> None:
     out = tmp_path / "killed"
-    args = tiny_args(shards, out, **{"checkpoint.every_samples": 8})
-    proc = _start(args)
-    _wait_for_steps(out, proc, 5)  # past the checkpoint at step 4, mid-way through the run
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    args, _ = _signal_run(shards, out, signal.SIGKILL, 5)  # past the checkpoint at step 4, mid-run
     assert len(losses(out)) < len(reference)
     main(args)  # the same command again
     assert losses(out) == pytest.approx(reference, rel=1e-6, abs=1e-7)
@@ -192,12 +198,8 @@ def test_preemption_signal_checkpoints_and_resumes(
     shards: Path, tmp_path: Path, reference: list[float]
 ) -> None:
     out = tmp_path / "preempted"
-    args = tiny_args(shards, out, **{"checkpoint.every_samples": 8})
-    proc = _start(args)
-    _wait_for_steps(out, proc, 3)
-    proc.send_signal(signal.SIGUSR1)
-    log, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, log[-3000:]
+    args, proc = _signal_run(shards, out, signal.SIGUSR1, 3)
+    assert proc.returncode == 0
     info = json.loads((out / "preempted.json").read_text())
     assert 3 <= info["step"] < 8 and info["samples_seen"] == 4 * info["step"]
     assert Path(info["checkpoint"]).is_dir() and len(losses(out)) == info["step"]
