@@ -49,6 +49,7 @@ def _build_args(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
         "history_frames": config["history_frames"],
         "shard_size": config.get("shard_size", 256),
         "limit": config.get("limit"),
+        "frame_interval": config.get("frame_interval", 1),
     }
 
 
