@@ -41,6 +41,7 @@ class DemoScale:
     round_samples: int  # the online round, on the current policy's own samples
     round_candidates: int  # policy samples per scene in the online round
     awr_samples: int
+    dipole_beta: float  # w+ = sigmoid(beta * A): 4 separates pi+ / pi- on group-standardised advantages
     omegas: str
     eval_frame_interval: int  # a test scene every N frames
 
@@ -48,12 +49,12 @@ class DemoScale:
 SCALES = {
     # the outcome test's configuration (tests/demo): minutes on 2 cores
     "small": DemoScale(train_logs=8, test_logs=8, frames=40, driver_noise=3.0, candidates="vocab:8,perturb:8",
-                       bc_samples=6144, dipole_samples=1536, round_samples=1024, round_candidates=8,
-                       awr_samples=1536, omegas="0,1,2,4", eval_frame_interval=4),
+                       bc_samples=6144, dipole_samples=3072, round_samples=1024, round_candidates=8,
+                       awr_samples=3072, dipole_beta=4.0, omegas="0,1,2,4", eval_frame_interval=4),
     # `make demo`: at most ~15 minutes on 2 cores
     "demo": DemoScale(train_logs=16, test_logs=8, frames=40, driver_noise=3.0, candidates="vocab:8,perturb:8",
-                      bc_samples=8192, dipole_samples=2048, round_samples=1024, round_candidates=8,
-                      awr_samples=2048, omegas="0,0.5,1,2,4", eval_frame_interval=2),
+                      bc_samples=8192, dipole_samples=3072, round_samples=1024, round_candidates=8,
+                      awr_samples=3072, dipole_beta=4.0, omegas="0,0.5,1,2,4", eval_frame_interval=2),
 }
 
 # Settings shared by every training stage: the tiny backbone is frozen, so its features are computed
@@ -123,8 +124,9 @@ def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path) -
     init = f"init_from={runs / 'bc' / 'policy'}"
     stages = {
         "bc": ["stage=bc", f"schedule.total_samples={s.bc_samples}"],
-        "dipole": ["stage=dipole", init, f"schedule.total_samples={s.dipole_samples}", "dipole.rounds=1",
-                   f"dipole.round_samples={s.round_samples}", f"dipole.samples_per_scene={s.round_candidates}"],
+        "dipole": ["stage=dipole", init, f"schedule.total_samples={s.dipole_samples}", f"dipole.beta={s.dipole_beta}",
+                   "dipole.rounds=1", f"dipole.round_samples={s.round_samples}",
+                   f"dipole.samples_per_scene={s.round_candidates}"],
         "awr": ["stage=awr", init, f"schedule.total_samples={s.awr_samples}"],
     }
     for name, args in stages.items():
