@@ -72,3 +72,12 @@ def test_dipole_beats_bc_and_rises_with_omega(small_demo):
     assert curve[best] >= bc + MARGIN, report
     assert all(a <= b for a, b in zip(curve[:best], curve[1 : best + 1])), report
     assert awr <= curve[best], report
+
+
+@pytest.mark.slow
+def test_docs_page_carries_the_generated_table(small_demo, tmp_path):
+    page = demo.write_docs(tmp_path, "small", 0, small_demo, minutes=1.0)
+    text = page.read_text()
+    table = (small_demo / "summary.md").read_text().split("\n\n")[1]
+    assert table in text and "python -m data_prep.demo --scale small --seed 0 --docs docs" in text
+    assert (tmp_path / "demo_omega_curve.png").read_bytes() == (small_demo / "omega_curve.png").read_bytes()
