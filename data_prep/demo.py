@@ -48,28 +48,63 @@ class DemoScale:
 
 SCALES = {
     # the outcome test's configuration (tests/demo): minutes on 2 cores
-    "small": DemoScale(train_logs=8, test_logs=8, frames=40, driver_noise=3.0, candidates="vocab:8,perturb:8",
-                       bc_samples=6144, dipole_samples=3072, round_samples=1024, round_candidates=8,
-                       awr_samples=3072, dipole_beta=4.0, omegas="0,1,2,4", eval_frame_interval=4),
+    "small": DemoScale(
+        train_logs=8,
+        test_logs=8,
+        frames=40,
+        driver_noise=3.0,
+        candidates="vocab:8,perturb:8",
+        bc_samples=6144,
+        dipole_samples=3072,
+        round_samples=1024,
+        round_candidates=8,
+        awr_samples=3072,
+        dipole_beta=4.0,
+        omegas="0,1,2,4",
+        eval_frame_interval=4,
+    ),
     # `make demo`: at most ~15 minutes on 2 cores
     # (16 training logs with the same training lengths gave DIPOLE +5.5 at omega 0 but a falling omega
     # curve: pi- saw each scene half as often; the demo therefore trains like "small" and evaluates on
     # twice as many held-out scenes, with the issue's five omegas)
-    "demo": DemoScale(train_logs=8, test_logs=8, frames=40, driver_noise=3.0, candidates="vocab:8,perturb:8",
-                      bc_samples=6144, dipole_samples=3072, round_samples=1024, round_candidates=8,
-                      awr_samples=3072, dipole_beta=4.0, omegas="0,0.5,1,2,4", eval_frame_interval=2),
+    "demo": DemoScale(
+        train_logs=8,
+        test_logs=8,
+        frames=40,
+        driver_noise=3.0,
+        candidates="vocab:8,perturb:8",
+        bc_samples=6144,
+        dipole_samples=3072,
+        round_samples=1024,
+        round_candidates=8,
+        awr_samples=3072,
+        dipole_beta=4.0,
+        omegas="0,0.5,1,2,4",
+        eval_frame_interval=2,
+    ),
 }
 
 # Settings shared by every training stage: the tiny backbone is frozen, so its features are computed
 # once (feature cache) and only the heads train; one micro-batch per step and a head-sized LR.
-TRAIN_OVERRIDES = ("model=tiny", "feature_cache.enabled=true", "schedule.global_batch=32",
-                   "schedule.micro_batch=32", "optim.lr=1e-3", "schedule.warmup_samples=256")
+TRAIN_OVERRIDES = (
+    "model=tiny",
+    "feature_cache.enabled=true",
+    "schedule.global_batch=32",
+    "schedule.micro_batch=32",
+    "optim.lr=1e-3",
+    "schedule.warmup_samples=256",
+)
 
 
 def stage_env() -> dict[str, str]:
     """One torch thread per process: on a busy 2-core machine extra threads only spin (measured ~25x slower)."""
-    return {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"), "TOKENIZERS_PARALLELISM": "false",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -92,8 +127,26 @@ def synthesize_splits(s: DemoScale, data: Path, seed: int, log: Path) -> None:
     py = sys.executable
     for split, logs, split_seed in (("train", s.train_logs, seed), ("test", s.test_logs, seed + 1000)):
         if len(list((data / "navsim_logs" / split).glob("*.pkl"))) < logs:
-            run([py, "-m", "data_prep.synthesize", "--out", str(data), "--split", split, "--logs", str(logs),
-                 "--seed", str(split_seed), "--frames", str(s.frames), "--driver-noise", str(s.driver_noise)], log)
+            run(
+                [
+                    py,
+                    "-m",
+                    "data_prep.synthesize",
+                    "--out",
+                    str(data),
+                    "--split",
+                    split,
+                    "--logs",
+                    str(logs),
+                    "--seed",
+                    str(split_seed),
+                    "--frames",
+                    str(s.frames),
+                    "--driver-noise",
+                    str(s.driver_noise),
+                ],
+                log,
+            )
 
 
 def scene_pictures(out: Path, data: Path, log: Path) -> None:
@@ -105,19 +158,68 @@ def scene_pictures(out: Path, data: Path, log: Path) -> None:
     (out / "scenes").mkdir()
     tokens = SceneLoader("train", data_root=data).tokens
     for t in tokens[:: max(1, len(tokens) // 3)][:3]:
-        run([sys.executable, "-m", "navsim_adapter.visualize", "--data-root", str(data), "--split", "train",
-             "--token", t, "--out", str(out / "scenes" / f"{t}.png")], log)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "navsim_adapter.visualize",
+                "--data-root",
+                str(data),
+                "--split",
+                "train",
+                "--token",
+                t,
+                "--out",
+                str(out / "scenes" / f"{t}.png"),
+            ],
+            log,
+        )
 
 
 def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, log: Path) -> None:
     if (shards / "manifest.json").exists():
         return
     py = sys.executable
-    run([py, "-m", "data_prep.vocabulary", "--data-root", str(data), "--split", "train", "--size", "64",
-         "--out", str(out / "vocabulary")], log)
-    run([py, "-m", "data_prep.build_shards", "--data-root", str(data), "--split", "train", "--out", str(shards),
-         "--sources", "vocab,perturb", "--num-candidates", s.candidates, "--vocabulary", str(out / "vocabulary"),
-         "--shard-size", "64", "--seed", str(seed)], log)
+    run(
+        [
+            py,
+            "-m",
+            "data_prep.vocabulary",
+            "--data-root",
+            str(data),
+            "--split",
+            "train",
+            "--size",
+            "64",
+            "--out",
+            str(out / "vocabulary"),
+        ],
+        log,
+    )
+    run(
+        [
+            py,
+            "-m",
+            "data_prep.build_shards",
+            "--data-root",
+            str(data),
+            "--split",
+            "train",
+            "--out",
+            str(shards),
+            "--sources",
+            "vocab,perturb",
+            "--num-candidates",
+            s.candidates,
+            "--vocabulary",
+            str(out / "vocabulary"),
+            "--shard-size",
+            "64",
+            "--seed",
+            str(seed),
+        ],
+        log,
+    )
     run([py, "-m", "data_prep.validate", str(shards)], log)
 
 
@@ -127,9 +229,15 @@ def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path) -
     init = f"init_from={runs / 'bc' / 'policy'}"
     stages = {
         "bc": ["stage=bc", f"schedule.total_samples={s.bc_samples}"],
-        "dipole": ["stage=dipole", init, f"schedule.total_samples={s.dipole_samples}", f"dipole.beta={s.dipole_beta}",
-                   "dipole.rounds=1", f"dipole.round_samples={s.round_samples}",
-                   f"dipole.samples_per_scene={s.round_candidates}"],
+        "dipole": [
+            "stage=dipole",
+            init,
+            f"schedule.total_samples={s.dipole_samples}",
+            f"dipole.beta={s.dipole_beta}",
+            "dipole.rounds=1",
+            f"dipole.round_samples={s.round_samples}",
+            f"dipole.samples_per_scene={s.round_candidates}",
+        ],
         "awr": ["stage=awr", init, f"schedule.total_samples={s.awr_samples}"],
     }
     for name, args in stages.items():
@@ -143,7 +251,9 @@ def write_docs(docs: Path, scale: str, seed: int, ev: Path, minutes: float) -> P
     shutil.copyfile(ev / "omega_curve.png", docs / "demo_omega_curve.png")
     table = (ev / "summary.md").read_text().split("\n\n")[1]
     settings = json.loads((ev / "settings.json").read_text())
-    command = f"python -m data_prep.demo --scale {scale} --seed {seed} --docs docs"  # output paths do not matter
+    command = (
+        f"python -m data_prep.demo --scale {scale} --seed {seed} --docs docs"  # output paths do not matter
+    )
     text = (
         "# What `make demo` shows\n\n"
         f"Generated by `{command}` ({minutes:.1f} min here; `make demo` runs `--scale demo` without `--docs`).\n\n"
@@ -162,7 +272,9 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--scale", choices=sorted(SCALES), default="demo")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--docs", type=Path, default=None, help="also write demo_results.md + the omega curve here")
+    p.add_argument(
+        "--docs", type=Path, default=None, help="also write demo_results.md + the omega curve here"
+    )
     a = p.parse_args(argv)
     s = SCALES[a.scale]
     out = a.out.resolve()
@@ -175,19 +287,46 @@ def main(argv: list[str] | None = None) -> Path:
     scene_pictures(out, data, log)
     build_shards(s, out, data, shards, a.seed, log)
     train_stages(s, shards, runs, a.seed, log)
-    run([sys.executable, "-m", "navsim_adapter.evaluate", "--checkpoint", str(runs / "dipole" / "policy"),
-         "--bc-checkpoint", str(runs / "bc" / "policy"), "--compare", f"awr={runs / 'awr' / 'policy'}",
-         "--data-root", str(data), "--split", "test", "--frame-interval", str(s.eval_frame_interval),
-         "--omega", s.omegas, "--out", str(ev), "--seed", str(a.seed), "--threads", "1"], log)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "navsim_adapter.evaluate",
+            "--checkpoint",
+            str(runs / "dipole" / "policy"),
+            "--bc-checkpoint",
+            str(runs / "bc" / "policy"),
+            "--compare",
+            f"awr={runs / 'awr' / 'policy'}",
+            "--data-root",
+            str(data),
+            "--split",
+            "test",
+            "--frame-interval",
+            str(s.eval_frame_interval),
+            "--omega",
+            s.omegas,
+            "--out",
+            str(ev),
+            "--seed",
+            str(a.seed),
+            "--threads",
+            "1",
+        ],
+        log,
+    )
 
     summary = json.loads((ev / "summary.json").read_text())
     table = (ev / "summary.md").read_text().split("\n\n")[1]
     minutes = (time.time() - t_start) / 60
     print(f"\n{table}\n\nvla-dipole demo ({a.scale}) finished in {minutes:.1f} min. Outputs in {out}:")
-    print(f"  summary table  {ev / 'summary.md'}\n  omega curve    {ev / 'omega_curve.png'}\n"
-          f"  worst scenes   {ev / 'worst'}/\n  scene pictures {out / 'scenes'}/\n  commands       {log}")
-    (out / "demo_summary.json").write_text(json.dumps({"scale": a.scale, "minutes": round(minutes, 2),
-                                                       "table": summary}, indent=2))
+    print(
+        f"  summary table  {ev / 'summary.md'}\n  omega curve    {ev / 'omega_curve.png'}\n"
+        f"  worst scenes   {ev / 'worst'}/\n  scene pictures {out / 'scenes'}/\n  commands       {log}"
+    )
+    (out / "demo_summary.json").write_text(
+        json.dumps({"scale": a.scale, "minutes": round(minutes, 2), "table": summary}, indent=2)
+    )
     if a.docs is not None:
         print(f"  docs           {write_docs(a.docs, a.scale, a.seed, ev, minutes)}")
     return ev / "summary.json"

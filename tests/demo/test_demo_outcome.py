@@ -70,7 +70,7 @@ def test_dipole_beats_bc_and_rises_with_omega(small_demo):
     bc, awr = pdms(table, omega_row("bc", 0.0)), pdms(table, omega_row("awr", 0.0))
     report = f"PDMS: bc {bc:.1f}, awr {awr:.1f}, dipole over omegas {omegas('small')}: {[round(c, 1) for c in curve]}"
     assert curve[best] >= bc + MARGIN, report
-    assert all(a <= b for a, b in zip(curve[:best], curve[1 : best + 1])), report
+    assert all(a <= b for a, b in zip(curve[:best], curve[1 : best + 1], strict=True)), report
     assert awr <= curve[best], report
 
 
