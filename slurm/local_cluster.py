@@ -159,12 +159,21 @@ class LocalCluster:
                 fields[k] = v
         return fields
 
-    def wait(self, job_id: str, states: set[str], timeout: float) -> dict[str, str]:
+    def wait(self, job_id: str, states: set[str], timeout: float, stable_for: float = 0.0) -> dict[str, str]:
+        """Poll until the job is in one of `states` (for `stable_for` seconds: a requeue passes through
+        transient end states)."""
         deadline = time.time() + timeout
         info: dict[str, str] = {}
+        since: tuple[str, float] | None = None
         while time.time() < deadline:
             info = self.job_state(job_id)
-            if info.get("JobState") in states:
-                return info
+            state = info.get("JobState", "")
+            if state in states:
+                if since is None or since[0] != state:
+                    since = (state, time.time())
+                if time.time() - since[1] >= stable_for:
+                    return info
+            else:
+                since = None
             time.sleep(1.0)
         raise TimeoutError(f"job {job_id} not in {states} after {timeout}s; last: {info.get('JobState')}")

@@ -84,8 +84,12 @@ def test_usr1_checkpoints_requeues_and_resumes_without_lost_samples(slurm_cluste
     while time.time() < deadline and int(slurm_cluster.job_state(job).get("Restarts", "0")) < 1:
         time.sleep(1)
     assert int(slurm_cluster.job_state(job).get("Restarts", "0")) >= 1, _logs(run_dir)
+    # the requeued job is pending behind SLURM's fixed requeue delay: let it start now (test-only)
+    deadline = time.time() + 120
+    while time.time() < deadline and slurm_cluster.job_state(job).get("JobState") != "PENDING":
+        time.sleep(0.5)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_cluster.env)
-    info = slurm_cluster.wait(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
+    info = slurm_cluster.wait(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600, stable_for=5.0)
     logs = _logs(run_dir)
     assert info["JobState"] == "COMPLETED", logs
     assert "preempted: checkpoint written, requeueing" in logs
