@@ -627,8 +627,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--frame-interval", type=int, default=1, help="a scene every N frames (1 = every frame)")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
     p.add_argument("--overwrite", action="store_true", help="delete OUT first")
-    p.add_argument("--part", type=int, default=None, help="build only shards part, part+N, ... (SLURM array task)")
-    p.add_argument("--num-parts", type=int, default=1, help="N for --part; then re-run without --part to finish")
+    p.add_argument(
+        "--part", type=int, default=None, help="build only shards part, part+N, ... (SLURM array task)"
+    )
+    p.add_argument(
+        "--num-parts", type=int, default=1, help="N for --part; then re-run without --part to finish"
+    )
     a = p.parse_args(argv)
     num: int | str = int(a.num_candidates) if a.num_candidates.isdigit() else a.num_candidates
     sources = a.sources
@@ -664,8 +668,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
     )
     if not manifest.get("complete", True):
-        print(f"part {a.part} of {a.num_parts}: {manifest['shards_done']} of {manifest['shards']} shards done in "
-              f"{a.out}; run again without --part to finish and write the manifest")
+        print(
+            f"part {a.part} of {a.num_parts}: {manifest['shards_done']} of {manifest['shards']} shards done in "
+            f"{a.out}; run again without --part to finish and write the manifest"
+        )
         return
     print(
         f"{manifest['num_samples']} scenes x {manifest['num_candidates']} candidates in "

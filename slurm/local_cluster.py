@@ -120,7 +120,9 @@ class LocalCluster:
                 return self
             time.sleep(0.5)
         self.stop()
-        log = (self.root / "log" / "slurmctld.log").read_text()[-2000:] if (self.root / "log").exists() else ""
+        log = (
+            (self.root / "log" / "slurmctld.log").read_text()[-2000:] if (self.root / "log").exists() else ""
+        )
         raise RuntimeError(f"local SLURM did not become idle within {timeout}s; slurmctld log tail:\n{log}")
 
     def stop(self) -> None:

@@ -20,5 +20,7 @@ def render(name: str, values: dict[str, object]) -> str:
         raise KeyError(f"template slurm/templates/{name} needs values for {missing}")
     # Values may contain other placeholders (the shared `common` block): render twice.
     for _ in range(2):
-        text = _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), text)
+        text = _PLACEHOLDER.sub(
+            lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), text
+        )
     return text

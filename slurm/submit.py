@@ -25,7 +25,13 @@ from pathlib import Path
 from slurm.render import render
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-NAVSIM_ENV_VARS = ("OPENSCENE_DATA_ROOT", "NUPLAN_MAPS_ROOT", "NUPLAN_MAP_VERSION", "NAVSIM_EXP_ROOT", "NAVSIM_DEVKIT_ROOT")
+NAVSIM_ENV_VARS = (
+    "OPENSCENE_DATA_ROOT",
+    "NUPLAN_MAPS_ROOT",
+    "NUPLAN_MAP_VERSION",
+    "NAVSIM_EXP_ROOT",
+    "NAVSIM_DEVKIT_ROOT",
+)
 STAGES = ("prep", "train", "eval", "pipeline")
 
 
@@ -124,7 +130,9 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
     ).strip()
     procs = max(a.gpus_per_node, 1)
     shard_override = [f"data.shards={shards}"] if (a.shards or a.stage == "pipeline") else []
-    train_args = " ".join(shlex.quote(o) for o in [f"output_dir={run_dir / 'train'}", *shard_override, *a.overrides])
+    train_args = " ".join(
+        shlex.quote(o) for o in [f"output_dir={run_dir / 'train'}", *shard_override, *a.overrides]
+    )
     train = {
         **base,
         "common": common,
@@ -139,11 +147,22 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
     }
     jobs = {
         "prep": ("prep.sbatch", {**cpu_only, "job_name": "vla-dipole-prep", "prep_args": prep_args}, []),
-        "prep_merge": ("prep_merge.sbatch", {**cpu_only, "job_name": "vla-dipole-prep-merge", "prep_args": prep_args},
-                       ["prep"]),
+        "prep_merge": (
+            "prep_merge.sbatch",
+            {**cpu_only, "job_name": "vla-dipole-prep-merge", "prep_args": prep_args},
+            ["prep"],
+        ),
         "train": ("train.sbatch", train, ["prep_merge"]),
-        "eval": ("eval.sbatch", {**cpu_only, **{"sbatch_extra": _sbatch_extra(a, min(a.gpus_per_node, 1))},
-                                 "job_name": "vla-dipole-eval", "eval_args": eval_args}, ["train"]),
+        "eval": (
+            "eval.sbatch",
+            {
+                **cpu_only,
+                **{"sbatch_extra": _sbatch_extra(a, min(a.gpus_per_node, 1))},
+                "job_name": "vla-dipole-eval",
+                "eval_args": eval_args,
+            },
+            ["train"],
+        ),
         "eval_merge": ("eval_merge.sbatch", {**cpu_only, "job_name": "vla-dipole-eval-merge"}, ["eval"]),
     }
     order = {
@@ -183,8 +202,11 @@ def submit(argv: list[str] | None = None) -> dict[str, str]:
             raise SystemExit(f"sbatch failed for {script}: {res.stderr.strip()}")
         ids[name] = res.stdout.strip().split(";")[0]
         print(f"submitted {name}: job {ids[name]}")
-    record = {"command": [sys.executable, "-m", "slurm.submit", *(argv if argv is not None else sys.argv[1:])],
-              "run_dir": str(run_dir), "jobs": ids}
+    record = {
+        "command": [sys.executable, "-m", "slurm.submit", *(argv if argv is not None else sys.argv[1:])],
+        "run_dir": str(run_dir),
+        "jobs": ids,
+    }
     (run_dir / "slurm" / "submitted.json").write_text(json.dumps(record, indent=2))
     return ids
 

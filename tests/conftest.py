@@ -30,11 +30,19 @@ def pytest_report_header(config):
 
 def run_cli(args: list[str], cwd: Path = REPO, timeout: float = 900, env: dict | None = None) -> str:
     """Run `python <args>` like a user would; on failure show the tail of its output."""
-    proc = subprocess.run([PYTHON, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [PYTHON, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"`python {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"`python {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-3000:]}"
+        )
     return proc.stdout
 
 
@@ -43,9 +51,36 @@ def synthetic_root(tmp_path_factory) -> Path:
     """A 'train' split (4 logs) and a held-out 'test' split (2 logs): 1 camera, small images."""
     root = tmp_path_factory.mktemp("synthetic")
     common = ["--frames", "24", "--image-size", "128x72", "--cameras", "CAM_F0", "--workers", "2"]
-    run_cli(["-m", "data_prep.synthesize", "--out", str(root), "--split", "train", "--logs", "4", "--seed", "0", *common])
-    run_cli(["-m", "data_prep.synthesize", "--out", str(root), "--split", "test", "--logs", "2", "--seed", "1000",
-             *common])
+    run_cli(
+        [
+            "-m",
+            "data_prep.synthesize",
+            "--out",
+            str(root),
+            "--split",
+            "train",
+            "--logs",
+            "4",
+            "--seed",
+            "0",
+            *common,
+        ]
+    )
+    run_cli(
+        [
+            "-m",
+            "data_prep.synthesize",
+            "--out",
+            str(root),
+            "--split",
+            "test",
+            "--logs",
+            "2",
+            "--seed",
+            "1000",
+            *common,
+        ]
+    )
     return root
 
 
@@ -53,9 +88,30 @@ def synthetic_root(tmp_path_factory) -> Path:
 def synthetic_shards(synthetic_root, tmp_path_factory) -> Path:
     """Scored shards of the train split (vocabulary + perturbation candidates)."""
     out = tmp_path_factory.mktemp("shards")
-    run_cli(["-m", "data_prep.build_shards", "--data-root", str(synthetic_root), "--split", "train", "--out", str(out),
-             "--sources", "vocab,perturb", "--num-candidates", "4", "--image-size", "64x36", "--shard-size", "16",
-             "--frame-interval", "2", "--workers", "2"])
+    run_cli(
+        [
+            "-m",
+            "data_prep.build_shards",
+            "--data-root",
+            str(synthetic_root),
+            "--split",
+            "train",
+            "--out",
+            str(out),
+            "--sources",
+            "vocab,perturb",
+            "--num-candidates",
+            "4",
+            "--image-size",
+            "64x36",
+            "--shard-size",
+            "16",
+            "--frame-interval",
+            "2",
+            "--workers",
+            "2",
+        ]
+    )
     return out
 
 
@@ -63,7 +119,18 @@ def synthetic_shards(synthetic_root, tmp_path_factory) -> Path:
 def tiny_bc_policy(synthetic_shards, tmp_path_factory) -> Path:
     """A tiny BC checkpoint (save_pretrained dir) trained for a few hundred samples."""
     out = tmp_path_factory.mktemp("bc")
-    run_cli(["vla_dipole/train.py", "stage=bc", "model=tiny", f"data.shards={synthetic_shards}", f"output_dir={out}",
-             "schedule.total_samples=256", "schedule.global_batch=16", "schedule.micro_batch=8",
-             "schedule.warmup_samples=32", "logging.progress=false"])
+    run_cli(
+        [
+            "vla_dipole/train.py",
+            "stage=bc",
+            "model=tiny",
+            f"data.shards={synthetic_shards}",
+            f"output_dir={out}",
+            "schedule.total_samples=256",
+            "schedule.global_batch=16",
+            "schedule.micro_batch=8",
+            "schedule.warmup_samples=32",
+            "logging.progress=false",
+        ]
+    )
     return out / "policy"

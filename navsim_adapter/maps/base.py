@@ -16,7 +16,7 @@ import numpy as np
 from shapely.geometry import Polygon
 
 
-class MapLayer(str, Enum):
+class MapLayer(str, Enum):  # noqa: UP042 - str mixin keeps str(layer) == "MapLayer.X" semantics stable
     """nuPlan semantic map layers used by NAVSIM's drivable-area map and route logic."""
 
     LANE = "LANE"

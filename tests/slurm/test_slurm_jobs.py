@@ -12,16 +12,29 @@ import pytest
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-TRAIN_OVERRIDES = ["model=tiny", "schedule.global_batch=8", "schedule.micro_batch=8", "schedule.warmup_samples=16",
-                   "logging.progress=false"]
+TRAIN_OVERRIDES = [
+    "model=tiny",
+    "schedule.global_batch=8",
+    "schedule.micro_batch=8",
+    "schedule.warmup_samples=16",
+    "logging.progress=false",
+]
 
 
 def _submit(cluster, args: list[str]) -> dict[str, str]:
-    proc = subprocess.run([sys.executable, "-m", "slurm.submit", *args], capture_output=True, text=True,
-                          env=cluster.env, cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.run(
+        [sys.executable, "-m", "slurm.submit", *args],
+        capture_output=True,
+        text=True,
+        env=cluster.env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ids = dict(line.removeprefix("submitted ").split(": job ") for line in proc.stdout.splitlines()
-               if line.startswith("submitted "))
+    ids = dict(
+        line.removeprefix("submitted ").split(": job ")
+        for line in proc.stdout.splitlines()
+        if line.startswith("submitted ")
+    )
     assert ids, proc.stdout
     return ids
 
@@ -31,15 +44,31 @@ def _logs(run_dir: Path) -> str:
 
 
 def _metrics(train_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line.strip()
+    ]
 
 
 def test_prep_array_builds_one_merged_manifest(slurm_cluster, synthetic_root, tmp_path):
     run_dir = tmp_path / "prep"
-    ids = _submit(slurm_cluster, ["prep", "--run-dir", str(run_dir), "--num-parts", "2", "--cpus-per-task", "1",
-                                  "--data-root", str(synthetic_root), "--split", "train",
-                                  "--prep-args", "--sources perturb --num-candidates 2 --image-size 32x18 "
-                                                 "--shard-size 8 --frame-interval 4"])
+    ids = _submit(
+        slurm_cluster,
+        [
+            "prep",
+            "--run-dir",
+            str(run_dir),
+            "--num-parts",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--data-root",
+            str(synthetic_root),
+            "--split",
+            "train",
+            "--prep-args",
+            "--sources perturb --num-candidates 2 --image-size 32x18 --shard-size 8 --frame-interval 4",
+        ],
+    )
     info = slurm_cluster.wait(ids["prep_merge"], {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
     assert info["JobState"] == "COMPLETED", _logs(run_dir)
     manifest = json.loads((run_dir / "shards" / "manifest.json").read_text())
@@ -49,16 +78,31 @@ def test_prep_array_builds_one_merged_manifest(slurm_cluster, synthetic_root, tm
     names = sorted(Path(s["name"] if isinstance(s, dict) else s).name for s in listed)
     assert names == shards
     # both array tasks did work (interleaved parts), and the merged build is valid
-    out = subprocess.run([sys.executable, "-m", "data_prep.validate", str(run_dir / "shards")], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "data_prep.validate", str(run_dir / "shards")], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_tiny_training_job_completes_with_checkpoint(slurm_cluster, synthetic_shards, tmp_path):
     run_dir = tmp_path / "train"
-    ids = _submit(slurm_cluster, ["train", "--run-dir", str(run_dir), "--gpus-per-node", "0", "--cpus-per-task", "2",
-                                  "--shards", str(synthetic_shards), "stage=bc", "schedule.total_samples=64",
-                                  *TRAIN_OVERRIDES])
+    ids = _submit(
+        slurm_cluster,
+        [
+            "train",
+            "--run-dir",
+            str(run_dir),
+            "--gpus-per-node",
+            "0",
+            "--cpus-per-task",
+            "2",
+            "--shards",
+            str(synthetic_shards),
+            "stage=bc",
+            "schedule.total_samples=64",
+            *TRAIN_OVERRIDES,
+        ],
+    )
     info = slurm_cluster.wait(ids["train"], {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
     assert info["JobState"] == "COMPLETED", _logs(run_dir)
     assert (run_dir / "train" / "policy").is_dir(), _logs(run_dir)
@@ -66,12 +110,29 @@ def test_tiny_training_job_completes_with_checkpoint(slurm_cluster, synthetic_sh
     assert _metrics(run_dir / "train")[-1]["samples"] == 64
 
 
-def test_usr1_checkpoints_requeues_and_resumes_without_lost_samples(slurm_cluster, synthetic_shards, tmp_path):
+def test_usr1_checkpoints_requeues_and_resumes_without_lost_samples(
+    slurm_cluster, synthetic_shards, tmp_path
+):
     total = 480
     run_dir = tmp_path / "preempt"
-    ids = _submit(slurm_cluster, ["train", "--run-dir", str(run_dir), "--gpus-per-node", "0", "--cpus-per-task", "2",
-                                  "--shards", str(synthetic_shards), "stage=bc", f"schedule.total_samples={total}",
-                                  "checkpoint.every_samples=100000", *TRAIN_OVERRIDES])
+    ids = _submit(
+        slurm_cluster,
+        [
+            "train",
+            "--run-dir",
+            str(run_dir),
+            "--gpus-per-node",
+            "0",
+            "--cpus-per-task",
+            "2",
+            "--shards",
+            str(synthetic_shards),
+            "stage=bc",
+            f"schedule.total_samples={total}",
+            "checkpoint.every_samples=100000",
+            *TRAIN_OVERRIDES,
+        ],
+    )
     job = ids["train"]
     metrics = run_dir / "train" / "metrics.jsonl"
     deadline = time.time() + 300
@@ -89,7 +150,9 @@ def test_usr1_checkpoints_requeues_and_resumes_without_lost_samples(slurm_cluste
     while time.time() < deadline and slurm_cluster.job_state(job).get("JobState") != "PENDING":
         time.sleep(0.5)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_cluster.env)
-    info = slurm_cluster.wait(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600, stable_for=5.0)
+    info = slurm_cluster.wait(
+        job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600, stable_for=5.0
+    )
     logs = _logs(run_dir)
     assert info["JobState"] == "COMPLETED", logs
     assert "preempted: checkpoint written, requeueing" in logs

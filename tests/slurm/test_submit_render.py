@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from slurm.submit import render_jobs, parse_args
+from slurm.submit import parse_args, render_jobs
 
 
 def _scripts(argv, tmp_path):
@@ -16,8 +16,24 @@ def _scripts(argv, tmp_path):
 def test_dry_run_4_nodes_8_gpus_has_multinode_accelerate_args(tmp_path, capsys):
     from slurm.submit import submit
 
-    submit(["train", "--nodes", "4", "--gpus-per-node", "8", "--partition", "gpu", "--account", "proj",
-            "--run-dir", str(tmp_path), "--dry-run", "stage=dipole", "model=openvla-7b"])
+    submit(
+        [
+            "train",
+            "--nodes",
+            "4",
+            "--gpus-per-node",
+            "8",
+            "--partition",
+            "gpu",
+            "--account",
+            "proj",
+            "--run-dir",
+            str(tmp_path),
+            "--dry-run",
+            "stage=dipole",
+            "model=openvla-7b",
+        ]
+    )
     out = capsys.readouterr().out
     assert "#SBATCH --nodes=4" in out
     assert "#SBATCH --ntasks-per-node=1" in out
@@ -34,13 +50,25 @@ def test_dry_run_4_nodes_8_gpus_has_multinode_accelerate_args(tmp_path, capsys):
 
 
 def test_pipeline_chains_stages_and_scripts_are_valid_bash(tmp_path):
-    scripts = _scripts(["pipeline", "--gpus-per-node", "0", "--num-parts", "3", "--data-root", str(tmp_path),
-                        "--run-dir", str(tmp_path)], tmp_path)
+    scripts = _scripts(
+        [
+            "pipeline",
+            "--gpus-per-node",
+            "0",
+            "--num-parts",
+            "3",
+            "--data-root",
+            str(tmp_path),
+            "--run-dir",
+            str(tmp_path),
+        ],
+        tmp_path,
+    )
     assert list(scripts) == ["prep", "prep_merge", "train", "eval", "eval_merge"]
     assert scripts["prep_merge"][1] == ["prep"] and scripts["train"][1] == ["prep_merge"]
     assert scripts["eval"][1] == ["train"] and scripts["eval_merge"][1] == ["eval"]
     assert "#SBATCH --array=0-2" in scripts["prep"][0] and "--num-parts 3" in scripts["prep"][0]
-    assert "--chunk \"$SLURM_ARRAY_TASK_ID/3\"" in scripts["eval"][0]
+    assert '--chunk "$SLURM_ARRAY_TASK_ID/3"' in scripts["eval"][0]
     for name, (text, _) in scripts.items():
         assert "{{" not in text, f"unrendered placeholder in {name}"
         res = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
