@@ -207,7 +207,9 @@ class Evaluator:
         from navsim_adapter.pdm.metric_cache import context_from_metric_cache, load_metric_cache
 
         if scene.token not in self._cache_index:
-            raise KeyError(f"token {scene.token} is not in the metric cache {self.s.metric_cache} (metadata csv)")
+            raise KeyError(
+                f"token {scene.token} is not in the metric cache {self.s.metric_cache} (metadata csv)"
+            )
         return context_from_metric_cache(load_metric_cache(self._cache_index[scene.token]), scene.token)
 
     def describe(self) -> dict:

@@ -33,8 +33,9 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_metric_cache_scores_equal_scene_built_contexts(eval_run, eval_cmd, eval_main, metric_cache, tmp_path,
-                                                        one_thread):
+def test_metric_cache_scores_equal_scene_built_contexts(
+    eval_run, eval_cmd, eval_main, metric_cache, tmp_path, one_thread
+):
     out = tmp_path / "cached"
     eval_main(eval_cmd(out, "--metric-cache", str(metric_cache)))
     for name in ("human_v2.csv", "constant_velocity_v2.csv", "dipole_omega1_v2.csv"):
@@ -48,7 +49,9 @@ def test_metric_cache_scores_equal_scene_built_contexts(eval_run, eval_cmd, eval
                     assert float(b[col]) == pytest.approx(float(val), abs=1e-6), (name, a["token"], col)
 
 
-def test_token_missing_from_cache_is_invalid_not_fatal(eval_cmd, eval_main, metric_cache, tmp_path, one_thread):
+def test_token_missing_from_cache_is_invalid_not_fatal(
+    eval_cmd, eval_main, metric_cache, tmp_path, one_thread
+):
     victim = sorted(p for p in metric_cache.rglob("metric_cache.pkl"))[0]
     token = victim.parent.name
     meta = next((metric_cache / "metadata").glob("*.csv"))
