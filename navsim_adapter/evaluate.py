@@ -41,8 +41,10 @@ from navsim_adapter.observation import (
 log = logging.getLogger("navsim_adapter.evaluate")
 SETTINGS_FILE = "settings.json"
 EC_NOTE = (
-    "EC (two-frame extended comfort) needs the previous frame's simulated states and is not computed "
-    "here (empty); EPDMS is then normalised without it, as NAVSIM does when EC is unavailable."
+    "EC (two-frame extended comfort) compares each token's simulated plan with the same agent's plan "
+    "at the previous evaluated frame of its log (0.5 s earlier, NAVSIM one-stage); where there is none "
+    "(first frame of a log, --frame-interval > 1, previous token not evaluated) EC is empty and that "
+    "token's EPDMS is normalised without it (/14), as NAVSIM does."
 )
 
 
@@ -150,10 +152,15 @@ def _invalid(token: str, rows: Sequence[str], error: str) -> list[dict]:
     return [{"row": row, "token": token, "valid": False, "error": error} for row in rows]
 
 
-def _records(token: str, rows: Sequence[str], result, b: int, trajs: np.ndarray) -> list[dict]:
+def _records(scene, ctx, rows: Sequence[str], result, b: int, trajs: np.ndarray) -> list[dict]:
+    # log_name + start_time (None for synthetic frames) find the previous frame for EC in the report
+    frame = {
+        "log_name": scene.metadata.log_name,
+        "start_time": None if ctx.is_synthetic else ctx.timestamp_us * 1e-6,
+    }
     out = []
     for j, row in enumerate(rows):
-        rec = {"row": row, "token": token, "valid": bool(result.valid[b, j]), "error": None}
+        rec = {"row": row, "token": scene.token, "valid": bool(result.valid[b, j]), "error": None, **frame}
         for k in report.SUMMARY_METRICS:
             v = float(getattr(result, k)[b, j])
             rec[k] = None if np.isnan(v) else v
@@ -294,13 +301,15 @@ class Evaluator:
         t0 = time.perf_counter()
         trajs = self._trajectories(scenes, contexts, obs)
         t1 = time.perf_counter()
-        result = score(contexts, trajs, on_invalid="zero", return_states=False)
+        result = score(contexts, trajs, on_invalid="zero", return_states=True)
         self.timings["policy"] += t1 - t0
         self.timings["score"] += time.perf_counter() - t1
+        # states first: a record in records.jsonl always has its states on disk (EC pass)
+        report.save_states(self.s.out, [s.token for s in scenes], self.rows, result.simulated_states)
         return [
             rec
-            for b, scene in enumerate(scenes)
-            for rec in _records(scene.token, self.rows, result, b, trajs)
+            for b, (scene, ctx) in enumerate(zip(scenes, contexts, strict=True))
+            for rec in _records(scene, ctx, self.rows, result, b, trajs)
         ]
 
     def _trajectories(self, scenes, contexts, obs) -> np.ndarray:
@@ -333,8 +342,21 @@ class Evaluator:
         return fn
 
 
-def write_report(out: Path, records: list[dict], loader=None, worst_k: int = 4, name: str = "dipole") -> Path:
-    """CSVs + summary.md + omega plot + BEV pictures of the worst scenes of the best omega."""
+def write_report(
+    out: Path,
+    records: list[dict],
+    loader=None,
+    worst_k: int = 4,
+    name: str = "dipole",
+    state_dirs: Sequence[Path] | None = None,
+) -> Path:
+    """CSVs + summary.md + omega plot + BEV pictures of the worst scenes of the best omega.
+
+    EC and the final EPDMS are computed here from the simulated states under `state_dirs` (default
+    `out`): the raw records stay the scorer's, so resuming and merging stay exact.
+    """
+    states = report.load_states(state_dirs if state_dirs is not None else [out])
+    records = report.add_extended_comfort(records, states)
     report.write_csvs(records, out)
     table = report.summarize(records)
     md = report.markdown_table(table)
@@ -441,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         if first is not None and first.resolve() != (a.out / SETTINGS_FILE).resolve():
             (a.out / SETTINGS_FILE).write_text(first.read_text())
         RecordWriter(a.out / "records.jsonl").path.write_text("".join(json.dumps(r) + "\n" for r in records))
-        path = write_report(a.out, records, worst_k=0)
+        path = write_report(a.out, records, worst_k=0, state_dirs=a.merge)
         print(path.read_text())
         return path
     if a.split is None:
