@@ -238,9 +238,6 @@ def decoded_view(sample: Sample) -> dict[str, Any]:
     }
 
 
-_scene_sample, _decoded_view = scene_sample, decoded_view  # earlier private names, still imported elsewhere
-
-
 def _add_candidates(samples: list[Sample], state: _WorkerState) -> None:
     s = state.settings
     per_source: list[list[np.ndarray]] = [[] for _ in samples]

@@ -109,7 +109,7 @@ def _shard_image(checkpoint: Path) -> dict[str, Any]:
 
 def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
     """The decoded training-sample dict of `scene` (images, ego status history, command, human future)."""
-    from data_prep.build_shards import BuildSettings, _decoded_view, _scene_sample
+    from data_prep.build_shards import BuildSettings, decoded_view, scene_sample
 
     settings = BuildSettings(
         data_root="",
@@ -123,7 +123,7 @@ def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
         seed=0,
         jpeg_quality=spec.jpeg_quality,
     )
-    return _decoded_view(_scene_sample(scene, settings))
+    return decoded_view(scene_sample(scene, settings))
 
 
 def token_seed(seed: int, token: str) -> int:
