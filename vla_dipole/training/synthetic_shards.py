@@ -11,19 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.shard_format import (
-    SCHEMA_VERSION,
-    SCORE_NAMES,
-    SOURCES,
-    Sample,
-    TrajStatsAccumulator,
-    encode_jpeg,
-    encode_sample,
-    sha256_file,
-    shard_name,
-    shard_writer,
-    write_manifest,
-)
+from data_prep.shard_format import SCORE_NAMES, Sample, encode_jpeg, write_sample_shards
 
 
 def _scene(index: int, rng: np.random.Generator, k: int) -> Sample:
@@ -62,40 +50,11 @@ def _scene(index: int, rng: np.random.Generator, k: int) -> Sample:
 
 def write_shards(out: Path, num_samples: int = 32, k: int = 4, per_shard: int = 16, seed: int = 0) -> Path:
     """A shard build of `num_samples` scenes with `k` scored candidates each (+ manifest)."""
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    shards, acc = [], TrajStatsAccumulator()
-    for s in range(0, num_samples, per_shard):
-        name = shard_name("unit", s // per_shard)
-        with open(out / name, "wb") as fh, shard_writer(fh) as writer:
-            for i in range(s, min(s + per_shard, num_samples)):
-                sample = _scene(i, rng, k)
-                writer.write(encode_sample(sample))
-                acc.add(sample.human)
-                acc.add(sample.candidates)
-        shards.append(
-            {
-                "name": name,
-                "samples": min(per_shard, num_samples - s),
-                "sha256": sha256_file(out / name),
-                "bytes": (out / name).stat().st_size,
-            }
-        )
-    write_manifest(
-        out,
-        {
-            "schema_version": SCHEMA_VERSION,
-            "split": "unit",
-            "config": {},
-            "image": {},
-            "scorer_version": "none",
-            "score_names": list(SCORE_NAMES),
-            "source_names": list(SOURCES),
-            "candidate_sources": {"vocab": k},
-            "num_candidates": k,
-            "num_samples": num_samples,
-            "shards": shards,
-            "traj_stats": acc.result(),
-        },
+    # Scenes are drawn lazily, shard by shard, in index order: the RNG stream fixes every byte.
+    groups = (
+        (_scene(i, rng, k) for i in range(s, min(s + per_shard, num_samples)))
+        for s in range(0, num_samples, per_shard)
     )
+    write_sample_shards(out, "unit", groups, candidate_sources={"vocab": k}, num_candidates=k)
     return out
