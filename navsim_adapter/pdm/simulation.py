@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+# nuPlan's principal_value (modulo, [-pi, pi)) is exactly the canonical geometry.wrap_angle.
+from navsim_adapter.geometry import wrap_angle as principal_value
 from navsim_adapter.pdm.geometry import PACIFICA, VehicleParameters
 
 # State vector layout (NAVSIM's StateIndex).
@@ -50,11 +52,6 @@ TRACKER = TrackerConfig()
 def wrap_angle(a: np.ndarray) -> np.ndarray:
     """Angle in [-pi, pi] via atan2 (NAVSIM's normalize_angle)."""
     return np.arctan2(np.sin(a), np.cos(a))
-
-
-def principal_value(a: np.ndarray) -> np.ndarray:
-    """Angle in [-pi, pi) via modulo (nuPlan's principal_value)."""
-    return (a + np.pi) % (2 * np.pi) - np.pi
 
 
 def local_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
