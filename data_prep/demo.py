@@ -14,6 +14,7 @@ DIR/demo_omega_curve.png, the files the README shows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -46,42 +47,28 @@ class DemoScale:
     eval_frame_interval: int  # a test scene every N frames
 
 
+# the outcome test's configuration (tests/demo): minutes on 2 cores
+SMALL = DemoScale(
+    train_logs=8,
+    test_logs=8,
+    frames=40,
+    driver_noise=3.0,
+    candidates="vocab:8,perturb:8",
+    bc_samples=6144,
+    dipole_samples=3072,
+    round_samples=1024,
+    round_candidates=8,
+    awr_samples=3072,
+    dipole_beta=4.0,
+    omegas="0,1,2,4",
+    eval_frame_interval=4,
+)
 SCALES = {
-    # the outcome test's configuration (tests/demo): minutes on 2 cores
-    "small": DemoScale(
-        train_logs=8,
-        test_logs=8,
-        frames=40,
-        driver_noise=3.0,
-        candidates="vocab:8,perturb:8",
-        bc_samples=6144,
-        dipole_samples=3072,
-        round_samples=1024,
-        round_candidates=8,
-        awr_samples=3072,
-        dipole_beta=4.0,
-        omegas="0,1,2,4",
-        eval_frame_interval=4,
-    ),
-    # `make demo`: at most ~15 minutes on 2 cores
-    # (16 training logs with the same training lengths gave DIPOLE +5.5 at omega 0 but a falling omega
-    # curve: pi- saw each scene half as often; the demo therefore trains like "small" and evaluates on
-    # twice as many held-out scenes, with the five omegas)
-    "demo": DemoScale(
-        train_logs=8,
-        test_logs=8,
-        frames=40,
-        driver_noise=3.0,
-        candidates="vocab:8,perturb:8",
-        bc_samples=6144,
-        dipole_samples=3072,
-        round_samples=1024,
-        round_candidates=8,
-        awr_samples=3072,
-        dipole_beta=4.0,
-        omegas="0,0.5,1,2,4",
-        eval_frame_interval=2,
-    ),
+    "small": SMALL,
+    # `make demo` (at most ~15 minutes on 2 cores) trains like "small" and evaluates twice as many
+    # held-out scenes at the five omegas. 16 training logs with the same training lengths gave
+    # DIPOLE +5.5 at omega 0 but a falling omega curve (pi- saw each scene half as often).
+    "demo": dataclasses.replace(SMALL, omegas="0,0.5,1,2,4", eval_frame_interval=2),
 }
 
 # Settings shared by every training stage: the tiny backbone is frozen, so its features are computed
