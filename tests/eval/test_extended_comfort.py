@@ -165,3 +165,18 @@ def test_chunks_and_merge_keep_ec_exact(ec_run, eval_cmd, eval_main, tmp_path):
     # alone, chunk 1 lacks its first frame's predecessor
     first = min(report.read_records([chunks[1] / "records.jsonl"]), key=lambda r: r["start_time"])
     assert read_v2(chunks[1] / "human_v2.csv")[first["token"]]["two_frame_extended_comfort"] == ""
+
+
+def test_resume_after_losing_the_last_batch_records_keeps_ec_exact(ec_run, eval_cmd, eval_main, tmp_path):
+    """A kill after a batch's states were written but before its records: the rerun rewrites both."""
+    import shutil
+
+    out = tmp_path / "resumed"
+    shutil.copytree(ec_run, out)
+    lines = (out / "records.jsonl").read_text().splitlines(keepends=True)
+    (out / "records.jsonl").write_text("".join(lines[: len(lines) - 4]))  # last batch = 1 token x 4 rows
+    for p in out.glob("*_v2.csv"):
+        p.unlink()
+    eval_main(eval_cmd(out, "--frame-interval", "1", "--max-scenes", "5", "--worst-k", "0"))
+    for stem in ("human", "dipole_omega1"):
+        assert (out / f"{stem}_v2.csv").read_text() == (ec_run / f"{stem}_v2.csv").read_text(), stem
