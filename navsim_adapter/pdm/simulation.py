@@ -50,12 +50,19 @@ TRACKER = TrackerConfig()
 
 
 def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angle in [-pi, pi] via atan2 (NAVSIM's normalize_angle)."""
+    """Angle in [-pi, pi] via atan2 (NAVSIM's normalize_angle).
+
+    Not `geometry.wrap_angle` (modulo, [-pi, pi)): the two differ at +-pi and in the last bits,
+    and the scorer follows NAVSIM's choice per call site.
+    """
     return np.arctan2(np.sin(a), np.cos(a))
 
 
 def local_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """Poses [..., 3] relative to `origin` [..., 3] (broadcast) -> global poses."""
+    """Poses [..., 3] relative to `origin` [..., 3] (broadcast) -> global poses.
+
+    Unlike `geometry.local_to_global` it takes a batch of origins and wraps with atan2 (NAVSIM's).
+    """
     c, s = np.cos(origin[..., 2]), np.sin(origin[..., 2])
     c, s = c[..., None], s[..., None]
     x = origin[..., 0, None] + c * poses[..., 0] - s * poses[..., 1]
