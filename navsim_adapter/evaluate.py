@@ -361,7 +361,12 @@ def write_report(
     table = report.summarize(records)
     md = report.markdown_table(table)
     invalid = sorted({(r["token"], r["error"]) for r in records if not r["valid"] and r.get("error")})
-    text = f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens. {EC_NOTE}\n"
+    valid = [r for r in records if r["valid"]]
+    with_ec = sum(r.get("ec") is not None for r in valid)
+    text = (
+        f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens. {EC_NOTE} "
+        f"EC available for {with_ec} of {len(valid)} valid (token, row) records.\n"
+    )
     settings = out / SETTINGS_FILE
     if settings.is_file():
         text += "\n## Settings\n\n" + "\n".join(
