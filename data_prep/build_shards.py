@@ -246,7 +246,7 @@ def _add_candidates(samples: list[Sample], state: _WorkerState) -> None:
             trajs = state.policy_sampler.sample(
                 [decoded_view(x) for x in samples],
                 n,
-                seed=s.seed + SOURCES.index(name),  # per-scene noise from (seed, token): chunking-independent
+                seed=int(scene_rng(s.seed, samples[0].token).integers(2**31)),
             )
             for j in range(len(samples)):
                 per_source[j].append(trajs[j])

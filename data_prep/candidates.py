@@ -152,28 +152,34 @@ def perturb_candidates(human: np.ndarray, n: int, rng: np.random.Generator) -> n
 class PolicySampler:
     """Source (c): trajectories sampled from a DIPOLE checkpoint at guidance weight omega.
 
-    Used by the online DIPOLE rounds. A thin adapter over the evaluator's `PolicyRunner` (one
-    checkpoint loader, one collate-and-sample path): `sample` takes decoded shard samples (the
-    loader's format, images included) and returns (B, n, 8, 3), each scene's noise seeded by
-    (seed, token) so candidates do not depend on the chunking.
+    Used by the online DIPOLE rounds. `sample` takes decoded shard samples (the loader's format,
+    images included) and returns (B, n, 8, 3).
     """
 
     def __init__(self, checkpoint: str | Path, omega: float = 0.0, num_steps: int | None = None):
         if not Path(checkpoint).exists():
             raise FileNotFoundError(f"--policy {checkpoint}: policy checkpoint directory does not exist")
         try:
-            from navsim_adapter.observation import PolicyRunner
+            from vla_dipole.model.policy import DipolePolicy
         except ImportError as exc:
             raise NotImplementedError(
                 f"candidate source 'policy' needs vla_dipole.model.policy.DipolePolicy, which is not available ({exc})"
             ) from exc
         self.checkpoint, self.omega, self.num_steps = str(checkpoint), float(omega), num_steps
-        self.runner = PolicyRunner(checkpoint, num_steps=num_steps)
-        self.policy = self.runner.policy
+        self.policy = DipolePolicy.from_pretrained(checkpoint).eval()
 
     def config(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "omega": self.omega, "num_steps": self.num_steps}
 
     def sample(self, samples: Sequence[dict[str, Any]], n: int, seed: int) -> np.ndarray:
         """(B, n, 8, 3) samples at omega for decoded samples (the loader's per-sample dicts)."""
-        return self.runner.sample(samples, [self.omega] * n, seed=seed).astype(np.float32)
+        import torch
+
+        from vla_dipole.data.collate import collate
+
+        generator = torch.Generator().manual_seed(int(seed))
+        with torch.no_grad():
+            trajs = self.policy.sample(
+                collate(list(samples)), omegas=[self.omega] * n, num_steps=self.num_steps, generator=generator
+            )
+        return trajs.detach().cpu().numpy().astype(np.float32)

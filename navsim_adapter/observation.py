@@ -182,10 +182,8 @@ class PolicyRunner:
         best_of: int = 1,
         score_fn: Callable[[Any], np.ndarray] | None = None,
         tokens: Sequence[str] | None = None,
-        seed: int | None = None,
     ) -> np.ndarray:
-        """Trajectories [B, len(omegas), 8, 3]; `tokens` (default the observations' "token") and `seed`
-        (default the runner's) seed the noise."""
+        """Trajectories [B, len(omegas), 8, 3]; `tokens` (default the observations' "token") seed the noise."""
         import torch
 
         from vla_dipole.data.collate import collate
@@ -196,11 +194,11 @@ class PolicyRunner:
             if tokens is not None
             else batch.get("token") or [str(i) for i in range(len(observations))]
         )
-        seed = self.seed if seed is None else int(seed)
+        seeds = [token_seed(self.seed, t) for t in tokens]
         if self._per_scene_noise:
-            generator: Any = [torch.Generator().manual_seed(token_seed(seed, t)) for t in tokens]
+            generator: Any = [torch.Generator().manual_seed(s) for s in seeds]
         else:
-            generator = torch.Generator().manual_seed(token_seed(seed, ",".join(tokens)))
+            generator = torch.Generator().manual_seed(token_seed(self.seed, ",".join(tokens)))
         kwargs: dict[str, Any] = {"generator": generator, "num_steps": self.num_steps}
         if best_of > 1:
             kwargs.update(best_of=best_of, score_fn=score_fn)
