@@ -39,6 +39,12 @@ def _submit(cluster, args: list[str]) -> dict[str, str]:
     return ids
 
 
+def _submit_train(cluster, run_dir: Path, shards: Path, *overrides: str) -> dict[str, str]:
+    """A CPU training job (tiny BC) on the shared shards, with extra train.py overrides."""
+    args = ["train", "--run-dir", str(run_dir), "--gpus-per-node", "0", "--cpus-per-task", "2"]
+    return _submit(cluster, [*args, "--shards", str(shards), "stage=bc", *overrides, *TRAIN_OVERRIDES])
+
+
 def _logs(run_dir: Path) -> str:
     return "\n".join(p.read_text() for p in sorted((run_dir / "logs").glob("*.out")))
 
@@ -86,23 +92,7 @@ def test_prep_array_builds_one_merged_manifest(slurm_cluster, synthetic_root, tm
 
 def test_tiny_training_job_completes_with_checkpoint(slurm_cluster, synthetic_shards, tmp_path):
     run_dir = tmp_path / "train"
-    ids = _submit(
-        slurm_cluster,
-        [
-            "train",
-            "--run-dir",
-            str(run_dir),
-            "--gpus-per-node",
-            "0",
-            "--cpus-per-task",
-            "2",
-            "--shards",
-            str(synthetic_shards),
-            "stage=bc",
-            "schedule.total_samples=64",
-            *TRAIN_OVERRIDES,
-        ],
-    )
+    ids = _submit_train(slurm_cluster, run_dir, synthetic_shards, "schedule.total_samples=64")
     info = slurm_cluster.wait(ids["train"], {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
     assert info["JobState"] == "COMPLETED", _logs(run_dir)
     assert (run_dir / "train" / "policy").is_dir(), _logs(run_dir)
@@ -115,23 +105,12 @@ def test_usr1_checkpoints_requeues_and_resumes_without_lost_samples(
 ):
     total = 480
     run_dir = tmp_path / "preempt"
-    ids = _submit(
+    ids = _submit_train(
         slurm_cluster,
-        [
-            "train",
-            "--run-dir",
-            str(run_dir),
-            "--gpus-per-node",
-            "0",
-            "--cpus-per-task",
-            "2",
-            "--shards",
-            str(synthetic_shards),
-            "stage=bc",
-            f"schedule.total_samples={total}",
-            "checkpoint.every_samples=100000",
-            *TRAIN_OVERRIDES,
-        ],
+        run_dir,
+        synthetic_shards,
+        f"schedule.total_samples={total}",
+        "checkpoint.every_samples=100000",
     )
     job = ids["train"]
     metrics = run_dir / "train" / "metrics.jsonl"
