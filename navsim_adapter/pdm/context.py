@@ -149,6 +149,14 @@ class ScoringContext:
         """(M,) moving kinds (vehicle / pedestrian / bicycle): hit at fault = 0 rather than 0.5."""
         return np.array([t in AGENT_TYPES for t in self.agent_types], dtype=bool)
 
+    @cached_property
+    def first_seen_speed(self) -> np.ndarray:
+        """(M,) speed of each track in the first step it exists: nuPlan's is_track_stopped looks
+        at the track as first seen."""
+        first = self.agent_valid.argmax(axis=0) if self.num_agents else np.zeros(0, dtype=np.int64)
+        v = self.agent_velocity[first, np.arange(self.num_agents)]
+        return np.hypot(v[:, 0], v[:, 1])
+
     def _layer_polygons(self, layers: tuple[str, ...], ids: set[str] | None = None) -> PolygonSet:
         return PolygonSet(
             [

@@ -127,26 +127,37 @@ def rect_overlap(c1, h1, hl1, hw1, c2, h2, hl2, hw2) -> np.ndarray:
 
 
 def _segment_offsets(xy: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For points [P, 2] and every segment of polyline xy [S+1, 2]: the clamped parameter t [P, S]
-    of the nearest point on the segment, the offset point - nearest [P, S, 2], squared lengths [S]."""
-    ax, ay = xy[:-1, 0], xy[:-1, 1]
-    abx, aby = xy[1:, 0] - ax, xy[1:, 1] - ay
+    """For points [..., P, 2] and every segment of polylines xy [..., S+1, 2] (leading dims
+    broadcast): the clamped parameter t [..., P, S] of the nearest point on the segment, the offset
+    point - nearest [..., P, S, 2] and the squared segment lengths [..., S]."""
+    ax, ay = xy[..., :-1, 0], xy[..., :-1, 1]
+    abx, aby = xy[..., 1:, 0] - ax, xy[..., 1:, 1] - ay
     seg_len2 = abx * abx + aby * aby
-    px, py = pts[:, 0, None] - ax, pts[:, 1, None] - ay
+    ax, ay, abx, aby = ax[..., None, :], ay[..., None, :], abx[..., None, :], aby[..., None, :]
+    px, py = pts[..., :, 0, None] - ax, pts[..., :, 1, None] - ay
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.clip((px * abx + py * aby) / seg_len2, 0.0, 1.0)
-    t = np.where(seg_len2 > 0, t, 0.0)
+        t = np.clip((px * abx + py * aby) / seg_len2[..., None, :], 0.0, 1.0)
+    t = np.where(seg_len2[..., None, :] > 0, t, 0.0)
     return t, np.stack([px - t * abx, py - t * aby], -1), seg_len2
 
 
-def polyline_project(xy: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Arc length [P] of the nearest point on polyline xy [S+1, 2] to each point [P, 2]
-    (shapely's `line_locate_point`; the first nearest segment wins ties)."""
+def polyline_project(xy: np.ndarray, pts: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
+    """Arc length [..., P] of the nearest point on polyline xy [..., S+1, 2] to each point [..., P, 2]
+    (shapely's `line_locate_point`; the first nearest segment wins ties). Leading dims broadcast,
+    so B scenes' centrelines are projected in one pass; `segments` [...] (number of real segments
+    of each padded line) keeps the padding out of the search."""
     t, d, seg_len2 = _segment_offsets(xy, pts)
-    best = np.argmin((d * d).sum(-1), axis=1)
+    dist2 = (d * d).sum(-1)
+    if segments is not None:
+        real = np.arange(dist2.shape[-1]) < np.asarray(segments)[..., None, None]
+        dist2 = np.where(real, dist2, np.inf)
+    best = np.argmin(dist2, axis=-1)[..., None]  # [..., P, 1]
     seg_len = np.sqrt(seg_len2)
-    cum = np.concatenate([[0.0], np.cumsum(seg_len)])
-    return cum[best] + t[np.arange(len(pts)), best] * seg_len[best]
+    cum = np.concatenate([np.zeros(seg_len.shape[:-1] + (1,)), np.cumsum(seg_len, axis=-1)], axis=-1)
+    along = np.take_along_axis(t, best, axis=-1)[..., 0]
+    start = np.take_along_axis(cum[..., None, :], best, axis=-1)[..., 0]
+    length = np.take_along_axis(seg_len[..., None, :], best, axis=-1)[..., 0]
+    return start + along * length
 
 
 def segment_box_overlap(seg: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -155,44 +166,54 @@ def segment_box_overlap(seg: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 class PolygonSet:
-    """Map polygons with bulk "strictly inside" tests (GEOS `contains_xy` on prepared polygons,
-    after a numpy bounding-box cull), the same predicate NAVSIM's STRtree / vectorized queries use."""
+    """Map polygons of one role in one scene, prepared once (GEOS) with their bounding boxes."""
 
     def __init__(self, polygons: list):
-        self.polygons = list(polygons)
-        for p in self.polygons:
-            shapely.prepare(p)
-        self.bounds = np.array([p.bounds for p in self.polygons], dtype=np.float64).reshape(-1, 4)
+        self.polygons = np.empty(len(polygons), dtype=object)
+        self.polygons[:] = polygons
+        shapely.prepare(self.polygons)
+        self.bounds = shapely.bounds(self.polygons).reshape(-1, 4)
 
     def __len__(self) -> int:
         return len(self.polygons)
 
-    def _inside(self, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        x0, y0, x1, y1 = self.bounds[i]
-        cand = np.nonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))[0]
-        out = np.zeros(len(x), dtype=bool)
-        if len(cand):
-            out[cand] = shapely.contains_xy(self.polygons[i], x[cand], y[cand])
-        return out
 
-    def membership(self, xy: np.ndarray) -> np.ndarray:
-        """Bool [len(polygons), *xy.shape[:-1]]: point strictly inside polygon."""
-        x, y = xy[..., 0].ravel(), xy[..., 1].ravel()
-        out = np.zeros((len(self.polygons), len(x)), dtype=bool)
-        for i in range(len(self.polygons)):
-            out[i] = self._inside(i, x, y)
-        return out.reshape((len(self.polygons),) + xy.shape[:-1])
+@dataclass
+class PolygonTable:
+    """The PolygonSets of B scenes side by side: slot j of scene b is polygons[index[b, j]].
 
-    def any_contains(self, xy: np.ndarray) -> np.ndarray:
-        """Bool [*xy.shape[:-1]]: point strictly inside at least one polygon."""
-        x, y = xy[..., 0].ravel(), xy[..., 1].ravel()
-        out = np.zeros(len(x), dtype=bool)
-        for i in range(len(self.polygons)):
-            todo = np.nonzero(~out)[0]
-            if not len(todo):
-                break
-            out[todo] |= self._inside(i, x[todo], y[todo])
-        return out.reshape(xy.shape[:-1])
+    Padding slots have NaN bounds, so every bounding-box test fails on them. One `inside` call
+    answers a point query for all scenes at once (one GEOS call for all candidate pairs)."""
+
+    polygons: np.ndarray  # [Q] object, prepared
+    index: np.ndarray  # [B, J] int (-1 = padding)
+    bounds: np.ndarray  # [B, J, 4] (x0, y0, x1, y1)
+
+    @classmethod
+    def stack(cls, sets: list[PolygonSet]) -> PolygonTable:
+        sizes = np.array([len(s) for s in sets], dtype=np.int64)
+        width = int(sizes.max(initial=0))
+        slot = np.arange(width)
+        mask = slot[None, :] < sizes[:, None]  # [B, J]
+        index = np.full(mask.shape, -1, dtype=np.int64)
+        index[mask] = np.arange(int(sizes.sum()))
+        bounds = np.full(mask.shape + (4,), np.nan)
+        polygons = np.empty(0, dtype=object)
+        if width:
+            bounds[mask] = np.concatenate([s.bounds for s in sets])
+            polygons = np.concatenate([s.polygons for s in sets])
+        return cls(polygons, index, bounds)
+
+    def inside(self, xy: np.ndarray) -> np.ndarray:
+        """Bool [B, P, J]: point xy[b, p] strictly inside slot j of scene b (GEOS `contains_xy`, the
+        predicate NAVSIM's STRtree queries use), after a bounding-box cull."""
+        x, y = xy[..., 0, None], xy[..., 1, None]  # [B, P, 1]
+        b = self.bounds[:, None]  # [B, 1, J, 4]
+        hit = (x >= b[..., 0]) & (x <= b[..., 2]) & (y >= b[..., 1]) & (y <= b[..., 3])
+        bi, pi, ji = np.nonzero(hit)
+        if len(bi):
+            hit[bi, pi, ji] = shapely.contains_xy(self.polygons[self.index[bi, ji]], xy[bi, pi, 0], xy[bi, pi, 1])
+        return hit
 
 
 class Polyline:

@@ -13,11 +13,13 @@ from typing import Literal
 import numpy as np
 
 from navsim_adapter.pdm import metrics as M
+from navsim_adapter.pdm.batch import SceneBatch
 from navsim_adapter.pdm.context import ScoringContext
 from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM, TRAJ_POSES, interpolate_candidates, simulate
 
 SCORER_VERSION = "pdm-navsim2.0.0-np1"
 SIM_CHUNK = 2048  # rows simulated together: large enough to vectorise, small enough to stay in cache
+GEOM_CHUNK = 24_000  # rows x (agents + 8) per geometry pass: bounds the [rows, steps, agents] arrays
 
 # v2 weights (EPDMS) and v1 weights (PDMS).
 W_EP, W_TTC, W_LK, W_HC, W_EC = 5.0, 5.0, 2.0, 2.0, 2.0
@@ -123,37 +125,118 @@ def score(
     # Comfort-type metrics are per row: one batched pass over the candidates of all scenes.
     t1 = time.perf_counter()
     cand_states = states[:, :n].reshape(b * n, NUM_STEPS + 1, STATE_DIM)
-    comfort = {
-        "comfort": M.comfort(cand_states).reshape(b, n),
-        "hc": _history_comfort(contexts, states[:, :n]),
-        "ec": np.full((b, n), np.nan)
+    c = M.comfort(cand_states).reshape(b, n)
+    hc = _history_comfort(contexts, states[:, :n])
+    ec = (
+        np.full((b, n), np.nan)
         if prev is None
-        else M.extended_comfort(cand_states, prev.reshape(b * n, NUM_STEPS + 1, STATE_DIM)).reshape(b, n),
-    }
+        else M.extended_comfort(cand_states, prev.reshape(b * n, NUM_STEPS + 1, STATE_DIM)).reshape(b, n)
+    )
     timings["metrics"] += time.perf_counter() - t1
 
-    out = {k: np.zeros((b, n)) for k in PDMResult.SUBSCORES}
-    progress = np.zeros((b, n))
-    for i, ctx in enumerate(contexts):
-        t1 = time.perf_counter()
-        g = M.scene_geometry(ctx, states[i])
-        t2 = time.perf_counter()
-        res = _scene_scores(ctx, states[i], g, n, human_filter, {k: v[i] for k, v in comfort.items()})
-        timings["geometry"] += t2 - t1
-        timings["metrics"] += time.perf_counter() - t2
-        for k, v in res.items():
-            out[k][i] = v
-        progress[i] = g.progress[:n]
-
+    rows = _row_scores(contexts, states, timings)
+    out = _aggregate(contexts, rows, n, human_filter, c, hc, ec)
     for k in PDMResult.SUBSCORES:
         out[k] = np.where(valid, out[k], 0.0)
     return PDMResult(
         **out,
         valid=valid,
         simulated_states=states[:, :n].copy() if return_states else None,
-        progress=np.where(valid, progress, 0.0),
+        progress=np.where(valid, rows["progress"][:, :n], 0.0),
         timings=timings,
     )
+
+
+def _scene_chunks(contexts: list[ScoringContext], rows_per_scene: int):
+    """Consecutive scene ranges whose geometry arrays stay around GEOM_CHUNK rows x steps x agents."""
+    start, size = 0, 0
+    for i, ctx in enumerate(contexts):
+        cost = rows_per_scene * (ctx.num_agents + 8)
+        if size and size + cost > GEOM_CHUNK:
+            yield start, i
+            start, size = i, 0
+        size += cost
+    yield start, len(contexts)
+
+
+def _row_scores(contexts, states: np.ndarray, timings: dict[str, float]) -> dict[str, np.ndarray]:
+    """Unnormalised sub-scores and raw progress [B, K] of every simulated row (K = N + 2)."""
+    b, k = states.shape[:2]
+    keys = ("nc", "dac", "ddc", "tlc", "ttc", "ttc_v1", "lk", "progress")
+    out = {key: np.empty((b, k)) for key in keys}
+    for lo, hi in _scene_chunks(contexts, k):
+        t1 = time.perf_counter()
+        batch = SceneBatch.from_contexts(contexts[lo:hi])
+        st = states[lo:hi]
+        g = M.batch_geometry(batch, st)
+        t2 = time.perf_counter()
+        out["nc"][lo:hi] = M.no_at_fault_collision(batch, st, g)
+        out["dac"][lo:hi] = M.drivable_area_compliance(g)
+        out["ddc"][lo:hi] = M.driving_direction_compliance(g)
+        out["tlc"][lo:hi] = M.traffic_light_compliance(g)
+        out["ttc"][lo:hi] = M.time_to_collision(batch, st, g)
+        # v1 has no human filter, no DDC/TLC and evaluates TTC on all steps.
+        out["ttc_v1"][lo:hi] = M.time_to_collision(batch, st, g, full_horizon=True)
+        out["lk"][lo:hi] = M.lane_keeping(g)
+        out["progress"][lo:hi] = g.progress
+        timings["geometry"] += t2 - t1
+        timings["metrics"] += time.perf_counter() - t2
+    return out
+
+
+def _aggregate(contexts, rows, n, human_filter, c, hc, ec) -> dict[str, np.ndarray]:
+    """Sub-scores [B, N] of the candidates (rows :n; row n = reference, n + 1 = human), EP
+    normalisation, the v2 human filter and both aggregates, for all scenes at once."""
+    nc, dac, ddc, tlc, ttc, lk, progress = (rows[k] for k in ("nc", "dac", "ddc", "tlc", "ttc", "lk", "progress"))
+    multi = nc * dac * ddc * tlc
+    ref, hum = n, n + 1
+    cand = slice(0, n)
+    s = {
+        "nc": nc[:, cand],
+        "dac": dac[:, cand],
+        "ddc": ddc[:, cand],
+        "tlc": tlc[:, cand],
+        "ttc": ttc[:, cand],
+        "lk": lk[:, cand],
+        "ep": M.normalized_progress(progress[:, cand], multi[:, cand], (progress[:, ref] * multi[:, ref])[:, None]),
+        "hc": hc,
+    }
+
+    # v1 PDMS from the unfiltered sub-scores.
+    multi_v1 = nc * dac
+    ep_v1 = M.normalized_progress_v1(
+        progress[:, cand], multi_v1[:, cand], (progress[:, ref] * multi_v1[:, ref])[:, None]
+    )
+    pdms = nc[:, cand] * dac[:, cand] * (W1_EP * ep_v1 + W1_TTC * rows["ttc_v1"][:, cand] + W1_C * c)
+    pdms = pdms / (W1_EP + W1_TTC + W1_C)
+
+    # v2 human filter (original scenes with a logged future): a column the human fails is lifted to 1.
+    # The human row is scored alone (EP normalised by itself) and without history comfort.
+    applies = np.array([human_filter and not x.is_synthetic and x.human_trajectory is not None for x in contexts])
+    human = {
+        "nc": nc[:, hum],
+        "dac": dac[:, hum],
+        "ddc": ddc[:, hum],
+        "tlc": tlc[:, hum],
+        "ttc": ttc[:, hum],
+        "lk": lk[:, hum],
+        "ep": M.normalized_progress(progress[:, hum], multi[:, hum], 0.0),
+        "hc": np.ones(len(contexts)),
+    }
+    for key in FILTERED:
+        lift = applies & (human[key] == 0)
+        s[key] = np.where(lift[:, None], 1.0, s[key])
+
+    multi_c = s["nc"] * s["dac"] * s["ddc"] * s["tlc"]
+    weighted = W_EP * s["ep"] + W_TTC * s["ttc"] + W_LK * s["lk"] + W_HC * s["hc"]
+    no_ec = np.isnan(ec).all(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        epdms = np.where(
+            no_ec,
+            multi_c * weighted / (W_EP + W_TTC + W_LK + W_HC),
+            multi_c * (weighted + W_EC * ec) / (W_EP + W_TTC + W_LK + W_HC + W_EC),
+        )
+    return {**s, "comfort": c, "ec": ec, "pdms": pdms, "epdms": epdms}
 
 
 def _history_comfort(contexts, cand_states: np.ndarray) -> np.ndarray:
@@ -171,69 +254,3 @@ def _history_comfort(contexts, cand_states: np.ndarray) -> np.ndarray:
         )
         out[idx] = M.comfort(padded.reshape(len(idx) * n, h + NUM_STEPS + 1, STATE_DIM)).reshape(len(idx), n)
     return out
-
-
-def _scene_scores(ctx, states, g, n, human_filter, comfort) -> dict[str, np.ndarray]:
-    """Sub-scores for the n candidates of one scene (rows n, n+1 = reference, human); `comfort`
-    holds the precomputed per-row comfort, history comfort and extended comfort."""
-    nc = M.no_at_fault_collision(ctx, states, g)
-    dac = M.drivable_area_compliance(g)
-    ddc = M.driving_direction_compliance(g)
-    tlc = M.traffic_light_compliance(g)
-    ttc = M.time_to_collision(ctx, states, g)
-    lk = M.lane_keeping(g)
-    multi = nc * dac * ddc * tlc
-    ref, hum = n, n + 1
-
-    cand = slice(0, n)
-    s = {
-        "nc": nc[cand],
-        "dac": dac[cand],
-        "ddc": ddc[cand],
-        "tlc": tlc[cand],
-        "ttc": ttc[cand],
-        "lk": lk[cand],
-        "ep": M.normalized_progress(g.progress[cand], multi[cand], g.progress[ref] * multi[ref]),
-        "hc": comfort["hc"],
-    }
-
-    # v1 PDMS from the unfiltered sub-scores (v1 has no human filter, no DDC/TLC, TTC on all steps).
-    multi_v1 = nc * dac
-    ep_v1 = M.normalized_progress_v1(g.progress[cand], multi_v1[cand], g.progress[ref] * multi_v1[ref])
-    ttc_v1 = M.time_to_collision(ctx, states[cand], _rows(g, cand), full_horizon=True)
-    c = comfort["comfort"]
-    pdms = nc[cand] * dac[cand] * (W1_EP * ep_v1 + W1_TTC * ttc_v1 + W1_C * c) / (W1_EP + W1_TTC + W1_C)
-
-    if human_filter and not ctx.is_synthetic and ctx.human_trajectory is not None:
-        # The human row is scored alone (EP normalised by itself) and without history comfort.
-        human = {
-            "nc": nc[hum],
-            "dac": dac[hum],
-            "ddc": ddc[hum],
-            "tlc": tlc[hum],
-            "ttc": ttc[hum],
-            "lk": lk[hum],
-            "ep": M.normalized_progress(g.progress[hum], multi[hum], 0.0),
-            "hc": 1.0,
-        }
-        for key in FILTERED:
-            if human[key] == 0:
-                s[key] = np.ones(n)
-
-    ec = comfort["ec"]
-    multi_c = s["nc"] * s["dac"] * s["ddc"] * s["tlc"]
-    weighted = W_EP * s["ep"] + W_TTC * s["ttc"] + W_LK * s["lk"] + W_HC * s["hc"]
-    if np.isnan(ec).all():
-        epdms = multi_c * weighted / (W_EP + W_TTC + W_LK + W_HC)
-    else:
-        epdms = multi_c * (weighted + W_EC * ec) / (W_EP + W_TTC + W_LK + W_HC + W_EC)
-    return {**s, "comfort": c, "ec": ec, "pdms": pdms, "epdms": epdms}
-
-
-def _rows(g: M.SceneGeometry, rows: slice) -> M.SceneGeometry:
-    """The geometry of a subset of rows."""
-    fields = {}
-    for name in g.__dataclass_fields__:
-        v = getattr(g, name)
-        fields[name] = v if name == "active_agents" else v[rows]
-    return M.SceneGeometry(**fields)
