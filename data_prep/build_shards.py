@@ -2,7 +2,12 @@
 the human future, K candidate trajectories and every PDM sub-score (schema: docs/shards.md).
 
     python -m data_prep.build_shards --data-root DATA --split NAME --out OUT \
-        [--sources vocab,perturb] [--num-candidates 16] [--vocabulary DIR] [--workers 2] [--shard-size 256]
+        [--sources vocab,perturb] [--num-candidates 16] [--vocabulary DIR] [--workers 2] [--shard-size 256] \
+        [--metric-cache DIR [--missing-cache error|skip]]
+
+Candidates are scored against a ScoringContext per scene: built from the scene and its map on the
+synthetic world (JSON maps), or read from a NAVSIM metric cache (`--metric-cache`, built by navsim's
+run_metric_caching.py) on real OpenScene logs, whose nuPlan maps only reach us through that cache.
 
 Shards are built in parallel (one job per shard, a process pool) and are resumable: a shard is
 written to a temporary file and renamed only when complete, with a sidecar in OUT/.build/; a
@@ -19,7 +24,7 @@ import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -60,6 +65,7 @@ MAX_HISTORY = 4  # NAVSIM scenes have 4 history frames
 DEFAULT_VOCAB_SIZE = 256  # when build_shards fits the vocabulary itself
 SCORE_CHUNK = 16  # scenes scored per PDM call
 EC_FILL = 1.0  # stored extended comfort when it cannot be computed (see docs/shards.md)
+MISSING_CACHE_MODES = ("error", "skip")  # a scene without a metric-cache entry: fail, or leave it out
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class BuildSettings:
     vocab_mode: str = "mixed"
     vocabulary_sha256: str | None = None
     policy: Mapping[str, Any] | None = None
+    metric_cache: str | None = None  # NAVSIM metric cache the contexts come from (None: scene + JSON map)
+    missing_cache: str = "error"
     scorer_version: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -107,6 +115,7 @@ class _WorkerState:
     vocab: np.ndarray | None
     policy_sampler: Any = None
     loaders: dict = field(default_factory=dict)
+    cache: Any = None  # MetricCacheIndex, opened by the worker on first use
 
 
 # ------------------------------------------------------------------------------------- options
@@ -157,15 +166,74 @@ def parse_image_size(size: int | str | Sequence[int]) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------- planning
 
 
-def plan_shards(
-    data_root: str | Path, split: str, shard_size: int, limit: int | None, frame_interval: int = 1
-) -> list[ShardJob]:
-    """Scenes in (log, time) order, cut to `limit`, in shards of `shard_size` consecutive scenes."""
+def list_scenes(data_root: str | Path, split: str, frame_interval: int = 1) -> list[tuple[str, str, str]]:
+    """(log_name, token, map_name) of every scene of the split, logs sorted, time order within a log."""
     loader = open_split(data_root, split, frame_interval)
-    scenes = [
-        (scene.metadata.log_name, scene.token) for scene in loader.iter_scenes()
-    ]  # logs sorted, time order
-    scenes = sorted(scenes, key=lambda item: item[0])[:limit]  # stable: keeps time order within a log
+    scenes = [(s.metadata.log_name, s.token, s.metadata.map_name) for s in loader.iter_scenes()]
+    return sorted(scenes, key=lambda item: item[0])  # stable: keeps time order within a log
+
+
+def select_scenes(
+    scenes: Sequence[tuple[str, str, str]],
+    limit: int | None,
+    data_root: str,
+    cache: Any = None,
+    missing_cache: str = "error",
+) -> tuple[list[tuple[str, str]], int]:
+    """The (log, token) scenes to build and how many were skipped for lacking a metric-cache entry.
+
+    Checked here, in the parent, so a build that cannot score its scenes fails before any work:
+    without a cache every scene needs a synthetic JSON map; with one every scene needs an entry
+    (or, with missing_cache="skip", scenes without one are left out before `limit` is applied).
+    """
+    if cache is None:
+        chosen = list(scenes[:limit])
+        _require_json_maps(sorted({m for _, _, m in chosen}), data_root)
+        return [(log, tok) for log, tok, _ in chosen], 0
+    if missing_cache == "error":
+        chosen = list(scenes[:limit])
+        absent = [(log, tok) for log, tok, _ in chosen if tok not in cache]
+        if absent:
+            log, tok = absent[0]
+            raise cache.missing(
+                tok,
+                log,
+                note=f"{len(absent)} of the {len(chosen)} scenes to build lack an entry (--missing-cache skip "
+                "builds only the cached scenes and counts the others in the manifest)",
+            )
+        return [(log, tok) for log, tok, _ in chosen], 0
+    kept, skipped = [], 0
+    for log, tok, _ in scenes:
+        if limit is not None and len(kept) >= limit:
+            break
+        if tok in cache:
+            kept.append((log, tok))
+        else:
+            skipped += 1
+    if not kept:
+        raise ValueError(
+            f"none of the {len(scenes)} scenes has an entry in the metric cache {cache.root}: "
+            "was it built for another split (train_test_split=...)?"
+        )
+    return kept, skipped
+
+
+def _require_json_maps(map_names: list[str], data_root: str) -> None:
+    from navsim_adapter.maps import synthetic_map_path
+
+    missing = [m for m in map_names if not synthetic_map_path(m, data_root).is_file()]
+    if missing:
+        raise ValueError(
+            f"{data_root}: no synthetic JSON map for map(s) {missing} (looked for "
+            f"{synthetic_map_path(missing[0], data_root)}). Real OpenScene logs use nuPlan maps, which "
+            "build_shards reads through a NAVSIM metric cache: build one with navsim's run_metric_caching.py "
+            "(train_test_split=navtrain metric_cache_path=DIR) and pass --metric-cache DIR"
+        )
+
+
+def plan_shards(scenes: Sequence[tuple[str, str]], shard_size: int) -> list[ShardJob]:
+    """Shards of `shard_size` consecutive (log, token) scenes."""
+    scenes = list(scenes)
     return [ShardJob(i // shard_size, scenes[i : i + shard_size]) for i in range(0, len(scenes), shard_size)]
 
 
@@ -263,10 +331,22 @@ def _add_candidates(samples: list[Sample], state: _WorkerState) -> None:
         sample.sources = codes
 
 
-def _add_scores(samples: list[Sample], scenes: list, score_fn) -> None:
+def _contexts(scenes: list, state: _WorkerState) -> list:
+    """ScoringContexts: read from the metric cache when the build has one (real logs), else built from
+    the scene and its JSON map. The cache's csv and pickles are read here, in the worker."""
     from navsim_adapter.pdm import build_context
 
-    contexts = [build_context(scene) for scene in scenes]
+    path = state.settings.metric_cache
+    if path is None:
+        return [build_context(scene) for scene in scenes]
+    if state.cache is None:
+        from navsim_adapter.pdm.metric_cache import MetricCacheIndex
+
+        state.cache = MetricCacheIndex(path, "scoring shard candidates")
+    return [state.cache.context(scene.token, scene.metadata.log_name) for scene in scenes]
+
+
+def _add_scores(samples: list[Sample], contexts: list, score_fn) -> None:
     trajs = np.stack([np.concatenate([x.candidates, x.human[None]]) for x in samples])
     result = score_fn(contexts, trajs, return_states=False)
     table = np.stack([np.asarray(getattr(result, name), dtype=np.float32) for name in SCORE_NAMES], axis=-1)
@@ -316,7 +396,7 @@ def _build_shard(job: ShardJob) -> dict[str, Any]:
             scenes = [loader.get_scene(tok) for _, tok in job.scenes[start : start + SCORE_CHUNK]]
             chunk = [scene_sample(scene, s) for scene in scenes]
             _add_candidates(chunk, state)
-            _add_scores(chunk, scenes, score)
+            _add_scores(chunk, _contexts(scenes, state), score)
             for sample in chunk:
                 pdms = sample.candidate_scores[:, SCORE_NAMES.index("pdms")]
                 for src, _ in s.sources:
@@ -402,8 +482,14 @@ def build_shards(
     max_shards: int | None = None,
     part: int | None = None,
     num_parts: int = 1,
+    metric_cache: str | Path | None = None,
+    missing_cache: str = "error",
 ) -> dict[str, Any]:
     """Build (or finish) the shards of one split; returns the manifest (also written to OUT/manifest.json).
+
+    `metric_cache` (a NAVSIM metric cache dir) supplies every scene's ScoringContext, as real logs need;
+    without it the split must be synthetic (JSON maps). `missing_cache="skip"` leaves out scenes the
+    cache lacks (counted in the manifest's `skipped_scenes`) instead of failing.
 
     `max_shards` stops after building that many new shards without writing the manifest (used to
     test resuming; a normal run leaves it None). `part`/`num_parts` build only shards
@@ -438,11 +524,22 @@ def build_shards(
         raise ValueError(f"part {part} of {num_parts}: need num_parts >= 1 and 0 <= part < num_parts")
     if part is not None and overwrite:
         raise ValueError("--overwrite with --part would delete the other parts' shards")
+    if missing_cache not in MISSING_CACHE_MODES:
+        raise ValueError(f"missing_cache must be one of {MISSING_CACHE_MODES}, got {missing_cache!r}")
+    cache = None
+    if metric_cache is not None:
+        from navsim_adapter.pdm.metric_cache import MetricCacheIndex
 
+        metric_cache = str(Path(metric_cache).resolve())
+        cache = MetricCacheIndex(metric_cache, "scoring shard candidates with --metric-cache")
+
+    scenes, skipped = select_scenes(
+        list_scenes(data_root, split, frame_interval), limit, data_root, cache, missing_cache
+    )
     if overwrite and out.exists():
         shutil.rmtree(out)
     (out / BUILD_DIR).mkdir(parents=True, exist_ok=True)
-    jobs = plan_shards(data_root, split, shard_size, limit, frame_interval)
+    jobs = plan_shards(scenes, shard_size)
     mine = [j for j in jobs if part is None or j.index % num_parts == part]
     own = {shard_name(split, j.index) for j in mine}
     for stale in out.glob("*.tmp"):  # only our own leftovers: other parts may be writing theirs
@@ -481,6 +578,8 @@ def build_shards(
         vocab_mode=vocab_mode,
         vocabulary_sha256=vocab_config["sha256"] if vocab_config else None,
         policy=policy_config,
+        metric_cache=metric_cache,
+        missing_cache=missing_cache,
         scorer_version=str(SCORER_VERSION),
     )
     _check_settings(out, settings)
@@ -552,6 +651,8 @@ def build_shards(
         if vocab_config is None
         else {"path": "vocabulary", "sha256": vocab_config["sha256"], "size": vocab_config["size"]},
         "policy": policy_config,
+        "metric_cache": metric_cache,
+        "skipped_scenes": {"not_in_metric_cache": skipped},
         "num_samples": sum(r["samples"] for r in ordered),
         "shards": [{k: r[k] for k in ("name", "samples", "sha256", "bytes")} for r in ordered],
         "pdms_histogram": _merge_histograms(r["pdms_histogram"] for r in ordered),
@@ -578,7 +679,9 @@ def _check_settings(out: Path, settings: BuildSettings) -> None:
     path = out / BUILD_DIR / "settings.json"
     current = settings.to_json()
     if path.is_file():
-        previous = json.loads(path.read_text())
+        # a field added since that build compares as its default (an older build had no other value)
+        defaults = {f.name: f.default for f in fields(BuildSettings) if f.default is not MISSING}
+        previous = {**json.loads(json.dumps(defaults)), **json.loads(path.read_text())}
         diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if diff:
             raise ValueError(
@@ -617,6 +720,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--omega", type=float, default=0.0, help="guidance weight for policy samples")
     p.add_argument("--policy-steps", type=int, default=None, help="denoising steps for policy samples")
+    p.add_argument(
+        "--metric-cache",
+        default=None,
+        help="NAVSIM metric cache dir (navsim's run_metric_caching.py): scores real logs (nuPlan maps)",
+    )
+    p.add_argument(
+        "--missing-cache",
+        default="error",
+        choices=MISSING_CACHE_MODES,
+        help="a scene without a metric-cache entry: fail (default) or skip it (counted in the manifest)",
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shard-size", type=int, default=256, help="scenes per shard")
     p.add_argument("--limit", type=int, default=None, help="only the first N scenes")
@@ -660,6 +774,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         overwrite=a.overwrite,
         part=a.part,
         num_parts=a.num_parts,
+        metric_cache=a.metric_cache,
+        missing_cache=a.missing_cache,
         command=shlex.join(
             [Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]
         ),

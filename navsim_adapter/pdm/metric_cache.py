@@ -216,6 +216,42 @@ def context_from_metric_cache(cache, token: str = "") -> ScoringContext:
     )
 
 
+class MissingTokenError(LookupError):
+    """A scene the metric cache has no entry for."""
+
+
+class MetricCacheIndex:
+    """One metric cache: its metadata csv read once, a ScoringContext per token loaded on demand.
+
+    Cheap to build in each worker process (only the csv is read); the pickles are loaded by `context`.
+    """
+
+    def __init__(self, root: str | Path, purpose: str = "reading a NAVSIM metric cache"):
+        require_official(f"{purpose} ({root})")
+        self.root = Path(root)
+        self.paths = metadata_index(self.root)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self.paths
+
+    def missing(self, token: str, log_name: str = "", note: str = "") -> MissingTokenError:
+        """The error for a scene without a cache entry (names the cache, the token and the log)."""
+        log = f" (log {log_name})" if log_name else ""
+        return MissingTokenError(
+            f"scene token {token}{log} is not in the metric cache {self.root} (no entry in "
+            f"{self.root / 'metadata'}/*.csv): the cache was built for other scenes; rebuild it for this split "
+            f"with navsim's run_metric_caching.py{'; ' + note if note else ''}"
+        )
+
+    def context(self, token: str, log_name: str = "") -> ScoringContext:
+        if token not in self.paths:
+            raise self.missing(token, log_name)
+        return context_from_metric_cache(load_metric_cache(self.paths[token]), token)
+
+
 def load_contexts(
     cache_root: str | Path, tokens: list[str] | None = None, progress: bool = True
 ) -> list[ScoringContext]:
@@ -247,3 +283,20 @@ def dump_metric_cache(cache, root: str | Path, token: str, log_name: str = "log"
             fh.write("file_name\n")
         fh.write(f"{path}\n")
     return path
+
+
+def write_split_cache(
+    data_root: str | Path, split: str, out: str | Path, frame_interval: int = 1, progress: bool = False
+) -> Path:
+    """A NAVSIM-format metric cache of a synthetic split's scenes, written with the official classes
+    (what run_metric_caching.py produces for real logs), so the real-data path can run on the synthetic world."""
+    from tqdm import tqdm
+
+    from navsim_adapter.pdm import build_context
+    from navsim_adapter.pdm.official import to_metric_cache
+    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+    loader = SceneLoader(split, data_root=data_root, scene_filter=SceneFilter(frame_interval=frame_interval))
+    for scene in tqdm(loader.iter_scenes(), total=len(loader), desc="metric cache", disable=not progress):
+        dump_metric_cache(to_metric_cache(build_context(scene)), out, scene.token, scene.metadata.log_name)
+    return Path(out)

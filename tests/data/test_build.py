@@ -10,28 +10,11 @@ import pytest
 
 from data_prep.build_shards import BUILD_DIR, build_shards
 from data_prep.shard_format import SCORE_NAMES, SOURCES, read_manifest, shard_name
-from data_prep.synthesize import synthesize
 from data_prep.validate import main as validate_main
 from data_prep.validate import validate
 from vla_dipole.data import make_loader
 
-BUILD = dict(
-    cameras=("cam_f0",),
-    image_size=(64, 40),
-    history_frames=2,
-    sources=("vocab", "perturb"),
-    num_candidates={"vocab": 3, "perturb": 2},
-    shard_size=3,
-    limit=8,
-    seed=5,
-)
-
-
-@pytest.fixture(scope="module")
-def split_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    synthesize(root, "unit", 2, 0, frames_per_log=18, image_size=(96, 54), workers=1, progress=False)
-    return root
+from .conftest import BUILD
 
 
 @pytest.fixture(scope="module")

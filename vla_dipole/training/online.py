@@ -7,6 +7,7 @@ continues on the replay of every round's shards so far (all with the same K, so 
 advantages are comparable; the offline shards trained round 0). The reference policy
 mu of round r is thus the policy of round r-1: its samples are the candidates, its weights the start.
 Only rank 0 builds; the builder resumes a killed build, so a preempted round restarts cheaply.
+On real logs the offline build's `--metric-cache` (from its manifest) scores the round's candidates too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def round_data_dirs(cfg: DictConfig, round_: int) -> list[Path]:
 
 
 def _build_args(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
-    """Observation options of the offline build, so the new shards match the old ones."""
+    """Observation and scoring options of the offline build, so the new shards match the old ones
+    (real logs are scored from the same NAVSIM metric cache, with the same rule for scenes it lacks)."""
     config = manifest.get("config", {})
     missing = [k for k in ("cameras", "image_size", "history_frames") if k not in config]
     if missing or "data_root" not in manifest:
@@ -50,6 +52,8 @@ def _build_args(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
         "shard_size": config.get("shard_size", 256),
         "limit": config.get("limit"),
         "frame_interval": config.get("frame_interval", 1),
+        "metric_cache": config.get("metric_cache"),
+        "missing_cache": config.get("missing_cache", "error"),
     }
 
 
