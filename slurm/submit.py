@@ -70,6 +70,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", default="mini", help="log split for prep")
     p.add_argument("--eval-split", default=None, help="log split for eval (default: --split)")
     p.add_argument("--num-parts", type=int, default=4, help="array size for prep / eval")
+    p.add_argument(
+        "--metric-cache",
+        default=None,
+        help="prep: NAVSIM metric cache of the split (navsim's run_metric_caching.py); real logs need it",
+    )
+    p.add_argument(
+        "--missing-cache",
+        default=None,
+        choices=("error", "skip"),
+        help="prep: a scene the metric cache lacks fails the build (error) or is left out (skip)",
+    )
     p.add_argument("--prep-args", default="", help="extra options for data_prep.build_shards")
     p.add_argument("--eval-args", default="", help="extra options for navsim_adapter.evaluate")
     p.add_argument("--checkpoint", default=None, help="eval: checkpoint dir (pipeline: the trained one)")
@@ -81,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for o in args.overrides:
         if "=" not in o:
             p.error(f"override {o!r} is not key=value")
+    if args.missing_cache is not None and args.metric_cache is None:
+        p.error("--missing-cache needs --metric-cache")
     if args.nodes < 1 or args.gpus_per_node < 0 or args.num_parts < 1:
         p.error("--nodes and --num-parts must be >= 1, --gpus-per-node >= 0")
     return args
@@ -104,6 +117,14 @@ def _env_exports(a: argparse.Namespace) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))
 
 
+def _cache_args(a: argparse.Namespace) -> list[str]:
+    """build_shards' metric-cache options: the array tasks and the merge job must pass the same ones."""
+    if a.metric_cache is None:
+        return []
+    args = [f"--metric-cache {shlex.quote(str(Path(a.metric_cache).resolve()))}"]
+    return args + ([f"--missing-cache {a.missing_cache}"] if a.missing_cache else [])
+
+
 def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, list[str]]]:
     """(name, script text, names it depends on) for every job of the stage, in submission order."""
     cpus = a.cpus_per_task or (8 * a.gpus_per_node if a.gpus_per_node else 2)
@@ -122,7 +143,9 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
     cpu_only = {**base, "common": common, "sbatch_extra": _sbatch_extra(a, 0)}
     shards = a.shards or str(run_dir / "shards")
     checkpoint = a.checkpoint or str(run_dir / "train" / "policy")
-    prep_args = f"--data-root {shlex.quote(data_root)} --split {a.split} {a.prep_args}".strip()
+    prep_args = " ".join(
+        [f"--data-root {shlex.quote(data_root)} --split {a.split}", *_cache_args(a), a.prep_args.strip()]
+    ).strip()
     eval_split = a.eval_split or a.split
     eval_args = (
         f"--checkpoint {shlex.quote(checkpoint)} --data-root {shlex.quote(data_root)} "
