@@ -68,6 +68,10 @@ EC_FILL = 1.0  # stored extended comfort when it cannot be computed (see docs/sh
 MISSING_CACHE_MODES = ("error", "skip")  # a scene without a metric-cache entry: fail, or leave it out
 
 
+class ScoringSourceError(ValueError):
+    """The split's scenes cannot be scored as asked (no JSON map and no metric cache, or nothing cached)."""
+
+
 @dataclass(frozen=True)
 class BuildSettings:
     """Everything that determines shard bytes (compared on resume); `workers` is deliberately absent."""
@@ -211,7 +215,7 @@ def select_scenes(
         else:
             skipped += 1
     if not kept:
-        raise ValueError(
+        raise ScoringSourceError(
             f"none of the {len(scenes)} scenes has an entry in the metric cache {cache.root}: "
             "was it built for another split (train_test_split=...)?"
         )
@@ -223,7 +227,7 @@ def _require_json_maps(map_names: list[str], data_root: str) -> None:
 
     missing = [m for m in map_names if not synthetic_map_path(m, data_root).is_file()]
     if missing:
-        raise ValueError(
+        raise ScoringSourceError(
             f"{data_root}: no synthetic JSON map for map(s) {missing} (looked for "
             f"{synthetic_map_path(missing[0], data_root)}). Real OpenScene logs use nuPlan maps, which "
             "build_shards reads through a NAVSIM metric cache: build one with navsim's run_metric_caching.py "
@@ -751,35 +755,40 @@ def main(argv: Sequence[str] | None = None) -> None:
         sources = ",".join(
             [s for s in sources.split(",") if not s.startswith("policy")] + [f"policy:{a.samples}"]
         )
-    manifest = build_shards(
-        a.data_root,
-        a.split,
-        a.out,
-        cameras=a.cameras.split(","),
-        image_size=a.image_size,
-        history_frames=a.history_frames,
-        sources=sources,
-        num_candidates=num,
-        workers=a.workers,
-        shard_size=a.shard_size,
-        limit=a.limit,
-        seed=a.seed,
-        frame_interval=a.frame_interval,
-        vocabulary=a.vocabulary,
-        policy=a.policy,
-        omega=a.omega,
-        policy_steps=a.policy_steps,
-        vocab_mode=a.vocab_mode,
-        jpeg_quality=a.jpeg_quality,
-        overwrite=a.overwrite,
-        part=a.part,
-        num_parts=a.num_parts,
-        metric_cache=a.metric_cache,
-        missing_cache=a.missing_cache,
-        command=shlex.join(
-            [Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]
-        ),
-    )
+    from navsim_adapter.pdm.metric_cache import MissingTokenError
+
+    try:
+        manifest = build_shards(
+            a.data_root,
+            a.split,
+            a.out,
+            cameras=a.cameras.split(","),
+            image_size=a.image_size,
+            history_frames=a.history_frames,
+            sources=sources,
+            num_candidates=num,
+            workers=a.workers,
+            shard_size=a.shard_size,
+            limit=a.limit,
+            seed=a.seed,
+            frame_interval=a.frame_interval,
+            vocabulary=a.vocabulary,
+            policy=a.policy,
+            omega=a.omega,
+            policy_steps=a.policy_steps,
+            vocab_mode=a.vocab_mode,
+            jpeg_quality=a.jpeg_quality,
+            overwrite=a.overwrite,
+            part=a.part,
+            num_parts=a.num_parts,
+            metric_cache=a.metric_cache,
+            missing_cache=a.missing_cache,
+            command=shlex.join(
+                [Path(sys.executable).name, "-m", "data_prep.build_shards", *(argv or sys.argv[1:])]
+            ),
+        )
+    except (ScoringSourceError, MissingTokenError) as err:  # bad input: one message, no traceback
+        raise SystemExit(f"build_shards: {err}") from None
     if not manifest.get("complete", True):
         print(
             f"part {a.part} of {a.num_parts}: {manifest['shards_done']} of {manifest['shards']} shards done in "

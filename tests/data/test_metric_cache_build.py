@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.build_shards import build_shards, main
+from data_prep.build_shards import ScoringSourceError, build_shards, main
 from data_prep.shard_format import SCORE_NAMES
 from vla_dipole.data import make_loader
 
@@ -103,15 +103,16 @@ def _pdms_on_cache_horizon(root, samples) -> np.ndarray:
     return score(contexts, trajs, return_states=False).pdms
 
 
-def test_real_root_without_metric_cache_fails_early(mapless_root, tmp_path, capsys):
+def test_real_root_without_metric_cache_fails_early(mapless_root, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(
-        ValueError, match=r"no synthetic JSON map .*run_metric_caching\.py.*--metric-cache DIR"
+        ScoringSourceError, match=r"no synthetic JSON map .*run_metric_caching\.py.*--metric-cache DIR"
     ):
         build_shards(mapless_root, "unit", out, **BUILD)
     assert not out.exists(), "nothing is written before the check"
-    with pytest.raises(ValueError, match="--metric-cache DIR"):  # the CLI says the same
+    with pytest.raises(SystemExit) as exit_info:  # the CLI prints just the message
         main(["--data-root", str(mapless_root), "--split", "unit", "--out", str(out), "--limit", "2"])
+    assert str(exit_info.value).startswith("build_shards: ") and "--metric-cache DIR" in str(exit_info.value)
 
 
 def test_token_missing_from_cache_is_a_clear_error_or_skipped(
@@ -128,6 +129,9 @@ def test_token_missing_from_cache_is_a_clear_error_or_skipped(
     msg = str(err.value)
     assert victim in msg and str(sparse) in msg and f"log {log}" in msg and "1 of the 8 scenes" in msg
     assert not (tmp_path / "strict").exists()
+    cli = ["--data-root", str(mapless_root), "--split", "unit", "--out", str(tmp_path / "cli")]
+    with pytest.raises(SystemExit, match=f"build_shards: scene token {victim} "):
+        main([*cli, "--metric-cache", str(sparse), "--limit", "8"])
 
     manifest = build_shards(
         mapless_root, "unit", tmp_path / "skip", metric_cache=sparse, missing_cache="skip", **BUILD
