@@ -16,10 +16,12 @@ provenance (data_root, metric_cache, command).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from data_prep.build_shards import ScoringSourceError, build_shards, main
+from data_prep.build_shards import BUILD_DIR, ScoringSourceError, build_shards, main
 from data_prep.shard_format import SCORE_NAMES
 from vla_dipole.data import make_loader
 
@@ -153,3 +155,16 @@ def test_resume_with_another_metric_cache_is_refused(split_root, unit_metric_cac
             build_shards(split_root, "unit", out, metric_cache=cache, **BUILD)
     done = build_shards(split_root, "unit", out, metric_cache=unit_metric_cache, **BUILD)
     assert [s["sha256"] for s in done["shards"]] == [s["sha256"] for s in cache_built[1]["shards"]]
+
+
+def test_build_started_before_the_option_still_resumes(split_root, map_built, tmp_path):
+    """settings.json of an older build has no metric_cache / missing_cache: they compare as their defaults."""
+    out = tmp_path / "old"
+    build_shards(split_root, "unit", out, max_shards=1, **BUILD)
+    path = out / BUILD_DIR / "settings.json"
+    old = {
+        k: v for k, v in json.loads(path.read_text()).items() if k not in ("metric_cache", "missing_cache")
+    }
+    path.write_text(json.dumps(old))
+    done = build_shards(split_root, "unit", out, **BUILD)
+    assert [s["sha256"] for s in done["shards"]] == [s["sha256"] for s in map_built[1]["shards"]]
