@@ -153,7 +153,8 @@ def test_resume_with_another_metric_cache_is_refused(split_root, unit_metric_cac
     for cache in (other, None):  # another cache, or scoring from the maps instead, would mix scorings
         with pytest.raises(ValueError, match=r"other settings \(differences: \['metric_cache'\]\)"):
             build_shards(split_root, "unit", out, metric_cache=cache, **BUILD)
-    done = build_shards(split_root, "unit", out, metric_cache=unit_metric_cache, **BUILD)
+    # finished by 2 worker processes, each reading the cache itself
+    done = build_shards(split_root, "unit", out, metric_cache=unit_metric_cache, workers=2, **BUILD)
     assert [s["sha256"] for s in done["shards"]] == [s["sha256"] for s in cache_built[1]["shards"]]
 
 
