@@ -3,6 +3,7 @@ build_shards (the merge refuses shards built with other settings), quoted for ba
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import pytest
@@ -60,3 +61,46 @@ def test_missing_cache_without_metric_cache_is_rejected(capsys):
     with pytest.raises(SystemExit):
         parse_args(["prep", "--missing-cache", "skip"])
     assert "--missing-cache needs --metric-cache" in capsys.readouterr().err
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.navsim
+def test_prep_array_scores_from_the_metric_cache(slurm_cluster, synthetic_root, tmp_path):
+    """A real 2-task array + merge on a root without JSON maps: it can only score through the cache."""
+    pytest.importorskip("navsim", reason="the metric-cache path needs the official navsim")
+    from navsim_adapter.pdm.metric_cache import write_split_cache
+
+    from .test_slurm_jobs import _logs, _submit
+
+    cache = write_split_cache(synthetic_root, "train", tmp_path / "metric cache", frame_interval=4)
+    root = tmp_path / "real-like root"
+    root.mkdir()
+    for name in ("navsim_logs", "sensor_blobs"):
+        (root / name).symlink_to(synthetic_root / name, target_is_directory=True)
+    run_dir = tmp_path / "prep"
+    ids = _submit(
+        slurm_cluster,
+        [
+            "prep",
+            "--run-dir",
+            str(run_dir),
+            "--num-parts",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--data-root",
+            str(root),
+            "--split",
+            "train",
+            "--metric-cache",
+            str(cache),
+            "--prep-args",
+            "--sources perturb --num-candidates 2 --image-size 32x18 --shard-size 4 --frame-interval 4",
+        ],
+    )
+    info = slurm_cluster.wait(ids["prep_merge"], {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
+    assert info["JobState"] == "COMPLETED", _logs(run_dir)
+    manifest = json.loads((run_dir / "shards" / "manifest.json").read_text())
+    assert manifest["config"]["metric_cache"] == str(cache.resolve())
+    assert manifest["num_samples"] == len(list(cache.rglob("metric_cache.pkl")))
