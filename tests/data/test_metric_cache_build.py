@@ -27,8 +27,6 @@ from vla_dipole.data import make_loader
 
 from .conftest import BUILD
 
-pytestmark = pytest.mark.navsim
-
 
 def _samples(out):
     batch = next(iter(make_loader(out, batch_size=64, shuffle_buffer=0, shardshuffle=False)))
@@ -58,6 +56,7 @@ def cache_built(mapless_root, unit_metric_cache, tmp_path_factory):
     return out, build_shards(mapless_root, "unit", out, metric_cache=unit_metric_cache, **BUILD)
 
 
+@pytest.mark.navsim
 def test_cache_scores_equal_map_scores(split_root, map_built, cache_built, unit_metric_cache):
     (map_out, map_manifest), (cache_out, manifest) = map_built, cache_built
     assert manifest["config"]["metric_cache"] == str(unit_metric_cache.resolve())
@@ -117,6 +116,7 @@ def test_real_root_without_metric_cache_fails_early(mapless_root, tmp_path):
     assert str(exit_info.value).startswith("build_shards: ") and "--metric-cache DIR" in str(exit_info.value)
 
 
+@pytest.mark.navsim
 def test_token_missing_from_cache_is_a_clear_error_or_skipped(
     mapless_root, unit_metric_cache, cache_built, tmp_path
 ):
@@ -145,6 +145,7 @@ def test_token_missing_from_cache_is_a_clear_error_or_skipped(
     assert len(kept) == 8 and victim not in kept and kept[:4] == tokens[:4] and kept[4:7] == tokens[5:]
 
 
+@pytest.mark.navsim
 def test_resume_with_another_metric_cache_is_refused(split_root, unit_metric_cache, cache_built, tmp_path):
     out = tmp_path / "resume"
     partial = build_shards(split_root, "unit", out, metric_cache=unit_metric_cache, max_shards=1, **BUILD)
