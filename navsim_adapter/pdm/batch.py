@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from navsim_adapter.pdm.context import ScoringContext
-from navsim_adapter.pdm.geometry import Polyline, PolygonTable
+from navsim_adapter.pdm.geometry import PolygonTable
 
 
 @dataclass
@@ -35,7 +35,6 @@ class SceneBatch:
     red_active: np.ndarray  # [B, T_max, K]
     centerline: np.ndarray  # [B, P_max, 2] (x, y), padded with each line's last vertex
     centerline_segments: np.ndarray  # [B] number of real segments of each centreline
-    polylines: list[Polyline]
 
     def __len__(self) -> int:
         return len(self.contexts)
@@ -78,5 +77,4 @@ class SceneBatch:
             red_active=red,
             centerline=line,
             centerline_segments=np.array([len(c.centerline) - 1 for c in contexts], dtype=np.int64),
-            polylines=[c.centerline_polyline for c in contexts],
         )

@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, Polygon
 
-from navsim_adapter.pdm.geometry import PolygonSet, Polyline
+from navsim_adapter.pdm.geometry import PolygonSet
 from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM
 
 # nuPlan TrackedObjectType names (lower case). Agents (moving kinds) score 0 when hit at fault,
@@ -187,10 +187,6 @@ class ScoringContext:
         line = shapely.linestrings(self.centerline[:, :2])
         shapely.prepare(line)
         return line
-
-    @cached_property
-    def centerline_polyline(self) -> Polyline:
-        return Polyline(self.centerline[:, :2])
 
     @cached_property
     def red_light_set(self) -> PolygonSet:

@@ -207,47 +207,68 @@ class PolygonTable:
     def inside(self, xy: np.ndarray) -> np.ndarray:
         """Bool [B, P, J]: point xy[b, p] strictly inside slot j of scene b (GEOS `contains_xy`, the
         predicate NAVSIM's STRtree queries use), after a bounding-box cull."""
-        x, y = xy[..., 0, None], xy[..., 1, None]  # [B, P, 1]
-        b = self.bounds[:, None]  # [B, 1, J, 4]
-        hit = (x >= b[..., 0]) & (x <= b[..., 2]) & (y >= b[..., 1]) & (y <= b[..., 3])
-        bi, pi, ji = np.nonzero(hit)
-        if len(bi):
-            hit[bi, pi, ji] = shapely.contains_xy(self.polygons[self.index[bi, ji]], xy[bi, pi, 0], xy[bi, pi, 1])
+        hit = _in_bounds(self.bounds[:, None], xy[..., 0, None], xy[..., 1, None])
+        b, p, j = np.nonzero(hit)
+        if len(b):
+            hit[b, p, j] = shapely.contains_xy(self.polygons[self.index[b, j]], xy[b, p, 0], xy[b, p, 1])
         return hit
 
+    def inside_at(self, scene: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        """Bool [P, J]: point xy[p] [P, 2] of scene[p] strictly inside that scene's slot j."""
+        hit = _in_bounds(self.bounds[scene], xy[:, 0, None], xy[:, 1, None])
+        p, j = np.nonzero(hit)
+        if len(p):
+            hit[p, j] = shapely.contains_xy(self.polygons[self.index[scene[p], j]], xy[p, 0], xy[p, 1])
+        return hit
 
-class Polyline:
-    """A route centreline with a fast, exact "farther than d from the line" test.
+    def any_inside(self, xy: np.ndarray) -> np.ndarray:
+        """Bool [B, P]: point xy[b, p] strictly inside some polygon of scene b. Slot by slot, so a
+        point already found inside is not tested again."""
+        found = np.zeros(xy.shape[:2], dtype=bool)
+        x, y = xy[..., 0], xy[..., 1]
+        for j in range(self.index.shape[1]):
+            b, p = np.nonzero(_in_bounds(self.bounds[:, None, j], x, y) & ~found)
+            if len(b):
+                found[b, p] = shapely.contains_xy(self.polygons[self.index[b, j]], x[b, p], y[b, p])
+        return found
 
-    Every point of the line lies within spacing/2 of a vertex of a densified copy, so the nearest
-    dense vertex distance d_v brackets the true distance: d_v - spacing/2 <= d <= d_v. Only points
-    inside that bracket around the limit get the exact segment distance.
+
+def _in_bounds(bounds: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x, y within bounding boxes (x0, y0, x1, y1) [..., 4] (broadcast; NaN bounds never hold)."""
+    return (x >= bounds[..., 0]) & (x <= bounds[..., 2]) & (y >= bounds[..., 1]) & (y <= bounds[..., 3])
+
+
+def polyline_farther_than(xy: np.ndarray, pts: np.ndarray, limit: float, group: int = 8) -> np.ndarray:
+    """Bool [B, P]: point pts[b, p] farther than `limit` from polyline xy[b] [B, S+1, 2] (exact).
+
+    Lines padded by repeating their last vertex are fine (a zero-length segment is a point of the
+    line). Segments are grouped `group` at a time under a bounding box; only segments of boxes
+    within `limit` of a point get the exact point-segment distance, for all scenes in one pass
+    (no per-scene search structure to build).
     """
-
-    def __init__(self, xy: np.ndarray, spacing: float = 0.25):
-        from scipy.spatial import cKDTree
-
-        self.xy = np.asarray(xy, dtype=np.float64)
-        seg = np.diff(self.xy, axis=0)
-        n_sub = np.maximum(1, np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / spacing)).astype(int)
-        owner = np.repeat(np.arange(len(seg)), n_sub)
-        frac = (np.arange(len(owner)) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)) / n_sub[owner]
-        self.dense = np.concatenate([self.xy[owner] + seg[owner] * frac[:, None], self.xy[-1:]])
-        self.spacing = float((np.hypot(*np.diff(self.dense, axis=0).T)).max(initial=0.0))
-        self.tree = cKDTree(self.dense)
-
-    def exact_distance(self, pts: np.ndarray) -> np.ndarray:
-        """Distance of points [P, 2] to the original segments (brute force)."""
-        _, d, _ = _segment_offsets(self.xy, pts)
-        return np.hypot(d[..., 0], d[..., 1]).min(-1)
-
-    def farther_than(self, xy: np.ndarray, limit: float) -> np.ndarray:
-        """Bool [*xy.shape[:-1]]: distance from the polyline > limit."""
-        pts = xy.reshape(-1, 2)
-        # Points beyond limit + spacing are certainly far: the tree may stop searching there.
-        d_v, _ = self.tree.query(pts, k=1, distance_upper_bound=limit + self.spacing + 1e-6)
-        out = d_v > limit
-        unsure = np.nonzero((d_v > limit) & (d_v - self.spacing / 2 - 1e-9 <= limit))[0]
-        if len(unsure):
-            out[unsure] = self.exact_distance(pts[unsure]) > limit
-        return out.reshape(xy.shape[:-1])
+    b, p = pts.shape[:2]
+    n_seg = xy.shape[1] - 1
+    n_box = -(-n_seg // group)
+    pad = n_box * group - n_seg
+    v = np.concatenate([xy, np.repeat(xy[:, -1:], pad, axis=1)], axis=1) if pad else xy
+    a, e = v[:, :-1].reshape(b, n_box, group, 2), v[:, 1:].reshape(b, n_box, group, 2)
+    # Boxes grown by the limit (plus a margin: the box test only prunes, the exact distance decides).
+    lo = np.minimum(a.min(2), e.min(2))[:, None] - (limit + 1e-6)  # [B, 1, boxes, 2]
+    hi = np.maximum(a.max(2), e.max(2))[:, None] + (limit + 1e-6)
+    x, y = pts[..., 0, None], pts[..., 1, None]  # [B, P, 1]
+    bi, pi, ci = np.nonzero((x >= lo[..., 0]) & (x <= hi[..., 0]) & (y >= lo[..., 1]) & (y <= hi[..., 1]))
+    near = np.zeros((b, p), dtype=bool)
+    if len(bi):
+        # The point-segment distance of _segment_offsets, for the candidate (point, box) pairs.
+        ax, ay = a[..., 0], a[..., 1]
+        abx, aby = e[..., 0] - ax, e[..., 1] - ay
+        seg_len2 = abx * abx + aby * aby
+        abx, aby, seg_len2 = abx[bi, ci], aby[bi, ci], seg_len2[bi, ci]  # [pairs, group]
+        px = pts[bi, pi, 0, None] - ax[bi, ci]
+        py = pts[bi, pi, 1, None] - ay[bi, ci]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.clip((px * abx + py * aby) / seg_len2, 0.0, 1.0)
+        t = np.where(seg_len2 > 0, t, 0.0)
+        close = (np.hypot(px - t * abx, py - t * aby) <= limit).any(-1)
+        near[bi[close], pi[close]] = True
+    return ~near

@@ -57,7 +57,7 @@ def no_at_fault_collision(
     is_agent = batch.agent_is_agent[b, m]
     track_stopped = ~is_agent | (batch.first_seen_speed[b, m] <= cfg.collision_stopped_speed)
     behind = _relative_angle(st[:, :3], batch.agent_boxes[b, ts, m, :2]) > np.deg2rad(cfg.behind_angle_deg)
-    lateral_at_fault = g.multiple_lanes[b, k, ts] | g.non_drivable[b, k, ts]
+    lateral_at_fault = g.area_at("multiple_lanes", b, k, ts) | g.non_drivable[b, k, ts]
     at_fault = ~ego_stopped & (track_stopped | (~behind & (g.collision_front[b, k, m] | lateral_at_fault)))
     value = np.where(is_agent, 0.0, 0.5)
     np.minimum.at(score, (b[at_fault], k[at_fault]), value[at_fault])
@@ -85,7 +85,8 @@ def time_to_collision(
     angle = _relative_angle(rear, track)
     ahead = angle < np.deg2rad(cfg.ahead_angle_deg)
     behind = angle > np.deg2rad(cfg.behind_angle_deg)
-    risky_area = g.multiple_lanes[b, k, ts] | g.non_drivable[b, k, ts] | g.rear_in_intersection[b, k, ts]
+    risky_area = g.area_at("multiple_lanes", b, k, ts) | g.non_drivable[b, k, ts]
+    risky_area |= g.area_at("rear_in_intersection", b, k, ts)
     violation = ahead | (risky_area & ~behind)
     score[b[violation], k[violation]] = 0.0
     return score

@@ -27,6 +27,7 @@ from navsim_adapter.pdm.geometry import (
     box_corners,
     boxes_overlap,
     ego_corners,
+    polyline_farther_than,
     polyline_project,
     rect_overlap,
     segment_box_overlap,
@@ -34,16 +35,37 @@ from navsim_adapter.pdm.geometry import (
 from navsim_adapter.pdm.simulation import DT, HEADING, VX, VY
 
 
+class DeferredAreas:
+    """Ego-area flags the metrics read only at contact steps (ego in multiple lanes, rear axle in an
+    intersection): evaluated for the requested (scene, row, step) triples only, since testing every
+    corner of every step against every lane was the largest single cost of a batch."""
+
+    def __init__(self, batch: SceneBatch, corners: np.ndarray, rear: np.ndarray):
+        self.batch, self.corners, self.rear = batch, corners, rear  # [B, K, T, 4, 2], [B, K, T, 2]
+
+    def multiple_lanes(self, b: np.ndarray, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Corners in more than one lane / lane connector and none holding all four (NAVSIM)."""
+        pts = self.corners[b, k, t].reshape(-1, 2)
+        in_lane = self.batch.lanes.inside_at(np.repeat(b, 4), pts).reshape(len(b), 4, -1)
+        return (in_lane.any(1).sum(-1) > 1) & ~in_lane.all(1).any(-1)
+
+    def rear_in_intersection(self, b: np.ndarray, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return self.batch.intersections.inside_at(b, self.rear[b, k, t]).any(-1)
+
+    def full(self, name: str) -> np.ndarray:
+        """The flag at every step, [B, K, T]."""
+        b, k, t = (i.ravel() for i in np.indices(self.rear.shape[:3]))
+        return getattr(self, name)(b, k, t).reshape(self.rear.shape[:3])
+
+
 @dataclass
 class SceneGeometry:
     """Every geometric fact the metrics need; leading dims [B, K] (batch) or [K] (one scene)."""
 
     center: np.ndarray  # [..., T, 2]
-    multiple_lanes: np.ndarray  # [..., T]
     non_drivable: np.ndarray  # [..., T]
     oncoming: np.ndarray  # [..., T]
     center_in_intersection: np.ndarray  # [..., T]
-    rear_in_intersection: np.ndarray  # [..., T]
     collision_first: np.ndarray  # [..., M] first step of contact (-1 = none)
     collision_front: np.ndarray  # [..., M] ego front edge touches the track at that step
     ttc_first: np.ndarray  # [..., M] first flat (t, offset) index of a projected contact (-1 = none)
@@ -52,10 +74,21 @@ class SceneGeometry:
     progress: np.ndarray  # [...] raw progress along the centreline [m]
     off_centerline: np.ndarray  # [..., T] centre more than the lane-keeping limit from the centreline
     active_agents: np.ndarray  # [B, M] / [M] agents kept (not overlapping ego at t = 0)
+    deferred: DeferredAreas | None = None  # batch geometry: multiple lanes / rear in intersection
+    multiple_lanes: np.ndarray | None = None  # [K, T], filled for one scene (scene_geometry)
+    rear_in_intersection: np.ndarray | None = None  # [K, T], filled for one scene
+
+    def area_at(self, name: str, b: np.ndarray, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Flag `name` ('multiple_lanes' or 'rear_in_intersection') of batch rows (b, k) at steps t."""
+        return getattr(self.deferred, name)(b, k, t)
 
     def scene(self, i: int) -> SceneGeometry:
-        """The [K, ...] geometry of scene i of a batch."""
-        return SceneGeometry(**{f.name: getattr(self, f.name)[i] for f in fields(self)})
+        """The [K, ...] geometry of scene i of a batch, every ego-area flag evaluated."""
+        out = {f.name: getattr(self, f.name)[i] for f in fields(self) if f.name not in _DEFERRED}
+        return SceneGeometry(**out, **{name: self.deferred.full(name)[i] for name in _DEFERRED[1:]})
+
+
+_DEFERRED = ("deferred", "multiple_lanes", "rear_in_intersection")
 
 
 def first_true(mask: np.ndarray, axis: int) -> np.ndarray:
@@ -90,20 +123,15 @@ def _contacts(pos, heading, boxes, valid, frames, mask) -> np.ndarray:
     return hit
 
 
-def _map_areas(batch: SceneBatch, states, corners, center) -> dict[str, np.ndarray]:
-    """NAVSIM's EgoAreaIndex per step: multiple lanes, non-drivable, oncoming, intersections."""
-    b, k, t = states.shape[:3]
-    flat = corners.reshape(b, -1, 2)
-    in_lane = batch.lanes.inside(flat).reshape(b, k, t, 4, -1)  # [B, K, T, corner, lane]
-    multiple = (in_lane.any(3).sum(-1) > 1) & ~in_lane.all(3).any(-1)
-    in_int = batch.intersections.inside(np.concatenate([center, states[..., :2]], 2).reshape(b, -1, 2))
-    in_int = in_int.any(-1).reshape(b, k, 2 * t)
+def _map_areas(batch: SceneBatch, corners, center) -> dict[str, np.ndarray]:
+    """NAVSIM's EgoAreaIndex at every step: non-drivable (a corner outside every drivable-area
+    polygon), oncoming (centre outside every route lane), centre in an intersection."""
+    b, k, t = center.shape[:3]
+    drivable = batch.drivable.any_inside(corners.reshape(b, -1, 2)).reshape(b, k, t, 4)
     return {
-        "multiple_lanes": multiple,
-        "non_drivable": ~batch.drivable.inside(flat).any(-1).reshape(b, k, t, 4).all(-1),
-        "oncoming": ~batch.route_lanes.inside(center.reshape(b, -1, 2)).any(-1).reshape(b, k, t),
-        "center_in_intersection": in_int[..., :t],
-        "rear_in_intersection": in_int[..., t:],
+        "non_drivable": ~drivable.all(-1),
+        "oncoming": ~batch.route_lanes.any_inside(center.reshape(b, -1, 2)).reshape(b, k, t),
+        "center_in_intersection": batch.intersections.any_inside(center.reshape(b, -1, 2)).reshape(b, k, t),
     }
 
 
@@ -130,7 +158,7 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
     """Map areas, contacts and centreline projections for states [B, K, T, 11] of B scenes."""
     b, k, t, _ = states.shape
     corners, center = ego_corners(states[..., :3])  # [B, K, T, 4, 2], [B, K, T, 2]
-    areas = _map_areas(batch, states, corners, center)
+    areas = _map_areas(batch, corners, center)
 
     # Agents: drop tracks overlapping the first row's footprint at t = 0 (NAVSIM's log-replay policy).
     boxes = batch.agent_boxes
@@ -176,9 +204,9 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
     # Centreline: progress of the centre from t0 to the end, lateral distance every step.
     ends = center[:, :, [0, -1]].reshape(b, 2 * k, 2)
     proj = polyline_project(batch.centerline, ends, batch.centerline_segments).reshape(b, k, 2)
-    off_centerline = np.empty((b, k, t), dtype=bool)
-    for i, line in enumerate(batch.polylines):
-        off_centerline[i] = line.farther_than(center[i], cfg.lane_keeping_deviation_limit)
+    off_centerline = polyline_farther_than(
+        batch.centerline, center.reshape(b, -1, 2), cfg.lane_keeping_deviation_limit
+    ).reshape(b, k, t)
 
     return SceneGeometry(
         center=center,
@@ -191,6 +219,7 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
         progress=np.clip(proj[..., 1] - proj[..., 0], 0.0, None),
         off_centerline=off_centerline,
         active_agents=active,
+        deferred=DeferredAreas(batch, corners, states[..., :2]),
     )
 
 

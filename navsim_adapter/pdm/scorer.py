@@ -109,14 +109,15 @@ def score(
 
     # ---- simulation: all candidates + reference + human of all scenes in one batch ----------
     t0 = time.perf_counter()
-    rows, inits = [], []
-    for ctx, cand in zip(contexts, traj, strict=True):
-        pose = ctx.ego_state[:3]
-        human = ctx.human_trajectory if ctx.human_trajectory is not None else np.zeros((TRAJ_POSES, 3))
-        refs = interpolate_candidates(np.concatenate([cand, human[None]]), pose, ctx.timestamp_us)
-        rows.append(np.concatenate([refs[:n], ctx.reference_poses[None], refs[n:]]))
-        inits.append(np.broadcast_to(ctx.ego_state, (n + 2, STATE_DIM)))
-    rows, inits = np.concatenate(rows), np.concatenate(inits)
+    human = np.stack(
+        [c.human_trajectory if c.human_trajectory is not None else np.zeros((TRAJ_POSES, 3)) for c in contexts]
+    )
+    ego = np.stack([c.ego_state for c in contexts])  # [B, 11]
+    stamps = np.array([c.timestamp_us for c in contexts], dtype=np.int64)
+    refs = interpolate_candidates(np.concatenate([traj, human[:, None]], 1), ego[:, :3], stamps)
+    reference = np.stack([c.reference_poses for c in contexts])[:, None]
+    rows = np.concatenate([refs[:, :n], reference, refs[:, n:]], 1).reshape(b * (n + 2), NUM_STEPS + 1, 3)
+    inits = np.broadcast_to(ego[:, None], (b, n + 2, STATE_DIM)).reshape(b * (n + 2), STATE_DIM)
     states = np.concatenate(
         [simulate(rows[i : i + SIM_CHUNK], inits[i : i + SIM_CHUNK]) for i in range(0, len(rows), SIM_CHUNK)]
     ).reshape(b, n + 2, NUM_STEPS + 1, STATE_DIM)

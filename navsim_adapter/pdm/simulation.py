@@ -71,42 +71,56 @@ def local_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return np.stack([x, y, h], axis=-1)
 
 
-def sample_times_us(timestamp_us: int, horizon_s: float = NUM_STEPS * DT, step_s: float = DT) -> np.ndarray:
-    """Query times [µs] relative to t0, truncated to whole microseconds the way NAVSIM does.
+def _whole_us(times_s: np.ndarray, timestamp_us) -> np.ndarray:
+    """Absolute times [s] -> whole microseconds relative to t0, truncated like Python's int()."""
+    return (times_s * 1e6).astype(np.int64) - np.asarray(timestamp_us, dtype=np.int64)[..., None]
+
+
+def sample_times_us(timestamp_us, horizon_s: float = NUM_STEPS * DT, step_s: float = DT) -> np.ndarray:
+    """Query times [µs] rel. t0 ([T], or [B, T] for an array of B timestamps), truncated to whole
+    microseconds the way NAVSIM does.
 
     NAVSIM adds t0 in float seconds and truncates with int(): the offsets are therefore sometimes
     one microsecond short of the round value, which moves the interpolated pose measurably at speed.
     """
-    times_s = np.arange(0.0, horizon_s + step_s, step_s) + timestamp_us * 1e-6
-    return np.array([int(t * 1e6) for t in times_s], dtype=np.int64) - int(timestamp_us)
+    t0_s = np.asarray(timestamp_us, dtype=np.int64)[..., None] * 1e-6
+    return _whole_us(np.arange(0.0, horizon_s + step_s, step_s) + t0_s, timestamp_us)
 
 
-def _knot_times_us(
-    timestamp_us: int, num_poses: int = TRAJ_POSES, interval: float = TRAJ_INTERVAL_S
-) -> np.ndarray:
-    """Knot times [µs] rel. t0 of the candidate poses (t0 itself first), as nuPlan stamps them."""
-    ts = (np.arange(0.0, num_poses * interval, interval) + interval) + timestamp_us * 1e-6
-    return np.concatenate([[0], np.array([int(t * 1e6) for t in ts], dtype=np.int64) - int(timestamp_us)])
+def _knot_times_us(timestamp_us, num_poses: int = TRAJ_POSES, interval: float = TRAJ_INTERVAL_S) -> np.ndarray:
+    """Knot times [µs] rel. t0 ([P+1] or [B, P+1]) of the candidate poses (t0 itself first), as
+    nuPlan stamps them."""
+    t0_s = np.asarray(timestamp_us, dtype=np.int64)[..., None] * 1e-6
+    ts = _whole_us((np.arange(0.0, num_poses * interval, interval) + interval) + t0_s, timestamp_us)
+    return np.concatenate([np.zeros(ts.shape[:-1] + (1,), dtype=np.int64), ts], axis=-1)
 
 
 def interpolate_candidates(
-    local_poses: np.ndarray, ego_pose: np.ndarray, timestamp_us: int, num_steps: int = NUM_STEPS
+    local_poses: np.ndarray, ego_pose: np.ndarray, timestamp_us, num_steps: int = NUM_STEPS
 ) -> np.ndarray:
-    """Candidates [N, P, 3] local at 0.5 s -> global reference poses [N, num_steps+1, 3] at 0.1 s.
+    """Candidates [N, P, 3] local at 0.5 s -> global reference poses [N, num_steps+1, 3] at 0.1 s;
+    batched: [B, N, P, 3] with ego poses [B, 3] and timestamps [B] -> [B, N, num_steps+1, 3].
 
     The current rear-axle pose is the first knot; positions are linear in time, heading is
     unwrapped, interpolated and wrapped back (nuPlan's InterpolatedTrajectory).
     """
-    n, p, _ = local_poses.shape
-    glob = local_to_global(local_poses, ego_pose[None, :])
-    knots = np.concatenate([np.broadcast_to(ego_pose, (n, 1, 3)), glob], axis=1)  # [N, P+1, 3]
-    knots[..., 2] = np.unwrap(knots[..., 2], axis=1)
-    kt = _knot_times_us(timestamp_us, p).astype(np.float64)
-    qt = np.clip(sample_times_us(timestamp_us, num_steps * DT), kt[0], kt[-1]).astype(np.float64)
-    hi = np.clip(np.searchsorted(kt, qt, side="left"), 1, len(kt) - 1)
+    if local_poses.ndim == 3:
+        return interpolate_candidates(local_poses[None], ego_pose[None], np.array([timestamp_us]), num_steps)[0]
+    b, n, p, _ = local_poses.shape
+    glob = local_to_global(local_poses, ego_pose[:, None, :])
+    knots = np.concatenate([np.broadcast_to(ego_pose[:, None, None], (b, n, 1, 3)), glob], axis=2)  # [B, N, P+1, 3]
+    knots[..., 2] = np.unwrap(knots[..., 2], axis=2)
+    kt = _knot_times_us(timestamp_us, p).astype(np.float64)  # [B, P+1]
+    qt = sample_times_us(timestamp_us, num_steps * DT)
+    qt = np.clip(qt, kt[:, :1], kt[:, -1:]).astype(np.float64)  # [B, T]
+    # searchsorted(kt, qt, side="left") per scene: the number of knots strictly before qt.
+    hi = np.clip((kt[:, None, :] < qt[:, :, None]).sum(-1), 1, p)
     lo = hi - 1
-    slope = (knots[:, hi] - knots[:, lo]) / (kt[hi] - kt[lo])[None, :, None]
-    out = slope * (qt - kt[lo])[None, :, None] + knots[:, lo]
+    k_hi = np.take_along_axis(knots, hi[:, None, :, None], axis=2)
+    k_lo = np.take_along_axis(knots, lo[:, None, :, None], axis=2)
+    t_hi, t_lo = np.take_along_axis(kt, hi, 1), np.take_along_axis(kt, lo, 1)
+    slope = (k_hi - k_lo) / (t_hi - t_lo)[:, None, :, None]
+    out = slope * (qt - t_lo)[:, None, :, None] + k_lo
     out[..., 2] = principal_value(out[..., 2])
     return out
 
@@ -159,14 +173,26 @@ def fit_velocity_curvature(poses: np.ndarray, cfg: TrackerConfig = TRACKER, dt: 
     return velocity, curvature
 
 
+def _running(x: np.ndarray) -> np.ndarray:
+    """[H+1, ...] running sums 0, 0 + x_0, (0 + x_0) + x_1, ... over the horizon axis 0: the values a
+    loop accumulating x_i into a zero-initialised total takes, bit for bit (cumsum adds sequentially)."""
+    return np.cumsum(np.concatenate([np.zeros((1,) + x.shape[1:]), x]), axis=0)
+
+
+@lru_cache(maxsize=8)
+def _running_dt(horizon: int, dt: float) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.full(horizon, dt))])
+
+
 def _lqr_commands(state, ref_pose, v_ref, curv, cfg: TrackerConfig, dt: float, wheel_base: float):
-    """Acceleration and steering-rate commands [K] for one step."""
-    v0 = state[:, VX]
-    dx, dy = state[:, X] - ref_pose[:, 0], state[:, Y] - ref_pose[:, 1]
-    href = ref_pose[:, 2]
+    """Acceleration and steering-rate commands [K] for one step (state [11, K], ref_pose [3, K],
+    curvature window curv [H, K]: field-major, so every operation reads contiguous rows)."""
+    v0 = state[VX]
+    dx, dy = state[X] - ref_pose[0], state[Y] - ref_pose[1]
+    href = ref_pose[2]
     lat_err = -dx * np.sin(href) + dy * np.cos(href)
-    head_err = wrap_angle(state[:, HEADING] - href)
-    steer = state[:, STEER]
+    head_err = wrap_angle(state[HEADING] - href)
+    steer = state[STEER]
 
     stop = (v_ref <= cfg.stopping_velocity) & (v0 <= cfg.stopping_velocity)
     b_lon = cfg.horizon * dt
@@ -179,25 +205,20 @@ def _lqr_commands(state, ref_pose, v_ref, curv, cfg: TrackerConfig, dt: float, w
     )
     accel = np.where(stop, -cfg.stopping_gain * (v0 - v_ref), lqr_accel)
 
-    # Lateral: accumulate the horizon's affine prediction x_H = A x0 + B u + g in closed form.
-    alpha = np.zeros_like(v0)
-    beta = np.zeros_like(v0)
-    gamma = np.zeros_like(v0)
-    b0 = np.zeros_like(v0)
-    b1 = np.zeros_like(v0)
-    b2 = np.zeros_like(v0)
-    g0 = np.zeros_like(v0)
-    g1 = np.zeros_like(v0)
-    for i in range(cfg.horizon):
-        v_i = v0 + accel * dt * i
-        a_i = v_i * dt
-        b_i = v_i * dt / wheel_base
-        c_i = -v_i * curv[:, i] * dt
-        gamma = gamma + a_i * beta
-        alpha = alpha + a_i
-        beta = beta + b_i
-        b0, b1, b2 = b0 + a_i * b1, b1 + b_i * b2, b2 + dt
-        g0, g1 = g0 + a_i * g1, g1 + c_i
+    # Lateral: the horizon's affine prediction x_H = A x0 + B u + g, accumulated in closed form.
+    # The recurrences are running sums over the horizon steps i: sequential cumsums reproduce the
+    # step-by-step loop exactly (same additions in the same order), on [K, H] arrays at once.
+    # Arrays are [H, K] (horizon first) so every cumsum adds contiguous rows.
+    v = v0 + (accel * dt) * np.arange(cfg.horizon, dtype=np.float64)[:, None]  # v_i = v0 + accel dt i
+    a = v * dt
+    b = v * dt / wheel_base
+    c = -v * curv * dt
+    b2_run = _running_dt(cfg.horizon, dt)[:, None]  # b2 before step i: dt added i times
+    # First-level sums (alpha, beta, b1, g1) in one cumsum, then the sums weighted by them.
+    alpha_run, beta_run, b1_run, g1_run = _running(np.stack([a, b, b * b2_run[:-1], c], 1)).transpose(1, 0, 2)
+    gamma, b0, g0 = _running(a[:, None] * np.stack([beta_run, b1_run, g1_run], 1)[:-1])[-1]
+    alpha, beta, b1, g1 = alpha_run[-1], beta_run[-1], b1_run[-1], g1_run[-1]
+    b2 = b2_run[-1, 0]
     e0 = lat_err + alpha * head_err + gamma * steer + g0
     e1 = head_err + beta * steer + g1
     e2 = steer
@@ -211,27 +232,28 @@ def _lqr_commands(state, ref_pose, v_ref, curv, cfg: TrackerConfig, dt: float, w
 
 
 def _propagate(state, accel_cmd, steer_rate_cmd, cfg: TrackerConfig, dt: float, wheel_base: float):
-    """One bicycle-model step with first-order actuator lag (NAVSIM's BatchKinematicBicycleModel)."""
-    accel = state[:, AX]
-    steer = state[:, STEER]
+    """One bicycle-model step with first-order actuator lag (NAVSIM's BatchKinematicBicycleModel);
+    state [11, K] -> next state [11, K]."""
+    accel = state[AX]
+    steer = state[STEER]
     new_accel = dt / (dt + cfg.accel_time_constant) * (accel_cmd - accel) + accel
     ideal_steer = dt * steer_rate_cmd + steer
     new_steer = dt / (dt + cfg.steering_time_constant) * (ideal_steer - steer) + steer
     steer_rate = (new_steer - steer) / dt
 
-    vx = state[:, VX]
-    out = state.copy()
-    out[:, X] = state[:, X] + vx * np.cos(state[:, HEADING]) * dt
-    out[:, Y] = state[:, Y] + vx * np.sin(state[:, HEADING]) * dt
-    out[:, HEADING] = principal_value(state[:, HEADING] + vx * np.tan(steer) / wheel_base * dt)
-    out[:, VX] = vx + new_accel * dt
-    out[:, VY] = 0.0
-    out[:, STEER] = np.clip(steer + steer_rate * dt, -cfg.max_steering, cfg.max_steering)
-    out[:, YAW_RATE] = out[:, VX] * np.tan(out[:, STEER]) / wheel_base
-    out[:, AX] = new_accel
-    out[:, AY] = 0.0
-    out[:, YAW_ACCEL] = (out[:, YAW_RATE] - state[:, YAW_RATE]) / dt
-    out[:, STEER_RATE] = steer_rate
+    vx = state[VX]
+    out = np.empty_like(state)
+    out[X] = state[X] + vx * np.cos(state[HEADING]) * dt
+    out[Y] = state[Y] + vx * np.sin(state[HEADING]) * dt
+    out[HEADING] = principal_value(state[HEADING] + vx * np.tan(steer) / wheel_base * dt)
+    out[VX] = vx + new_accel * dt
+    out[VY] = 0.0
+    out[STEER] = np.clip(steer + steer_rate * dt, -cfg.max_steering, cfg.max_steering)
+    out[YAW_RATE] = out[VX] * np.tan(out[STEER]) / wheel_base
+    out[AX] = new_accel
+    out[AY] = 0.0
+    out[YAW_ACCEL] = (out[YAW_RATE] - state[YAW_RATE]) / dt
+    out[STEER_RATE] = steer_rate
     return out
 
 
@@ -246,18 +268,16 @@ def simulate(
     k, t, _ = reference_poses.shape
     velocity, curvature = fit_velocity_curvature(reference_poses, cfg, dt)
     n_prof = velocity.shape[1]
-    out = np.empty((k, t, STATE_DIM), dtype=np.float64)
-    out[:, 0] = initial_states
-    for i in range(1, t):
-        cur = i - 1
+    # Field-major copies: [step, field, K]. The curvature window of step i is rows i .. i+H of the
+    # profile, the last value repeated past its end.
+    ref = np.ascontiguousarray(reference_poses.transpose(1, 2, 0))
+    v_ref = np.ascontiguousarray(velocity.T)
+    curv = np.concatenate([curvature.T, np.repeat(curvature.T[-1:], cfg.horizon, axis=0)])
+    states = [np.ascontiguousarray(np.asarray(initial_states, dtype=np.float64).T)]
+    for cur in range(t - 1):
         ref_idx = min(cur + cfg.horizon, n_prof - 1)
-        length = ref_idx - cur
-        curv = np.empty((k, cfg.horizon))
-        curv[:, :length] = curvature[:, cur:ref_idx]
-        if length < cfg.horizon:
-            curv[:, length:] = curvature[:, ref_idx, None]
         accel, steer_rate = _lqr_commands(
-            out[:, cur], reference_poses[:, cur], velocity[:, ref_idx], curv, cfg, dt, vehicle.wheel_base
+            states[-1], ref[cur], v_ref[ref_idx], curv[cur : cur + cfg.horizon], cfg, dt, vehicle.wheel_base
         )
-        out[:, i] = _propagate(out[:, cur], accel, steer_rate, cfg, DT_PROPAGATE, vehicle.wheel_base)
-    return out
+        states.append(_propagate(states[-1], accel, steer_rate, cfg, DT_PROPAGATE, vehicle.wheel_base))
+    return np.stack(states).transpose(2, 0, 1).copy()
