@@ -198,26 +198,19 @@ class Evaluator:
             dict.fromkeys(r.spec for r in self.runners.values())
         )  # observations built per scene
         self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (bench_eval)
-        self._cache_index = None
+        self._cache = None
         if s.metric_cache is not None:
-            from navsim_adapter.pdm.metric_cache import metadata_index, require_official
+            from navsim_adapter.pdm.metric_cache import MetricCacheIndex
 
-            require_official(f"scoring with the metric cache {s.metric_cache}")
-            self._cache_index = metadata_index(s.metric_cache)
+            self._cache = MetricCacheIndex(s.metric_cache, "scoring with the metric cache")
 
     def context(self, scene):
         """The scene's ScoringContext: from the real metric cache when given, else from scene + map."""
         from navsim_adapter.pdm import build_context
 
-        if self._cache_index is None:
+        if self._cache is None:
             return build_context(scene)
-        from navsim_adapter.pdm.metric_cache import context_from_metric_cache, load_metric_cache
-
-        if scene.token not in self._cache_index:
-            raise KeyError(
-                f"token {scene.token} is not in the metric cache {self.s.metric_cache} (metadata csv)"
-            )
-        return context_from_metric_cache(load_metric_cache(self._cache_index[scene.token]), scene.token)
+        return self._cache.context(scene.token, scene.metadata.log_name)
 
     def describe(self) -> dict:
         """What produced these numbers (written to settings.json, echoed in summary.md)."""

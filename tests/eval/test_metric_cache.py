@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 
 import pytest
 
@@ -15,16 +16,10 @@ pytestmark = pytest.mark.navsim
 def metric_cache(synthetic_root, tmp_path_factory):
     if importlib.util.find_spec("navsim") is None:
         pytest.skip("official navsim not installed (make install-navsim); the metric-cache path needs it")
-    from navsim_adapter.pdm import build_context
-    from navsim_adapter.pdm.metric_cache import dump_metric_cache
-    from navsim_adapter.pdm.official import to_metric_cache
-    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+    from navsim_adapter.pdm.metric_cache import write_split_cache
 
     root = tmp_path_factory.mktemp("metric_cache")
-    loader = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=2))
-    for token in loader.tokens:
-        scene = loader.get_scene(token)
-        dump_metric_cache(to_metric_cache(build_context(scene)), root, token, scene.metadata.log_name)
+    write_split_cache(synthetic_root, "test", root, frame_interval=2)
     return root
 
 
@@ -66,4 +61,8 @@ def test_token_missing_from_cache_is_invalid_not_fatal(
     eval_main(eval_cmd(out, "--metric-cache", str(sparse)))
     rows = {r["token"]: r for r in _rows(out / "human_v1.csv")}
     assert rows[token]["valid"] == "False"
+    errors = [json.loads(ln)["error"] for ln in (out / "records.jsonl").read_text().splitlines()]
+    assert any(
+        e and token in e and str(sparse) in e for e in errors
+    )  # the record says which token, which cache
     assert sum(r["valid"] == "True" for t, r in rows.items() if t not in (token, "average")) == len(rows) - 2
