@@ -157,14 +157,16 @@ class ScoringContext:
         v = self.agent_velocity[first, np.arange(self.num_agents)]
         return np.hypot(v[:, 0], v[:, 1])
 
-    def _layer_polygons(self, layers: tuple[str, ...], ids: set[str] | None = None) -> PolygonSet:
-        return PolygonSet(
-            [
-                p
-                for p, layer, i in zip(self.map_polygons, self.map_layers, self.map_ids, strict=True)
-                if layer in layers and (ids is None or i in ids)
-            ]
-        )
+    @cached_property
+    def _map(self) -> tuple[PolygonSet, np.ndarray]:
+        """All map polygons prepared at once (one GEOS call), and which are on the route."""
+        route = set(self.route_lane_ids)
+        return PolygonSet(self.map_polygons), np.array([i in route for i in self.map_ids], dtype=bool)
+
+    def _layer_polygons(self, layers: tuple[str, ...], route_only: bool = False) -> PolygonSet:
+        polygons, on_route = self._map
+        keep = np.array([layer in layers for layer in self.map_layers], dtype=bool)
+        return polygons.subset(keep & on_route if route_only else keep)
 
     @cached_property
     def drivable_set(self) -> PolygonSet:
@@ -176,7 +178,7 @@ class ScoringContext:
 
     @cached_property
     def route_lane_set(self) -> PolygonSet:
-        return self._layer_polygons(LANE_LAYERS, set(self.route_lane_ids))
+        return self._layer_polygons(LANE_LAYERS, route_only=True)
 
     @cached_property
     def intersection_set(self) -> PolygonSet:

@@ -177,6 +177,12 @@ class PolygonSet:
     def __len__(self) -> int:
         return len(self.polygons)
 
+    def subset(self, keep: np.ndarray) -> PolygonSet:
+        """The polygons where keep [Q] is True (already prepared: no GEOS work)."""
+        out = PolygonSet.__new__(PolygonSet)
+        out.polygons, out.bounds = self.polygons[keep], self.bounds[keep]
+        return out
+
 
 @dataclass
 class PolygonTable:

@@ -97,19 +97,16 @@ def first_true(mask: np.ndarray, axis: int) -> np.ndarray:
     return np.where(mask.any(axis=axis), idx, -1)
 
 
-def _contacts(pos, heading, boxes, valid, frames, mask) -> np.ndarray:
+def _contacts(pos, heading, boxes, reach2, frames, mask) -> np.ndarray:
     """Box overlap [B, K, Q, T, M] of ego boxes (centres pos [B, K, Q, T, 2], headings [B, K, T])
-    with each scene's agents at frames [Q, T]; only where mask [B, K, Q, T]."""
-    ego_r = np.hypot(PACIFICA.half_length, PACIFICA.half_width)
-    ab = boxes[:, frames]  # [B, Q, T, M, 5]
-    ag_r = 0.5 * np.hypot(ab[..., 3], ab[..., 4])
-    dx = pos[..., 0, None] - ab[:, None, ..., 0]
-    dy = pos[..., 1, None] - ab[:, None, ..., 1]
-    d2 = dx * dx + dy * dy
-    hit = (d2 <= (ego_r + ag_r[:, None] + 1e-6) ** 2) & valid[:, frames][:, None] & mask[..., None]
+    with each scene's agents at frames [Q, T], where mask [B, K, Q, T]. Pairs farther apart than
+    the sum of the bounding radii (reach2 [B, T_max, M], negative for invalid tracks) are skipped."""
+    dx = pos[..., 0, None] - np.ascontiguousarray(boxes[..., 0])[:, frames][:, None]
+    dy = pos[..., 1, None] - np.ascontiguousarray(boxes[..., 1])[:, frames][:, None]
+    hit = (dx * dx + dy * dy <= reach2[:, frames][:, None]) & mask[..., None]
     b, k, q, t, m = np.nonzero(hit)
     if len(b):
-        box = ab[b, q, t, m]
+        box = boxes[b, frames[q, t], m]
         hit[b, k, q, t, m] = rect_overlap(
             pos[b, k, q, t],
             heading[b, k, t],
@@ -182,7 +179,9 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
     frames = np.minimum(steps[None] + np.array(shifts)[:, None], boxes.shape[1] - 1)  # [Q, T]
     mask = np.broadcast_to(ttc_ok[:, :, None], (b, k, len(shifts), t)).copy()
     mask[:, :, 0] = True
-    hit = _contacts(pos, heading, boxes, valid, frames, mask)  # [B, K, Q, T, M]
+    ego_r = np.hypot(PACIFICA.half_length, PACIFICA.half_width)
+    reach2 = np.where(valid, (ego_r + 0.5 * np.hypot(boxes[..., 3], boxes[..., 4]) + 1e-6) ** 2, -1.0)
+    hit = _contacts(pos, heading, boxes, reach2, frames, mask)  # [B, K, Q, T, M]
 
     collision_first = first_true(hit[:, :, 0], axis=2)  # [B, K, M]
     front = np.zeros((b, k, m), dtype=bool)
