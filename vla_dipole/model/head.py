@@ -184,9 +184,30 @@ def prepare_branches(
     keys, values = [], []
     for i in range(len(head.blocks)):
         k, v = _linear(p, f"blocks.{i}.kv_cross", memory).chunk(2, dim=-1)
-        keys.append(_split_heads(k, n_heads))
-        values.append(_split_heads(v, n_heads))
+        keys.append(_split_heads(k, n_heads).contiguous())  # so every step's SDPA reads them without a copy
+        values.append(_split_heads(v, n_heads).contiguous())
     return HeadMemory(tuple(keys), tuple(values), full_mask, ptok)
+
+
+def _time_conditioning(
+    head: DiffusionTrajectoryHead, p: Params, timesteps: torch.Tensor, memory: HeadMemory, b: int, n_cand: int
+) -> torch.Tensor:
+    """silu(c), c = time embedding + proprio embedding: [E, B, K, W], or [E, B, 1, W] for a per-observation t.
+
+    c depends only on (branch, observation, t). With a scalar / [B] / [B, 1] timestep (sampling) it is
+    computed once per observation and broadcast over the K candidates, so the time embedding and every
+    adaLN projection run on B rows instead of B * K; a [B, K] timestep (training) keeps one row per candidate.
+    """
+    t = torch.as_tensor(timesteps, device=memory.cond.device)
+    if t.ndim > 2 or (t.ndim == 2 and t.shape[1] not in (1, n_cand)):
+        raise ValueError(f"timesteps: expected a scalar, [B], [B, 1] or [B, {n_cand}], got {tuple(t.shape)}")
+    rows = n_cand if t.ndim == 2 and t.shape[1] == n_cand and n_cand > 1 else 1
+    t = t.reshape(*t.shape[:1], -1) if t.ndim else t.reshape(1, 1)
+    t = t.expand(b, rows)
+    e = memory.cond.shape[0]
+    temb = _per_branch(head.time_proj(t.reshape(-1)).to(memory.cond.dtype), e)
+    temb = _linear(p, "time_embed.linear_2", F.silu(_linear(p, "time_embed.linear_1", temb)))
+    return F.silu(temb.unflatten(1, (b, rows)) + memory.cond.unsqueeze(2))
 
 
 def denoise_branches(
@@ -198,17 +219,12 @@ def denoise_branches(
     if length != cfg.horizon or x_t.shape[-1] != cfg.action_dim:
         raise ValueError(f"x_t: expected [B, K, {cfg.horizon}, {cfg.action_dim}], got {tuple(x_t.shape)}")
     dropout = cfg.dropout if head.training else 0.0
-    t = torch.as_tensor(timesteps, device=x_t.device)
-    t = (t.reshape(*t.shape, *([1] * (2 - t.ndim))) if t.ndim < 2 else t).expand(b, n_cand)
     e, w, n_heads = p["out.weight"].shape[0], cfg.width, cfg.num_heads
-    x_t = _per_branch(x_t.to(p["out.weight"].dtype), e)
-    temb = _per_branch(head.time_proj(t.reshape(-1)).to(x_t.dtype), e)
-    temb = _linear(p, "time_embed.linear_2", F.silu(_linear(p, "time_embed.linear_1", temb)))
-    c = temb.unflatten(1, (b, n_cand)) + memory.cond.unsqueeze(2)  # [E, B, K, W]
-    h = _linear(p, "in_proj", x_t) + p["pos_embed"][:, None, None]  # [E, B, K, L, W]
+    c = _time_conditioning(head, p, timesteps, memory, b, n_cand).unsqueeze(3)  # [E, B, K or 1, 1, W]
+    h = _linear(p, "in_proj", _per_branch(x_t.to(c.dtype), e)) + p["pos_embed"][:, None, None]  # [E, B, K, L, W]
     for i in range(cfg.depth):
         pre = f"blocks.{i}."
-        sh1, sc1, g1, sh2, sc2, g2 = _linear(p, pre + "ada", F.silu(c)).unsqueeze(3).chunk(6, dim=-1)
+        sh1, sc1, g1, sh2, sc2, g2 = _linear(p, pre + "ada", c).chunk(6, dim=-1)
         qkv = _split_heads(_linear(p, pre + "qkv", _modulate(_layer_norm(None, None, h), sh1, sc1)), n_heads)
         q, k, v = qkv.chunk(3, dim=-1)
         h = h + g1 * _linear(p, pre + "proj", _merge_heads(_attention(q, k, v, dropout=dropout)))
@@ -219,5 +235,5 @@ def denoise_branches(
         h = h + _linear(p, pre + "proj_cross", _merge_heads(att)).reshape(h.shape)
         mlp = _linear(p, pre + "mlp_in", _modulate(_layer_norm(None, None, h), sh2, sc2))
         h = h + g2 * _linear(p, pre + "mlp_out", F.gelu(mlp, approximate="tanh"))
-    shift, scale = _linear(p, "ada_out", F.silu(c)).unsqueeze(3).chunk(2, dim=-1)
+    shift, scale = _linear(p, "ada_out", c).chunk(2, dim=-1)
     return _linear(p, "out", _modulate(_layer_norm(None, None, h), shift, scale))
