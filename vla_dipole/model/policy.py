@@ -30,7 +30,13 @@ from torch import nn
 
 from vla_dipole.model.backbone import PrismaticBackbone
 from vla_dipole.model.config import PolicyConfig
-from vla_dipole.model.head import DiffusionTrajectoryHead, denoise_branches, prepare_branches, stack_heads
+from vla_dipole.model.head import (
+    DiffusionTrajectoryHead,
+    denoise_branches,
+    inference_params,
+    prepare_branches,
+    stack_heads,
+)
 from vla_dipole.model.lora import set_active_adapter
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
@@ -222,7 +228,7 @@ class DipolePolicy(nn.Module):
         else:
             raise ValueError(f"branch={branch!r}: expected None, 'pos' or 'neg'")
         heads = [(self.head_pos, self.head_neg)[i] for i in idx]
-        params = stack_heads(heads)
+        params = inference_params(stack_heads(heads))  # laid out once, reused by every step
         tokens = cond.tokens[idx] if cond.tokens.ndim == 4 else cond.tokens
         memory = prepare_branches(self.head_pos, params, tokens, cond.mask, cond.proprio)
         b, n_om = cond.batch_size, len(omegas)
