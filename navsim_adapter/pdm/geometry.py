@@ -126,19 +126,13 @@ def rect_overlap(c1, h1, hl1, hw1, c2, h2, hl2, hw2) -> np.ndarray:
     return ok
 
 
-def _segment_offsets(xy: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For points [..., P, 2] and every segment of polylines xy [..., S+1, 2] (leading dims
-    broadcast): the clamped parameter t [..., P, S] of the nearest point on the segment, the offset
-    point - nearest [..., P, S, 2] and the squared segment lengths [..., S]."""
-    ax, ay = xy[..., :-1, 0], xy[..., :-1, 1]
-    abx, aby = xy[..., 1:, 0] - ax, xy[..., 1:, 1] - ay
-    seg_len2 = abx * abx + aby * aby
-    ax, ay, abx, aby = ax[..., None, :], ay[..., None, :], abx[..., None, :], aby[..., None, :]
-    px, py = pts[..., :, 0, None] - ax, pts[..., :, 1, None] - ay
+def _to_segments(px, py, abx, aby, seg_len2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For points at offsets (px, py) from segment starts a, segments a -> a + ab with squared
+    lengths seg_len2: the clamped parameter t of the nearest point and the offset point - nearest."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.clip((px * abx + py * aby) / seg_len2[..., None, :], 0.0, 1.0)
-    t = np.where(seg_len2[..., None, :] > 0, t, 0.0)
-    return t, np.stack([px - t * abx, py - t * aby], -1), seg_len2
+        t = np.clip((px * abx + py * aby) / seg_len2, 0.0, 1.0)
+    t = np.where(seg_len2 > 0, t, 0.0)
+    return t, px - t * abx, py - t * aby
 
 
 def polyline_project(xy: np.ndarray, pts: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
@@ -146,8 +140,12 @@ def polyline_project(xy: np.ndarray, pts: np.ndarray, segments: np.ndarray | Non
     (shapely's `line_locate_point`; the first nearest segment wins ties). Leading dims broadcast,
     so B scenes' centrelines are projected in one pass; `segments` [...] (number of real segments
     of each padded line) keeps the padding out of the search."""
-    t, d, seg_len2 = _segment_offsets(xy, pts)
-    dist2 = (d * d).sum(-1)
+    ax, ay = xy[..., :-1, 0], xy[..., :-1, 1]
+    abx, aby = xy[..., 1:, 0] - ax, xy[..., 1:, 1] - ay
+    seg_len2 = abx * abx + aby * aby
+    px, py = pts[..., :, 0, None] - ax[..., None, :], pts[..., :, 1, None] - ay[..., None, :]  # [..., P, S]
+    t, dx, dy = _to_segments(px, py, abx[..., None, :], aby[..., None, :], seg_len2[..., None, :])
+    dist2 = dx * dx + dy * dy
     if segments is not None:
         real = np.arange(dist2.shape[-1]) < np.asarray(segments)[..., None, None]
         dist2 = np.where(real, dist2, np.inf)
@@ -265,16 +263,14 @@ def polyline_farther_than(xy: np.ndarray, pts: np.ndarray, limit: float, group: 
     bi, pi, ci = np.nonzero((x >= lo[..., 0]) & (x <= hi[..., 0]) & (y >= lo[..., 1]) & (y <= hi[..., 1]))
     near = np.zeros((b, p), dtype=bool)
     if len(bi):
-        # The point-segment distance of _segment_offsets, for the candidate (point, box) pairs.
+        # The exact point-segment distance, for the segments of the candidate (point, box) pairs.
         ax, ay = a[..., 0], a[..., 1]
         abx, aby = e[..., 0] - ax, e[..., 1] - ay
         seg_len2 = abx * abx + aby * aby
         abx, aby, seg_len2 = abx[bi, ci], aby[bi, ci], seg_len2[bi, ci]  # [pairs, group]
         px = pts[bi, pi, 0, None] - ax[bi, ci]
         py = pts[bi, pi, 1, None] - ay[bi, ci]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.clip((px * abx + py * aby) / seg_len2, 0.0, 1.0)
-        t = np.where(seg_len2 > 0, t, 0.0)
-        close = (np.hypot(px - t * abx, py - t * aby) <= limit).any(-1)
+        _, dx, dy = _to_segments(px, py, abx, aby, seg_len2)
+        close = (np.hypot(dx, dy) <= limit).any(-1)
         near[bi[close], pi[close]] = True
     return ~near

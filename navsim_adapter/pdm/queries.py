@@ -146,7 +146,7 @@ def _red_lights(batch: SceneBatch, corners: np.ndarray) -> np.ndarray:
     bi, ki, ti, li = np.nonzero(near)
     if len(bi):
         lights = batch.red_lights.polygons[batch.red_lights.index[bi, li]]
-        inter = shapely.intersects(shapely.polygons(corners[bi, ki, ti]), lights)
+        inter = shapely.intersects(lights, shapely.polygons(corners[bi, ki, ti]))  # lights are prepared
         red[bi[inter], ki[inter]] = True
     return red
 
@@ -201,8 +201,12 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
     ttc_first_full = first_true(ttc_hit.reshape(b, k, t * n_off, m), axis=2)
 
     # Centreline: progress of the centre from t0 to the end, lateral distance every step.
-    ends = center[:, :, [0, -1]].reshape(b, 2 * k, 2)
-    proj = polyline_project(batch.centerline, ends, batch.centerline_segments).reshape(b, k, 2)
+    # Rows of a scene usually share their start (the current ego state): project it once then.
+    start = center[:, :, 0]
+    if (start == start[:, :1]).all():
+        start = start[:, :1]
+    proj = polyline_project(batch.centerline, np.concatenate([start, center[:, :, -1]], 1), batch.centerline_segments)
+    proj0, proj1 = proj[:, : start.shape[1]], proj[:, start.shape[1] :]
     off_centerline = polyline_farther_than(
         batch.centerline, center.reshape(b, -1, 2), cfg.lane_keeping_deviation_limit
     ).reshape(b, k, t)
@@ -215,7 +219,7 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
         ttc_first=ttc_first,
         ttc_first_full=ttc_first_full,
         red_light=_red_lights(batch, corners),
-        progress=np.clip(proj[..., 1] - proj[..., 0], 0.0, None),
+        progress=np.clip(proj1 - proj0, 0.0, None),
         off_centerline=off_centerline,
         active_agents=active,
         deferred=DeferredAreas(batch, corners, states[..., :2]),

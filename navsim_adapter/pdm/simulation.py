@@ -175,8 +175,13 @@ def fit_velocity_curvature(poses: np.ndarray, cfg: TrackerConfig = TRACKER, dt: 
 
 def _running(x: np.ndarray) -> np.ndarray:
     """[H+1, ...] running sums 0, 0 + x_0, (0 + x_0) + x_1, ... over the horizon axis 0: the values a
-    loop accumulating x_i into a zero-initialised total takes, bit for bit (cumsum adds sequentially)."""
-    return np.cumsum(np.concatenate([np.zeros((1,) + x.shape[1:]), x]), axis=0)
+    loop accumulating x_i into a zero-initialised total takes, bit for bit. One add per horizon step
+    on whole rows (numpy's cumsum along a leading axis walks each column separately: ~40x slower)."""
+    out = np.empty((len(x) + 1,) + x.shape[1:])
+    out[0] = 0.0
+    for i in range(len(x)):
+        np.add(out[i], x[i], out=out[i + 1])
+    return out
 
 
 @lru_cache(maxsize=8)
