@@ -205,7 +205,9 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
     start = center[:, :, 0]
     if (start == start[:, :1]).all():
         start = start[:, :1]
-    proj = polyline_project(batch.centerline, np.concatenate([start, center[:, :, -1]], 1), batch.centerline_segments)
+    proj = polyline_project(
+        batch.centerline, np.concatenate([start, center[:, :, -1]], 1), batch.centerline_segments
+    )
     proj0, proj1 = proj[:, : start.shape[1]], proj[:, start.shape[1] :]
     off_centerline = polyline_farther_than(
         batch.centerline, center.reshape(b, -1, 2), cfg.lane_keeping_deviation_limit

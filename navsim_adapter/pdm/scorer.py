@@ -25,6 +25,8 @@ GEOM_CHUNK = 24_000  # rows x (agents + 8) per geometry pass: bounds the [rows, 
 W_EP, W_TTC, W_LK, W_HC, W_EC = 5.0, 5.0, 2.0, 2.0, 2.0
 W1_EP, W1_TTC, W1_C = 5.0, 5.0, 2.0
 
+# Per-row sub-scores that need no normalisation (stage 2 on the geometry of every row).
+ROW_SCORES = ("nc", "dac", "ddc", "tlc", "ttc", "lk")
 # Columns the v2 human filter may lift to 1 (a sub-score the logged human also fails).
 FILTERED = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "lk", "hc")
 
@@ -110,7 +112,10 @@ def score(
     # ---- simulation: all candidates + reference + human of all scenes in one batch ----------
     t0 = time.perf_counter()
     human = np.stack(
-        [c.human_trajectory if c.human_trajectory is not None else np.zeros((TRAJ_POSES, 3)) for c in contexts]
+        [
+            c.human_trajectory if c.human_trajectory is not None else np.zeros((TRAJ_POSES, 3))
+            for c in contexts
+        ]
     )
     ego = np.stack([c.ego_state for c in contexts])  # [B, 11]
     stamps = np.array([c.timestamp_us for c in contexts], dtype=np.int64)
@@ -188,42 +193,31 @@ def _row_scores(contexts, states: np.ndarray, timings: dict[str, float]) -> dict
 def _aggregate(contexts, rows, n, human_filter, c, hc, ec) -> dict[str, np.ndarray]:
     """Sub-scores [B, N] of the candidates (rows :n; row n = reference, n + 1 = human), EP
     normalisation, the v2 human filter and both aggregates, for all scenes at once."""
-    nc, dac, ddc, tlc, ttc, lk, progress = (rows[k] for k in ("nc", "dac", "ddc", "tlc", "ttc", "lk", "progress"))
-    multi = nc * dac * ddc * tlc
+    nc, dac, progress = rows["nc"], rows["dac"], rows["progress"]
+    multi = nc * dac * rows["ddc"] * rows["tlc"]
     ref, hum = n, n + 1
-    cand = slice(0, n)
-    s = {
-        "nc": nc[:, cand],
-        "dac": dac[:, cand],
-        "ddc": ddc[:, cand],
-        "tlc": tlc[:, cand],
-        "ttc": ttc[:, cand],
-        "lk": lk[:, cand],
-        "ep": M.normalized_progress(progress[:, cand], multi[:, cand], (progress[:, ref] * multi[:, ref])[:, None]),
-        "hc": hc,
-    }
+    s = {k: rows[k][:, :n] for k in ROW_SCORES}
+    s["ep"] = M.normalized_progress(
+        progress[:, :n], multi[:, :n], (progress[:, ref] * multi[:, ref])[:, None]
+    )
+    s["hc"] = hc
 
     # v1 PDMS from the unfiltered sub-scores.
     multi_v1 = nc * dac
     ep_v1 = M.normalized_progress_v1(
-        progress[:, cand], multi_v1[:, cand], (progress[:, ref] * multi_v1[:, ref])[:, None]
+        progress[:, :n], multi_v1[:, :n], (progress[:, ref] * multi_v1[:, ref])[:, None]
     )
-    pdms = nc[:, cand] * dac[:, cand] * (W1_EP * ep_v1 + W1_TTC * rows["ttc_v1"][:, cand] + W1_C * c)
+    pdms = nc[:, :n] * dac[:, :n] * (W1_EP * ep_v1 + W1_TTC * rows["ttc_v1"][:, :n] + W1_C * c)
     pdms = pdms / (W1_EP + W1_TTC + W1_C)
 
     # v2 human filter (original scenes with a logged future): a column the human fails is lifted to 1.
     # The human row is scored alone (EP normalised by itself) and without history comfort.
-    applies = np.array([human_filter and not x.is_synthetic and x.human_trajectory is not None for x in contexts])
-    human = {
-        "nc": nc[:, hum],
-        "dac": dac[:, hum],
-        "ddc": ddc[:, hum],
-        "tlc": tlc[:, hum],
-        "ttc": ttc[:, hum],
-        "lk": lk[:, hum],
-        "ep": M.normalized_progress(progress[:, hum], multi[:, hum], 0.0),
-        "hc": np.ones(len(contexts)),
-    }
+    applies = np.array(
+        [human_filter and not x.is_synthetic and x.human_trajectory is not None for x in contexts]
+    )
+    human = {k: rows[k][:, hum] for k in ROW_SCORES}
+    human["ep"] = M.normalized_progress(progress[:, hum], multi[:, hum], 0.0)
+    human["hc"] = np.ones(len(contexts))
     for key in FILTERED:
         lift = applies & (human[key] == 0)
         s[key] = np.where(lift[:, None], 1.0, s[key])

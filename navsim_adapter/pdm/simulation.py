@@ -87,7 +87,9 @@ def sample_times_us(timestamp_us, horizon_s: float = NUM_STEPS * DT, step_s: flo
     return _whole_us(np.arange(0.0, horizon_s + step_s, step_s) + t0_s, timestamp_us)
 
 
-def _knot_times_us(timestamp_us, num_poses: int = TRAJ_POSES, interval: float = TRAJ_INTERVAL_S) -> np.ndarray:
+def _knot_times_us(
+    timestamp_us, num_poses: int = TRAJ_POSES, interval: float = TRAJ_INTERVAL_S
+) -> np.ndarray:
     """Knot times [µs] rel. t0 ([P+1] or [B, P+1]) of the candidate poses (t0 itself first), as
     nuPlan stamps them."""
     t0_s = np.asarray(timestamp_us, dtype=np.int64)[..., None] * 1e-6
@@ -105,10 +107,12 @@ def interpolate_candidates(
     unwrapped, interpolated and wrapped back (nuPlan's InterpolatedTrajectory).
     """
     if local_poses.ndim == 3:
-        return interpolate_candidates(local_poses[None], ego_pose[None], np.array([timestamp_us]), num_steps)[0]
+        one = interpolate_candidates(local_poses[None], ego_pose[None], np.array([timestamp_us]), num_steps)
+        return one[0]
     b, n, p, _ = local_poses.shape
     glob = local_to_global(local_poses, ego_pose[:, None, :])
-    knots = np.concatenate([np.broadcast_to(ego_pose[:, None, None], (b, n, 1, 3)), glob], axis=2)  # [B, N, P+1, 3]
+    first = np.broadcast_to(ego_pose[:, None, None], (b, n, 1, 3))
+    knots = np.concatenate([first, glob], axis=2)  # [B, N, P+1, 3]
     knots[..., 2] = np.unwrap(knots[..., 2], axis=2)
     kt = _knot_times_us(timestamp_us, p).astype(np.float64)  # [B, P+1]
     qt = sample_times_us(timestamp_us, num_steps * DT)

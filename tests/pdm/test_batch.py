@@ -31,7 +31,9 @@ def _mixed_contexts():
                 red_light_active=c.red_light_active[:41],
             )
         if seed % 4 == 1:
-            c = dataclasses.replace(c, past_states=None, human_trajectory=None, centerline=c.centerline[40:200])
+            c = dataclasses.replace(
+                c, past_states=None, human_trajectory=None, centerline=c.centerline[40:200]
+            )
         if seed % 4 == 2:
             c = dataclasses.replace(
                 c,
