@@ -151,13 +151,10 @@ def _red_lights(batch: SceneBatch, corners: np.ndarray) -> np.ndarray:
     return red
 
 
-def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = METRICS) -> SceneGeometry:
-    """Map areas, contacts and centreline projections for states [B, K, T, 11] of B scenes."""
-    b, k, t, _ = states.shape
-    corners, center = ego_corners(states[..., :3])  # [B, K, T, 4, 2], [B, K, T, 2]
-    areas = _map_areas(batch, corners, center)
-
-    # Agents: drop tracks overlapping the first row's footprint at t = 0 (NAVSIM's log-replay policy).
+def _agent_contacts(batch: SceneBatch, states, corners, center, cfg: MetricConfig) -> dict[str, np.ndarray]:
+    """First collision (and whether the ego front edge made it) and first TTC contact per track."""
+    b, k, t = states.shape[:3]
+    # Drop tracks overlapping the first row's footprint at t = 0 (NAVSIM's log-replay policy).
     boxes = batch.agent_boxes
     m = boxes.shape[2]
     first = boxes[:, 0]
@@ -197,33 +194,40 @@ def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = ME
     )  # [B, K, T, offsets, M]
     n_off = len(offsets)
     n_v2 = t - max(offsets)  # steps 0 .. 40 - 9
-    ttc_first = first_true(ttc_hit[:, :, :n_v2].reshape(b, k, n_v2 * n_off, m), axis=2)
-    ttc_first_full = first_true(ttc_hit.reshape(b, k, t * n_off, m), axis=2)
+    return {
+        "collision_first": collision_first,
+        "collision_front": front,
+        "ttc_first": first_true(ttc_hit[:, :, :n_v2].reshape(b, k, n_v2 * n_off, m), axis=2),
+        "ttc_first_full": first_true(ttc_hit.reshape(b, k, t * n_off, m), axis=2),
+        "active_agents": active,
+    }
 
-    # Centreline: progress of the centre from t0 to the end, lateral distance every step.
+
+def _centreline(batch: SceneBatch, center: np.ndarray, cfg: MetricConfig) -> dict[str, np.ndarray]:
+    """Progress of the centre along the centreline from t0 to the end; lateral limit every step."""
+    b, k, t = center.shape[:3]
     # Rows of a scene usually share their start (the current ego state): project it once then.
     start = center[:, :, 0]
     if (start == start[:, :1]).all():
         start = start[:, :1]
-    proj = polyline_project(
-        batch.centerline, np.concatenate([start, center[:, :, -1]], 1), batch.centerline_segments
-    )
-    proj0, proj1 = proj[:, : start.shape[1]], proj[:, start.shape[1] :]
-    off_centerline = polyline_farther_than(
-        batch.centerline, center.reshape(b, -1, 2), cfg.lane_keeping_deviation_limit
-    ).reshape(b, k, t)
+    ends = np.concatenate([start, center[:, :, -1]], 1)
+    proj = polyline_project(batch.centerline, ends, batch.centerline_segments)
+    far = polyline_farther_than(batch.centerline, center.reshape(b, -1, 2), cfg.lane_keeping_deviation_limit)
+    return {
+        "progress": np.clip(proj[:, start.shape[1] :] - proj[:, : start.shape[1]], 0.0, None),
+        "off_centerline": far.reshape(b, k, t),
+    }
 
+
+def batch_geometry(batch: SceneBatch, states: np.ndarray, cfg: MetricConfig = METRICS) -> SceneGeometry:
+    """Map areas, contacts and centreline projections for states [B, K, T, 11] of B scenes."""
+    corners, center = ego_corners(states[..., :3])  # [B, K, T, 4, 2], [B, K, T, 2]
     return SceneGeometry(
         center=center,
-        **areas,
-        collision_first=collision_first,
-        collision_front=front,
-        ttc_first=ttc_first,
-        ttc_first_full=ttc_first_full,
+        **_map_areas(batch, corners, center),
+        **_agent_contacts(batch, states, corners, center, cfg),
         red_light=_red_lights(batch, corners),
-        progress=np.clip(proj1 - proj0, 0.0, None),
-        off_centerline=off_centerline,
-        active_agents=active,
+        **_centreline(batch, center, cfg),
         deferred=DeferredAreas(batch, corners, states[..., :2]),
     )
 
