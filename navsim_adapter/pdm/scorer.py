@@ -1,7 +1,9 @@
 """Batch PDM scoring: B scenes x N candidates -> one [B, N] array per sub-score.
 
 Per scene the batch gets two extra rows, the PDM-Closed reference (progress normaliser) and the
-logged human trajectory (v2 human filter); all rows of all scenes are simulated in one call.
+logged human trajectory (v2 human filter); all rows of all scenes are simulated in one call, and
+geometry + metrics run on chunks of scenes packed side by side (SceneBatch), so the number of numpy
+calls does not grow with the number of scenes.
 """
 
 from __future__ import annotations
