@@ -3,8 +3,16 @@
 import pytest
 import torch
 
+from vla_dipole.model.bench_policy import counted_flops
 from vla_dipole.model.config import HeadConfig
-from vla_dipole.model.head import DiffusionTrajectoryHead, denoise_branches, prepare_branches, stack_heads
+from vla_dipole.model.head import (
+    DiffusionTrajectoryHead,
+    _time_conditioning,
+    denoise_branches,
+    inference_params,
+    prepare_branches,
+    stack_heads,
+)
 from vla_dipole.sampling import combine_eps
 
 CFG = HeadConfig(width=64, depth=2, num_heads=4)
@@ -109,3 +117,49 @@ def test_bad_shapes_raise(heads):
         heads[0](x, t, tokens, mask, proprio[:, :-1])
     with pytest.raises(ValueError, match="x_t"):
         heads[0](x[:, :, :7], t, tokens, mask, proprio)
+
+
+def test_conditioning_is_computed_per_observation_and_broadcast_over_candidates(heads):
+    """With one t per observation, c = temb + proprio runs on B rows, not B * K, and changes nothing."""
+    x, _, tokens, mask, proprio = make_inputs(b=3, k=5)
+    t_obs = torch.tensor([3, 50, 97])
+    params = stack_heads(heads)
+    memory = prepare_branches(heads[0], params, tokens, mask, proprio)
+    with torch.no_grad():
+        c_obs = _time_conditioning(heads[0], params, t_obs, memory, 3, 5)
+        c_rows = _time_conditioning(heads[0], params, t_obs[:, None].expand(3, 5), memory, 3, 5)
+        assert c_obs.shape == (2, 3, 1, CFG.width) and c_rows.shape == (2, 3, 5, CFG.width)
+        # the candidates' rows of the per-row computation equal the broadcast value (GEMM shape aside)
+        torch.testing.assert_close(c_rows, c_obs.expand_as(c_rows), rtol=0, atol=1e-6)
+        # ... and the broadcast value does not depend on how many candidates / omegas ride along: bit for bit
+        assert torch.equal(_time_conditioning(heads[0], params, t_obs, memory, 3, 1), c_obs)
+        eps_obs = denoise_branches(heads[0], params, x, t_obs, memory)
+        eps_rows = denoise_branches(heads[0], params, x, t_obs[:, None].expand(3, 5), memory)
+        torch.testing.assert_close(eps_obs, eps_rows, rtol=0, atol=1e-5)
+        # the work saved is exactly (K - 1) * B rows of the time embedding and of every adaLN projection
+        w, e = CFG.width, 2
+        per_row = 2 * e * (2 * w * w + CFG.depth * w * 6 * w + w * 2 * w)
+        saved = counted_flops(
+            lambda: denoise_branches(heads[0], params, x, t_obs[:, None].expand(3, 5), memory)
+        )
+        saved -= counted_flops(lambda: denoise_branches(heads[0], params, x, t_obs, memory))
+        assert saved == (5 - 1) * 3 * per_row
+    with pytest.raises(ValueError, match="timesteps"):
+        denoise_branches(heads[0], params, x, torch.zeros(3, 4), memory)
+
+
+def test_inference_layout_keeps_branch_batching_exact(heads):
+    x, t, tokens, mask, proprio = make_inputs()
+    t = torch.tensor(42)  # sampling: one t for all
+    packed = inference_params(stack_heads(heads))
+    assert "blocks.0.qkv.weight" not in packed and packed["blocks.0.qkv.weight_t"].is_contiguous()
+    assert packed["blocks.0.qkv.weight_t"].shape == (2, CFG.width, 3 * CFG.width)
+    with torch.no_grad():
+        both = denoise_branches(
+            heads[0], packed, x, t, prepare_branches(heads[0], packed, tokens, mask, proprio)
+        )
+        for i, head in enumerate(heads):
+            one = inference_params(stack_heads([head]))
+            alone = denoise_branches(head, one, x, t, prepare_branches(head, one, tokens, mask, proprio))[0]
+            assert torch.equal(both[i], alone)  # E = 2 == separate calls, bit for bit, in this layout too
+            torch.testing.assert_close(alone, head(x, t, tokens, mask, proprio), rtol=0, atol=1e-5)

@@ -1,30 +1,50 @@
-"""Policy speed: the head's cost per denoising step (one branch vs both batched) and omega sweeps.
+"""Policy speed: what running both DIPOLE branches (pi+, pi-) costs per denoising step and end to end.
 
-``python -m vla_dipole.model.bench_policy [--presets tiny small] [--batch 1 4] [--repeats 10]`` prints two
-tables; ``run_bench(...) -> list[dict]`` is what ``vla_dipole.bench`` calls.
+``python -m vla_dipole.model.bench_policy [--presets tiny small] [--batch 1 4 16] [--repeats 10] [--threads 1]``
+prints four tables; ``run_bench(...) -> list[dict]`` returns the measured rows.
 
-- *head step*: ms for one ``denoise_branches`` call with pi+ alone, with pi+ and pi- batched (E = 2),
-  and with two separate single-branch calls; ``both/one`` is the DIPOLE overhead per step (the target
-  <= 1.15 holds where a step is latency-bound, e.g. small batches on a GPU; on a CPU core the FLOPs
-  double, so expect ~1.5-2x there, still below two separate calls).
+- *head step*: ms for one ``denoise_branches`` call with pi+ alone, with pi+ and pi- batched (E = 2)
+  and with two separate calls, plus what explains the ratio: the weight MB and GFLOP one branch needs
+  per step, the rate the batched step achieves, and its regime: the largest of three floors measured on
+  this machine in the same run (``Machine``): its weight bytes at the stream rate for that working-set
+  size, its FLOPs at a GEMM's rate, its op count at the cost of one minimal op. both/one <= 1.15 can
+  only hold where latency (the op count, the same for E = 1 and 2) binds: in the other two regimes
+  pi- doubles the bytes or the FLOPs.
+- *end to end*: backbone ms per observation; sampling with pi+ alone (omega = 0) vs DIPOLE (omega = 1,
+  both branches every step), backbone included; an 8-omega sweep in one call vs 8 single-omega calls.
 - *training step*: encode + per-sample errors + backward + AdamW on a batch of 8 (BC and DIPOLE).
-- *omega sweep*: ``sample(omegas=8 values)`` in one call vs 8 single-omega calls, from a cached
-  ``Conditioning`` (head only) and end to end (backbone included: once vs 8 times).
+- *openvla-7b estimate*: computed from ``configs/model/openvla-7b.yaml`` on the meta device (no
+  weights, nothing measured): backbone FLOPs per observation vs the head's per-branch FLOPs and weight
+  bytes, i.e. what share of end-to-end inference the second branch adds.
+
+Timings are the median over interleaved rounds. With one torch thread (the default: the CI box is
+shared) they are this process's CPU time, which other jobs on the box disturb far less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils import flop_counter
 
 from vla_dipole.model.config import PolicyConfig
-from vla_dipole.model.head import denoise_branches, prepare_branches, stack_heads
+from vla_dipole.model.head import (
+    DiffusionTrajectoryHead,
+    denoise_branches,
+    inference_params,
+    prepare_branches,
+    stack_heads,
+)
 from vla_dipole.model.policy import DipolePolicy
 
 SWEEP = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0]
+PREPARE_ONLY = ("cond_proj.", "proprio.", ".kv_cross.")  # head parameters read once per observation
+PROMPT_TOKENS_7B = 32  # assumed Llama-2 tokens of the driving prompt (for the estimate only)
 
 
 def synthetic_batch(config: PolicyConfig, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -43,48 +63,170 @@ def synthetic_batch(config: PolicyConfig, batch_size: int, seed: int = 0) -> dic
     }
 
 
-def _ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
+# ---- timing ----------------------------------------------------------------------------------------
+def _clock() -> Callable[[], float]:
+    """CPU time of this process with one intra-op thread (robust on a shared box), wall time otherwise."""
+    return time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+
+
+def timed(fns: Mapping[str, Callable[[], object]], repeats: int, rounds: int = 5) -> dict[str, float]:
+    """Median ms per call of each function, measured in interleaved rounds (so drifts hit all alike)."""
+    clock, samples = _clock(), {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = clock()
+            for _ in range(repeats):
+                fn()
+            samples[name].append((clock() - start) / repeats * 1e3)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+# ---- what a step needs, and what the machine can do -------------------------------------------------
+def step_weight_bytes(head: DiffusionTrajectoryHead) -> int:
+    """Bytes of one branch's parameters a denoising step reads (the memory projections are cached)."""
+    return sum(
+        p.numel() * p.element_size()
+        for name, p in head.named_parameters()
+        if not any(s in f".{name}" for s in PREPARE_ONLY)
+    )
+
+
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def counted_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of the matmuls / attention ``fn`` runs (torch's FlopCounterMode; elementwise ops not counted).
+
+    torch maps its CUDA SDPA kernels to the attention formula but not the CPU flash kernel; added here.
+    """
+    cpu_sdpa = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=cpu_sdpa) as counter:
         fn()
-    return (time.perf_counter() - start) / repeats * 1e3
+    return counter.get_total_flops()
+
+
+def counted_calls(fn: Callable[[], object]) -> int:
+    """How many torch functions / tensor methods ``fn`` calls (each pays the eager dispatch overhead)."""
+
+    class _Count(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            _Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count():
+        fn()
+    return _Count.calls
+
+
+class Machine:
+    """Probes of this machine at the current thread count, for a roofline-style floor of a call's time.
+
+    ``floors`` gives three lower bounds in ms: streaming the bytes (at the rate measured for a buffer of
+    that size, so a working set that fits the cache counts at cache speed), the FLOPs at a 512^3 GEMM's
+    rate, and the op count at the cost of a minimal dispatched op. The largest names the regime.
+    """
+
+    def __init__(self, gemm_size: int = 512) -> None:
+        a, b = torch.randn(gemm_size, gemm_size), torch.randn(gemm_size, gemm_size)
+        small = torch.randn(16)
+        ms = timed({"gemm": lambda: a @ b, "op": lambda: torch.add(small, small)}, repeats=200, rounds=3)
+        self.gflops = 2 * gemm_size**3 / ms["gemm"] / 1e6
+        self.op_us = ms["op"] * 1e3
+        self._gbps: dict[int, float] = {}
+
+    def gbps(self, nbytes: int) -> float:
+        """GB/s reading ``nbytes`` (rounded to 1 MiB) again and again, as a step reads its weights."""
+        mib = max(1, round(nbytes / 2**20))
+        if mib not in self._gbps:
+            buf = torch.ones(mib * 2**18)
+            ms = timed({"sum": buf.sum}, repeats=max(1, 256 // mib))["sum"]
+            self._gbps[mib] = mib * 2**20 / ms / 1e6
+        return self._gbps[mib]
+
+    def floors(self, nbytes: int, flops: int, calls: int) -> dict[str, float]:
+        """Lower bounds (ms) of a call: {"bandwidth": ..., "compute": ..., "latency": ...}."""
+        return {
+            "bandwidth": nbytes / self.gbps(nbytes) / 1e6,
+            "compute": flops / self.gflops / 1e6,
+            "latency": calls * self.op_us / 1e3,
+        }
+
+
+# ---- measurements ------------------------------------------------------------------------------------
+@torch.no_grad()
+def bench_head_step(policy: DipolePolicy, b: int, repeats: int, machine: Machine) -> dict:
+    """One denoising step of the head for batch ``b`` (one candidate): pi+ alone vs both batched."""
+    head, cond = policy.head_pos, policy.encode(synthetic_batch(policy.config, b))
+    params = {
+        "one": inference_params(stack_heads([policy.head_pos])),
+        "both": inference_params(stack_heads([policy.head_pos, policy.head_neg])),
+        "neg": inference_params(stack_heads([policy.head_neg])),
+    }
+    mem = {k: prepare_branches(head, p, cond.tokens, cond.mask, cond.proprio) for k, p in params.items()}
+    x = torch.randn(b, 1, policy.config.head.horizon, policy.config.head.action_dim)
+    t = torch.tensor(50)
+
+    def step(k: str) -> Callable[[], torch.Tensor]:
+        return lambda: denoise_branches(head, params[k], x, t, mem[k])
+
+    ms = timed(
+        {"one": step("one"), "both": step("both"), "two": lambda: (step("one")(), step("neg")())}, repeats
+    )
+    nbytes, flops = step_weight_bytes(head), counted_flops(step("one"))
+    floors = machine.floors(2 * nbytes, 2 * flops, counted_calls(step("both")))
+    return dict(
+        batch=b,
+        one_ms=ms["one"],
+        both_ms=ms["both"],
+        two_calls_ms=ms["two"],
+        both_over_one=ms["both"] / ms["one"],
+        weight_mb=nbytes / 1e6,
+        gflop=flops / 1e9,
+        gbps=2 * nbytes / ms["both"] / 1e6,
+        gflops=2 * flops / ms["both"] / 1e6,
+        floors=floors,
+        regime=max(floors, key=floors.get),
+    )
 
 
 @torch.no_grad()
-def bench_batch(policy: DipolePolicy, b: int, repeats: int, num_steps: int = 10) -> dict:
-    """One table row: head step timings and sweep timings for batch size ``b``."""
-    head = policy.head_pos
+def bench_end_to_end(policy: DipolePolicy, b: int, num_steps: int) -> dict:
+    """Backbone once + ``num_steps`` head steps: pi+ alone vs DIPOLE; an 8-omega sweep vs 8 calls."""
     batch = synthetic_batch(policy.config, b)
     cond = policy.encode(batch)
-    one, both = stack_heads([policy.head_pos]), stack_heads([policy.head_pos, policy.head_neg])
-    neg = stack_heads([policy.head_neg])
-    m_one, m_both, m_neg = (
-        prepare_branches(head, p, cond.tokens, cond.mask, cond.proprio) for p in (one, both, neg)
+    ms = timed(
+        {
+            "backbone": lambda: policy.encode(batch),
+            "pos": lambda: policy.sample(batch, [0.0], num_steps),
+            "dipole": lambda: policy.sample(batch, [1.0], num_steps),
+            "sweep": lambda: policy.sample(cond, SWEEP, num_steps),
+            "separate": lambda: [policy.sample(cond, [w], num_steps) for w in SWEEP],
+            "sweep_e2e": lambda: policy.sample(batch, SWEEP, num_steps),
+            "separate_e2e": lambda: [policy.sample(batch, [w], num_steps) for w in SWEEP],
+        },
+        repeats=1,
+        rounds=3,
     )
-    x = torch.randn(b, 1, policy.config.head.horizon, policy.config.head.action_dim)
-    t = torch.tensor(50)
-    t_one = _ms(lambda: denoise_branches(head, one, x, t, m_one), repeats)
-    t_both = _ms(lambda: denoise_branches(head, both, x, t, m_both), repeats)
-    t_two = _ms(
-        lambda: (denoise_branches(head, one, x, t, m_one), denoise_branches(head, neg, x, t, m_neg)), repeats
-    )
-    reps = max(1, repeats // 20)
     return dict(
         batch=b,
         steps=num_steps,
-        one_ms=t_one,
-        both_ms=t_both,
-        two_calls_ms=t_two,
-        both_over_one=t_both / t_one,
-        sweep_ms=_ms(lambda: policy.sample(cond, SWEEP, num_steps), reps),
-        separate_ms=_ms(lambda: [policy.sample(cond, [w], num_steps) for w in SWEEP], reps),
-        sweep_e2e_ms=_ms(lambda: policy.sample(batch, SWEEP, num_steps), reps),
-        separate_e2e_ms=_ms(lambda: [policy.sample(batch, [w], num_steps) for w in SWEEP], reps),
+        backbone_ms_per_obs=ms["backbone"] / b,
+        pos_ms=ms["pos"],
+        dipole_ms=ms["dipole"],
+        dipole_over_pos=ms["dipole"] / ms["pos"],
+        sweep_ms=ms["sweep"],
+        separate_ms=ms["separate"],
+        sweep_e2e_ms=ms["sweep_e2e"],
+        separate_e2e_ms=ms["separate_e2e"],
     )
 
 
-def bench_train_step(policy: DipolePolicy, b: int = 8, num_candidates: int = 4, repeats: int = 5) -> dict:
+def bench_train_step(policy: DipolePolicy, b: int = 8, num_candidates: int = 4, repeats: int = 3) -> dict:
     """ms per optimisation step on one batch: BC (pi+ on the human trajectory) and DIPOLE (both heads on K candidates)."""
     batch = synthetic_batch(policy.config, b)
     g = torch.Generator().manual_seed(0)
@@ -104,79 +246,170 @@ def bench_train_step(policy: DipolePolicy, b: int = 8, num_candidates: int = 4, 
         loss.backward()
         opt.step()
 
-    out = dict(
-        batch=b,
-        candidates=num_candidates,
-        bc_ms=_ms(lambda: step(False), repeats),
-        dipole_ms=_ms(lambda: step(True), repeats),
-    )
+    ms = timed({"bc": lambda: step(False), "dipole": lambda: step(True)}, repeats, rounds=3)
     policy.eval()
-    return out
+    return dict(batch=b, candidates=num_candidates, bc_ms=ms["bc"], dipole_ms=ms["dipole"])
 
 
-def bench_preset(preset: str, batch_sizes: Sequence[int], repeats: int, num_steps: int = 10) -> list[dict]:
+def bench_preset(
+    preset: str, batch_sizes: Sequence[int], repeats: int, num_steps: int = 10, machine: Machine | None = None
+) -> list[dict]:
     torch.manual_seed(0)
     policy = DipolePolicy.from_config(PolicyConfig.preset(preset)).eval()
-    rows = [dict(preset=preset, **bench_batch(policy, b, repeats, num_steps)) for b in batch_sizes]
+    machine = machine or Machine()
+    rows = [
+        dict(
+            preset=preset,
+            **bench_head_step(policy, b, repeats, machine),
+            e2e=bench_end_to_end(policy, b, num_steps),
+        )
+        for b in batch_sizes
+    ]
     rows[0]["train"] = bench_train_step(policy)
     return rows
 
 
 def run_bench(
-    presets: Sequence[str] = ("tiny", "small"), batch_sizes: Sequence[int] = (1, 4), repeats: int = 10
+    presets: Sequence[str] = ("tiny", "small"), batch_sizes: Sequence[int] = (1, 4, 16), repeats: int = 10
 ) -> list[dict]:
+    machine = Machine()
     rows = []
     for preset in presets:
-        rows += bench_preset(preset, batch_sizes, repeats)
+        rows += bench_preset(preset, batch_sizes, repeats, machine=machine)
     return rows
 
 
-def format_tables(rows: list[dict]) -> str:
-    head = f"{'preset':<8} {'batch':>5} {'pi+ ms':>8} {'both ms':>8} {'both/one':>8} {'2 calls ms':>10}"
-    lines = ["Head cost per denoising step (one branch vs both branches batched)", head, "-" * len(head)]
+# ---- the openvla-7b estimate (meta device: shapes only) ---------------------------------------------
+def estimate_openvla_7b(num_steps: int = 10, batch: int = 1, prompt_tokens: int = PROMPT_TOKENS_7B) -> dict:
+    """FLOPs and bf16 weight bytes of the real-size backbone and one head branch, from the config alone.
+
+    Vision + projector FLOPs are counted by running them on the meta device; the LLM's (whose mask code
+    needs real values) are 2 * parameters * tokens + 4 * layers * tokens^2 * hidden (QK^T and AV).
+    """
+    from vla_dipole.model.backbone import PrismaticBackbone
+
+    config = PolicyConfig.preset("openvla-7b")
+    bb_cfg = config.effective_backbone()
+    with torch.device("meta"):
+        backbone = PrismaticBackbone(bb_cfg)
+        head = DiffusionTrajectoryHead(config.head, backbone.hidden_size, config.observation.proprio_dim)
+        n_images = config.observation.history_frames * len(config.observation.cameras)
+        pixels = torch.zeros(batch, n_images, 6, bb_cfg.image_size, bb_cfg.image_size)
+        with torch.no_grad():
+            vision = counted_flops(lambda: backbone.embed_images(pixels)) / batch
+        tokens_len = n_images * backbone.num_patches + prompt_tokens
+        llm = backbone.language_model.get_decoder()
+        llm_params = sum(p.numel() for n, p in llm.named_parameters() if "embed_tokens" not in n)
+        llm_cfg = bb_cfg.llm
+        llm_flops = (
+            2 * llm_params * tokens_len + 4 * llm_cfg.num_hidden_layers * tokens_len**2 * llm_cfg.hidden_size
+        )
+        p = stack_heads([head])
+        tokens = torch.zeros(batch, tokens_len, backbone.hidden_size)
+        mask = torch.ones(batch, tokens_len, dtype=torch.bool)
+        proprio = torch.zeros(batch, head.proprio_dim)
+        with torch.no_grad():
+            prepare = counted_flops(lambda: prepare_branches(head, p, tokens, mask, proprio)) / batch
+            memory = prepare_branches(head, p, tokens, mask, proprio)
+            x = torch.zeros(batch, 1, config.head.horizon, config.head.action_dim)
+            step = counted_flops(lambda: denoise_branches(head, p, x, torch.tensor(5), memory)) / batch
+    backbone_flops = vision + llm_flops
+    branch_flops = prepare + num_steps * step
+    bf16 = 2
+    backbone_bytes = sum(p.numel() for p in backbone.parameters()) * bf16
+    head_step_bytes = step_weight_bytes(head) // head.out.weight.element_size() * bf16
+    branch_bytes = num_steps * head_step_bytes  # a batch-1 step streams the branch's weights once
+    return dict(
+        steps=num_steps,
+        tokens=tokens_len,
+        backbone_gflop=backbone_flops / 1e9,
+        vision_gflop=vision / 1e9,
+        head_prepare_gflop=prepare / 1e9,
+        head_step_gflop=step / 1e9,
+        head_params_m=sum(p.numel() for p in head.parameters()) / 1e6,
+        backbone_gb=backbone_bytes / 1e9,
+        head_step_gb=head_step_bytes / 1e9,
+        flops_added=branch_flops / (backbone_flops + branch_flops),
+        bytes_added=branch_bytes / (backbone_bytes + branch_bytes),
+    )
+
+
+# ---- tables --------------------------------------------------------------------------------------------
+def format_tables(rows: list[dict], estimate: dict | None = None) -> str:
+    clock = (
+        "CPU ms, 1 thread" if torch.get_num_threads() == 1 else f"wall ms, {torch.get_num_threads()} threads"
+    )
+    head = (
+        f"{'preset':<7}{'batch':>6}{'pi+ ms':>8}{'both ms':>9}{'both/one':>9}{'2 calls':>9}"
+        f"{'MB/br':>7}{'GFLOP/br':>9}{'GB/s':>7}{'GFLOP/s':>8}{'floors bw/flop/ops ms':>23}  regime"
+    )
+    lines = [f"Head cost per denoising step, one candidate per observation ({clock})", head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['preset']:<8} {r['batch']:>5} {r['one_ms']:>8.2f} {r['both_ms']:>8.2f} "
-            f"{r['both_over_one']:>8.2f} {r['two_calls_ms']:>10.2f}"
+            f"{r['preset']:<7}{r['batch']:>6}{r['one_ms']:>8.2f}{r['both_ms']:>9.2f}{r['both_over_one']:>9.2f}"
+            f"{r['two_calls_ms']:>9.2f}{r['weight_mb']:>7.1f}{r['gflop']:>9.3f}{r['gbps']:>7.1f}"
+            f"{r['gflops']:>8.1f}{'/'.join(f'{v:.2f}' for v in r['floors'].values()):>23}  {r['regime']}"
         )
+    lines += [
+        "MB/br, GFLOP/br: one branch's weights read and matmul FLOPs per step; GB/s, GFLOP/s: achieved by the",
+        "batched step; floors: its bytes at this machine's stream rate, FLOPs at its GEMM rate, ops at the cost",
+        "of a minimal op; regime: the largest floor (ratios to compare, absolute numbers move with the box's load)",
+    ]
     head2 = (
-        f"{'preset':<8} {'batch':>5} {'steps':>5} {'sweep ms':>9} {'8 calls ms':>10} {'ratio':>6} "
-        f"{'e2e sweep':>9} {'e2e 8 calls':>11} {'ratio':>6}"
+        f"{'preset':<7}{'batch':>6}{'steps':>6}{'backbone/obs':>13}{'pi+ only':>10}{'DIPOLE':>9}{'ratio':>7}"
+        f"{'sweep':>9}{'8 calls':>9}{'ratio':>7}{'e2e sweep':>10}{'e2e 8':>9}{'ratio':>7}"
     )
     lines += [
         "",
-        f"8-omega sweep {SWEEP} vs 8 single-omega calls (head only / with backbone)",
+        f"End to end ms: sampling with pi+ alone vs DIPOLE (backbone once + N steps of both branches); "
+        f"8-omega sweep {SWEEP} vs 8 single-omega calls (head only, then with the backbone)",
         head2,
         "-" * len(head2),
     ]
     for r in rows:
+        e = r["e2e"]
         lines.append(
-            f"{r['preset']:<8} {r['batch']:>5} {r['steps']:>5} {r['sweep_ms']:>9.1f} {r['separate_ms']:>10.1f} "
-            f"{r['sweep_ms'] / r['separate_ms']:>6.2f} {r['sweep_e2e_ms']:>9.1f} {r['separate_e2e_ms']:>11.1f} "
-            f"{r['sweep_e2e_ms'] / r['separate_e2e_ms']:>6.2f}"
+            f"{r['preset']:<7}{e['batch']:>6}{e['steps']:>6}{e['backbone_ms_per_obs']:>13.1f}{e['pos_ms']:>10.1f}"
+            f"{e['dipole_ms']:>9.1f}{e['dipole_over_pos']:>7.2f}{e['sweep_ms']:>9.1f}{e['separate_ms']:>9.1f}"
+            f"{e['sweep_ms'] / e['separate_ms']:>7.2f}{e['sweep_e2e_ms']:>10.1f}{e['separate_e2e_ms']:>9.1f}"
+            f"{e['sweep_e2e_ms'] / e['separate_e2e_ms']:>7.2f}"
         )
-    head3 = f"{'preset':<8} {'batch':>5} {'K':>3} {'BC step ms':>10} {'DIPOLE step ms':>14}"
+    head3 = f"{'preset':<7}{'batch':>6}{'K':>3}{'BC step ms':>11}{'DIPOLE step ms':>15}"
     lines += ["", "Training step (encode + errors + backward + AdamW)", head3, "-" * len(head3)]
     for r in rows:
         if "train" in r:
             t = r["train"]
             lines.append(
-                f"{r['preset']:<8} {t['batch']:>5} {t['candidates']:>3} {t['bc_ms']:>10.1f} {t['dipole_ms']:>14.1f}"
+                f"{r['preset']:<7}{t['batch']:>6}{t['candidates']:>3}{t['bc_ms']:>11.1f}{t['dipole_ms']:>15.1f}"
             )
+    if estimate is not None:
+        e = estimate
+        lines += [
+            "",
+            "openvla-7b ESTIMATE (computed from configs/model/openvla-7b.yaml, not measured; batch 1, "
+            f"{e['tokens']} backbone tokens incl. {PROMPT_TOKENS_7B} assumed prompt tokens, {e['steps']} steps)",
+            f"  backbone: {e['backbone_gflop']:.0f} GFLOP/obs (vision {e['vision_gflop']:.0f}), "
+            f"{e['backbone_gb']:.1f} GB bf16 weights",
+            f"  head, per branch: {e['head_params_m']:.0f} M params; prepare {e['head_prepare_gflop']:.1f} GFLOP/obs, "
+            f"step {e['head_step_gflop']:.2f} GFLOP, {e['head_step_gb']:.2f} GB bf16 weights read per step",
+            f"  the second branch adds {100 * e['flops_added']:.1f}% of the FLOPs of pi+-only inference; "
+            f"if every step streams its weights (batch 1, weights not cached) {100 * e['bytes_added']:.0f}% of the bytes",
+        ]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "small"])
-    ap.add_argument("--batch", nargs="+", type=int, default=[1, 4])
+    ap.add_argument("--batch", nargs="+", type=int, default=[1, 4, 16])
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: CPU-time timings)")
+    ap.add_argument("--no-estimate", action="store_true", help="skip the openvla-7b estimate")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
-    print(format_tables(run_bench(args.presets, args.batch, args.repeats)))
+    rows = run_bench(args.presets, args.batch, args.repeats)
+    print(format_tables(rows, None if args.no_estimate else estimate_openvla_7b()))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,16 @@ alone bit for bit.
 Caching. The memory does not depend on x_t or t, so ``prepare_branches`` projects it to per-layer
 keys / values once per observation; every denoising step, omega and candidate reuses them.
 Candidates of one observation share that memory without copying it: cross-attention runs with
-queries [B, heads, K * horizon, d] against keys [B, heads, T, d].
+queries [B, heads, K * horizon, d] against keys [B, heads, T, d]. Likewise the adaLN conditioning
+c = temb(t) + proprio depends only on (branch, observation, t): with one t per observation (sampling)
+the time embedding and all adaLN projections run on B rows and broadcast over the K candidates.
+``inference_params`` lays the stacked weights out once per ``sample()`` call as contiguous
+[E, in, out] (CPU), which the batched GEMM reads faster than a transposed view.
+
+Cost. Both branches read twice the weight bytes and do twice the FLOPs per step; batching them
+removes only the per-op overhead of a second call. So both-batched ~= one where that overhead binds
+(small heads, GPUs) and ~2x where weight streaming or FLOPs bind (the CPU rows of
+``bench_policy``; docs/model.md).
 """
 
 from __future__ import annotations
@@ -242,7 +251,9 @@ def denoise_branches(
     dropout = cfg.dropout if head.training else 0.0
     e, w, n_heads = p["out.bias"].shape[0], cfg.width, cfg.num_heads
     c = _time_conditioning(head, p, timesteps, memory, b, n_cand).unsqueeze(3)  # [E, B, K or 1, 1, W]
-    h = _linear(p, "in_proj", _per_branch(x_t.to(c.dtype), e)) + p["pos_embed"][:, None, None]  # [E, B, K, L, W]
+    h = (
+        _linear(p, "in_proj", _per_branch(x_t.to(c.dtype), e)) + p["pos_embed"][:, None, None]
+    )  # [E, B, K, L, W]
     for i in range(cfg.depth):
         pre = f"blocks.{i}."
         sh1, sc1, g1, sh2, sc2, g2 = _linear(p, pre + "ada", c).chunk(6, dim=-1)
