@@ -204,6 +204,12 @@ def bench_end_to_end(policy: DipolePolicy, b: int, num_steps: int) -> dict:
             "backbone": lambda: policy.encode(batch),
             "pos": lambda: policy.sample(batch, [0.0], num_steps),
             "dipole": lambda: policy.sample(batch, [1.0], num_steps),
+        },
+        repeats=1,
+        rounds=5,
+    )
+    ms |= timed(
+        {
             "sweep": lambda: policy.sample(cond, SWEEP, num_steps),
             "separate": lambda: [policy.sample(cond, [w], num_steps) for w in SWEEP],
             "sweep_e2e": lambda: policy.sample(batch, SWEEP, num_steps),
