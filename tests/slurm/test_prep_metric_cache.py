@@ -71,7 +71,7 @@ def test_prep_array_scores_from_the_metric_cache(slurm_cluster, synthetic_root, 
     pytest.importorskip("navsim", reason="the metric-cache path needs the official navsim")
     from navsim_adapter.pdm.metric_cache import write_split_cache
 
-    from .test_slurm_jobs import _logs, _submit
+    from .test_slurm_jobs import _logs, _submit_prep
 
     cache = write_split_cache(synthetic_root, "train", tmp_path / "metric cache", frame_interval=4)
     root = tmp_path / "real-like root"
@@ -79,26 +79,7 @@ def test_prep_array_scores_from_the_metric_cache(slurm_cluster, synthetic_root, 
     for name in ("navsim_logs", "sensor_blobs"):
         (root / name).symlink_to(synthetic_root / name, target_is_directory=True)
     run_dir = tmp_path / "prep"
-    ids = _submit(
-        slurm_cluster,
-        [
-            "prep",
-            "--run-dir",
-            str(run_dir),
-            "--num-parts",
-            "2",
-            "--cpus-per-task",
-            "1",
-            "--data-root",
-            str(root),
-            "--split",
-            "train",
-            "--metric-cache",
-            str(cache),
-            "--prep-args",
-            "--sources perturb --num-candidates 2 --image-size 32x18 --shard-size 4 --frame-interval 4",
-        ],
-    )
+    ids = _submit_prep(slurm_cluster, run_dir, root, 4, "--metric-cache", str(cache))
     info = slurm_cluster.wait(ids["prep_merge"], {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
     assert info["JobState"] == "COMPLETED", _logs(run_dir)
     manifest = json.loads((run_dir / "shards" / "manifest.json").read_text())

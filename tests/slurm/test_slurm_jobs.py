@@ -45,6 +45,15 @@ def _submit_train(cluster, run_dir: Path, shards: Path, *overrides: str) -> dict
     return _submit(cluster, [*args, "--shards", str(shards), "stage=bc", *overrides, *TRAIN_OVERRIDES])
 
 
+def _submit_prep(cluster, run_dir: Path, data_root: Path, shard_size: int, *extra: str) -> dict[str, str]:
+    """A 2-task prep array (+ merge) over the train split, tiny images and 2 perturbation candidates."""
+    build = f"--sources perturb --num-candidates 2 --image-size 32x18 --shard-size {shard_size} --frame-interval 4"
+    args = ["prep", "--run-dir", str(run_dir), "--num-parts", "2", "--cpus-per-task", "1"]
+    return _submit(
+        cluster, [*args, "--data-root", str(data_root), "--split", "train", *extra, "--prep-args", build]
+    )
+
+
 def _logs(run_dir: Path) -> str:
     return "\n".join(p.read_text() for p in sorted((run_dir / "logs").glob("*.out")))
 
@@ -57,24 +66,7 @@ def _metrics(train_dir: Path) -> list[dict]:
 
 def test_prep_array_builds_one_merged_manifest(slurm_cluster, synthetic_root, tmp_path):
     run_dir = tmp_path / "prep"
-    ids = _submit(
-        slurm_cluster,
-        [
-            "prep",
-            "--run-dir",
-            str(run_dir),
-            "--num-parts",
-            "2",
-            "--cpus-per-task",
-            "1",
-            "--data-root",
-            str(synthetic_root),
-            "--split",
-            "train",
-            "--prep-args",
-            "--sources perturb --num-candidates 2 --image-size 32x18 --shard-size 8 --frame-interval 4",
-        ],
-    )
+    ids = _submit_prep(slurm_cluster, run_dir, synthetic_root, 8)
     info = slurm_cluster.wait(ids["prep_merge"], {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
     assert info["JobState"] == "COMPLETED", _logs(run_dir)
     manifest = json.loads((run_dir / "shards" / "manifest.json").read_text())
