@@ -83,9 +83,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, int, float]]:
         root = args.data_root
         if root is None:
             from data_prep.synthesize import synthesize
+            from data_prep.world.camera import RIG_YAW_DEG
 
             root = Path(tmp)
-            synthesize(root, args.split, args.logs, seed=0)
+            # every camera rendered, so the last row reads all eight images of each frame
+            synthesize(root, args.split, args.logs, seed=0, cameras=tuple(RIG_YAW_DEG))
         rows = run(root, args.split, repeats=args.repeats)
     print(
         format_table(
