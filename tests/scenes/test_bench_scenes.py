@@ -1,6 +1,6 @@
 """The benchmark reads every scene of a split in each case (its timings are printed, not asserted)."""
 
-from navsim_adapter.bench_scenes import format_table, run
+from navsim_adapter.bench_scenes import format_table, main, run
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 
@@ -13,3 +13,11 @@ def test_bench_counts_every_scene_and_formats_rates(arc_split):
     assert all(seconds > 0 for _, _, seconds in rows)
     table = format_table(rows, "t")
     assert table.count("\n") == 5 and "scenes + every camera image" in table
+
+
+def test_bench_command_reads_every_camera_of_its_own_split(capsys):
+    # `make bench` runs main() without --data-root: the split it synthesizes must have all eight images
+    rows = main(["--logs", "1", "--repeats", "1"])
+    counts = {case: n for case, n, _ in rows}
+    assert counts["scenes + every camera image"] == counts["scenes, no images"] > 0
+    assert "scenes/s" in capsys.readouterr().out
