@@ -51,36 +51,9 @@ def synthetic_root(tmp_path_factory) -> Path:
     """A 'train' split (4 logs) and a held-out 'test' split (2 logs): 1 camera, small images."""
     root = tmp_path_factory.mktemp("synthetic")
     common = ["--frames", "24", "--image-size", "128x72", "--cameras", "CAM_F0", "--workers", "2"]
-    run_cli(
-        [
-            "-m",
-            "data_prep.synthesize",
-            "--out",
-            str(root),
-            "--split",
-            "train",
-            "--logs",
-            "4",
-            "--seed",
-            "0",
-            *common,
-        ]
-    )
-    run_cli(
-        [
-            "-m",
-            "data_prep.synthesize",
-            "--out",
-            str(root),
-            "--split",
-            "test",
-            "--logs",
-            "2",
-            "--seed",
-            "1000",
-            *common,
-        ]
-    )
+    for split, logs, seed in (("train", 4, 0), ("test", 2, 1000)):
+        args = ["--out", str(root), "--split", split, "--logs", str(logs), "--seed", str(seed)]
+        run_cli(["-m", "data_prep.synthesize", *args, *common])
     return root
 
 
