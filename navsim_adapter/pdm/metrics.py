@@ -18,7 +18,7 @@ from navsim_adapter.pdm.config import METRICS, MetricConfig
 from navsim_adapter.pdm.context import ScoringContext
 from navsim_adapter.pdm.geometry import PACIFICA
 from navsim_adapter.pdm.queries import SceneGeometry, batch_geometry, scene_geometry
-from navsim_adapter.pdm.simulation import AX, AY, DT, HEADING, VX, VY, YAW_ACCEL, YAW_RATE
+from navsim_adapter.pdm.simulation import AX, AY, DT, HEADING, VX, VY, YAW_ACCEL, YAW_RATE, rows_times
 
 __all__ = ["METRICS", "MetricConfig", "SceneGeometry", "batch_geometry", "scene_geometry"]
 
@@ -165,8 +165,8 @@ def _savgol_operator(n: int, window: int, poly: int, deriv: int, delta: float) -
 
 
 def _savgol(y: np.ndarray, window: int, poly: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
-    """scipy's Savitzky-Golay filter (mode 'interp') along the last axis, as one matrix product."""
-    return y @ _savgol_operator(y.shape[-1], window, poly, deriv, delta)
+    """scipy's Savitzky-Golay filter (mode 'interp') along the last axis, as one row-wise product."""
+    return rows_times(y, _savgol_operator(y.shape[-1], window, poly, deriv, delta))
 
 
 def _acceleration(states: np.ndarray, coordinate: str) -> np.ndarray:

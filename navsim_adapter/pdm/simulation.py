@@ -129,6 +129,22 @@ def interpolate_candidates(
     return out
 
 
+def rows_times(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x [..., M] @ w [M, N] with every row summed j = 0 .. M-1, left to right, in elementwise ops.
+
+    Batch-invariant by construction: a row's result never depends on how many rows ride along. A BLAS
+    GEMM picks its kernel (and so its summation order) from the matrix shape, which made a scene
+    scored inside a batch differ from the scene alone in the last bits on some CPUs.
+    """
+    out = np.zeros(x.shape[:-1] + w.shape[1:], dtype=np.result_type(x, w))
+    for j, row in enumerate(w):
+        nz = np.flatnonzero(row)  # banded operators (Savitzky-Golay): exact zeros add nothing
+        if len(nz):
+            lo, hi = nz[0], nz[-1] + 1
+            out[..., lo:hi] += x[..., j, None] * row[lo:hi]
+    return out
+
+
 @lru_cache(maxsize=8)
 def _velocity_fit_operator(num_disp: int, dt: float, jerk_penalty: float) -> np.ndarray:
     """Linear map from along-heading displacements [M] to (v0, a_0..a_{M-2}).
@@ -161,7 +177,7 @@ def fit_velocity_curvature(poses: np.ndarray, cfg: TrackerConfig = TRACKER, dt: 
     h = poses[:, :-1, 2]
     along = np.cos(h) * diff[..., 0] + np.sin(h) * diff[..., 1]  # [K, M]
     m = along.shape[1]
-    sol = along @ _velocity_fit_operator(m, dt, cfg.jerk_penalty).T
+    sol = rows_times(along, _velocity_fit_operator(m, dt, cfg.jerk_penalty).T)
     velocity = _profile(sol[:, 0], sol[:, 1:], dt)  # [K, M]
 
     # Curvature: y = A x with A lower-triangular, column 0 = v*dt, columns j>0 scaled by v_i dt^2.

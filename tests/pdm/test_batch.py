@@ -1,5 +1,6 @@
 """Scenes scored side by side (SceneBatch padding, geometry chunks) give exactly the per-scene numbers,
-and the batched geometry primitives agree with shapely."""
+on any CPU: no step's summation order depends on the batch shape (no GEMM over the row axis), and the
+batched geometry primitives agree with shapely."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from shapely.geometry import LineString, box
 from navsim_adapter.pdm import PDMResult, score
 from navsim_adapter.pdm import scorer as scorer_module
 from navsim_adapter.pdm.geometry import PolygonSet, PolygonTable, polyline_farther_than
-from navsim_adapter.pdm.simulation import interpolate_candidates
+from navsim_adapter.pdm.metrics import _savgol_operator
+from navsim_adapter.pdm.simulation import _velocity_fit_operator, interpolate_candidates, rows_times
 from navsim_adapter.pdm.toy import toy_candidates, toy_context
 
 
@@ -66,6 +68,19 @@ def test_batch_equals_scenes_scored_alone(monkeypatch):
             np.testing.assert_array_equal(getattr(chunked, name)[i], getattr(alone, name)[0], err_msg=name)
     # The mix exercises failures, not only perfect scores.
     assert (together.nc < 1).any() and (together.dac < 1).any() and (together.epdms < together.pdms).any()
+
+
+def test_row_product_does_not_depend_on_the_number_of_rows():
+    """The two linear operators applied to all rows of a batch (velocity fit, Savitzky-Golay) give each
+    row the same bits whatever rides along; a BLAS GEMM does not (its kernel follows the shape)."""
+    rng = np.random.default_rng(0)
+    for w in (_velocity_fit_operator(40, 0.1, 1e-4).T, _savgol_operator(41, 15, 2, 1, 0.1)):
+        x = rng.normal(size=(700, w.shape[0]))
+        full = rows_times(x, w)
+        for r in (1, 2, 3, 5, 8, 64, 333):
+            np.testing.assert_array_equal(rows_times(x[:r], w), full[:r])
+            np.testing.assert_array_equal(rows_times(x[r : r + 1], w)[0], full[r])
+        np.testing.assert_allclose(full, x @ w, rtol=1e-12, atol=1e-12 * np.abs(x @ w).max())
 
 
 def test_batched_interpolation_equals_per_scene():
