@@ -113,8 +113,16 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
-    d = ast.literal_eval(header.decode("latin1"))
-    return np.dtype(d["descr"]), tuple(d["shape"]), bool(d["fortran_order"])
+    """Parse a .npy header dict; any damage is a ValueError (literal_eval raises SyntaxError & co.)."""
+    try:
+        d = ast.literal_eval(header.decode("latin1"))
+        dtype, shape = np.dtype(d["descr"]), tuple(int(v) for v in d["shape"])
+        fortran = bool(d["fortran_order"])
+    except (SyntaxError, ValueError, TypeError, KeyError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"garbled .npy header {header[:60]!r}: {type(exc).__name__}: {exc}") from None
+    if any(v < 0 for v in shape):
+        raise ValueError(f"garbled .npy header: negative shape {shape}")
+    return dtype, shape, fortran
 
 
 def load_npy(data: bytes) -> np.ndarray:
@@ -130,6 +138,11 @@ def load_npy(data: bytes) -> np.ndarray:
     if dtype.hasobject:
         raise ValueError("object arrays are not allowed in shards")
     count = int(np.prod(shape)) if shape else 1
+    if len(data) - (start + size) != count * dtype.itemsize:
+        raise ValueError(
+            f"truncated or padded .npy payload: {len(data) - start - size} data bytes, "
+            f"header says {count} x {dtype.itemsize}"
+        )
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=start + size)
     return flat.reshape(shape, order="F" if fortran else "C").copy()
 
@@ -230,11 +243,13 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
     for member in ("meta.json", ARRAYS_MEMBER):
         if member not in raw:
             raise SampleFormatError(f"{where}: missing member {member!r}")
+    member = "meta.json"
     try:
-        meta = json.loads(raw["meta.json"])
-        arrays = decode_arrays(raw[ARRAYS_MEMBER])
+        meta = json.loads(raw[member])
+        member = ARRAYS_MEMBER
+        arrays = decode_arrays(raw[member])
     except (ValueError, OSError, TypeError, KeyError) as exc:
-        raise SampleFormatError(f"{where}: undecodable member: {exc}") from exc
+        raise SampleFormatError(f"{where}: undecodable member {member}: {exc}") from exc
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise SampleFormatError(f"{where}: meta.json lacks keys {missing}")
@@ -258,7 +273,7 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
     if decode_images:
         try:
             images = [decode_jpeg(j) for j in jpegs]
-        except OSError as exc:
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:  # what PIL raises on broken JPEGs
             raise SampleFormatError(f"{where}: undecodable JPEG: {exc}") from exc
         want = tuple(meta["image_size"][::-1])
         bad = [img.shape for img in images if img.shape[:2] != want]

@@ -447,6 +447,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def require_valid_rows(records: Sequence[dict], summary: Path) -> None:
+    """Exit non-zero when an agent row (checkpoint x omega, baseline) has no valid token at all: a
+    policy whose every trajectory is NaN must not look like a finished evaluation."""
+    rows = dict.fromkeys(r["row"] for r in records)
+    dead = [row for row in rows if not any(r["valid"] for r in records if r["row"] == row)]
+    if dead:
+        errors = sorted({r.get("error") or "?" for r in records if r["row"] in dead})
+        raise SystemExit(
+            f"evaluate: no valid token for {dead} (errors: {errors[:3]}); see {summary}, 'Invalid tokens'"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = _parse(argv)
@@ -463,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         RecordWriter(a.out / "records.jsonl").path.write_text("".join(json.dumps(r) + "\n" for r in records))
         path = write_report(a.out, records, worst_k=0, state_dirs=a.merge)
         print(path.read_text())
+        require_valid_rows(records, path)
         return path
     if a.split is None:
         raise SystemExit("--split is required (e.g. navtest, or the synthetic split name)")
@@ -501,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     records = report.latest_records(report.read_records([ev.writer.path]))
     path = write_report(a.out, records, ev.loader if s.chunk[1] == 1 else None, s.worst_k, s.name)
     print(path.read_text())
+    require_valid_rows(records, path)
     return path
 
 

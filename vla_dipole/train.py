@@ -26,14 +26,15 @@ import torch
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from data_prep.shard_format import read_manifest
+from data_prep.shard_format import SampleFormatError, read_manifest
 from vla_dipole.data import collate
 from vla_dipole.training import policy_io
 from vla_dipole.training.checkpoint import (
     STATE_FILE,
+    DamagedCheckpointError,
     TrainerState,
     clean_stale_tmp,
-    latest_checkpoint,
+    resume_checkpoint,
     save_checkpoint,
 )
 from vla_dipole.training.config import ConfigError, load_config, save_config
@@ -47,7 +48,7 @@ from vla_dipole.training.distributed import (
 )
 from vla_dipole.training.ema import HeadEMA
 from vla_dipole.training.feature_cache import FeatureCache
-from vla_dipole.training.indexed_data import IndexedShards, shard_dirs
+from vla_dipole.training.indexed_data import DamagedShardError, IndexedShards, record_integrity, shard_dirs
 from vla_dipole.training.objective import needs_candidates, sample_noise, stage_loss, step_seed
 from vla_dipole.training.online import round_data_dirs, run_online_round
 from vla_dipole.training.preemption import PreemptionFlag, clear_preempted, write_preempted
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     # -------------------------------------------------------------- where do we start?
-    ckpt = latest_checkpoint(out) if cfg.checkpoint.resume else None
+    ckpt = resume_checkpoint(out, log=print if is_main else None) if cfg.checkpoint.resume else None
     state = TrainerState.from_file(ckpt / STATE_FILE) if ckpt else TrainerState(extra={"stage": cfg.stage})
     if state.extra.get("stage", cfg.stage) != cfg.stage:
         raise ConfigError(
@@ -113,7 +114,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else None
     )
     if ckpt is not None:
-        accelerator.load_state(str(ckpt))  # model, optimizer, every rank's RNG states
+        try:
+            accelerator.load_state(str(ckpt))  # model, optimizer, every rank's RNG states
+        except Exception as exc:  # a checkpoint without checksums.json (older runs) that fails to load
+            raise DamagedCheckpointError(f"{ckpt}: cannot load it: {type(exc).__name__}: {exc}") from exc
         if ema is not None:
             ema.load(ckpt)
         if is_main:
@@ -134,7 +138,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         phase_samples = policy_io.phase_samples(cfg, round_)
         plan = plan_batches(cfg.schedule.global_batch, cfg.schedule.micro_batch, world, phase_samples)
         state.phase_total_samples = phase_samples
-        dataset = IndexedShards(round_data_dirs(cfg, round_))
+        dataset = IndexedShards(
+            round_data_dirs(cfg, round_), verify=cfg.data.verify, on_damaged=cfg.data.on_damaged
+        )
+        if is_main:
+            record_integrity(out, round_, dataset)
         cache = FeatureCache.maybe_build(accelerator, cfg, policy, dataset, round_)
         order = SampleOrder(len(dataset), seed=cfg.seed + 7919 * round_)
         loader = torch.utils.data.DataLoader(
@@ -184,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 with accelerator.accumulate(model):
                     errors = model(**policy_io.forward_inputs(policy, batch, noise, features, cfg.stage))
                     loss, stats, hist = stage_loss(cfg.stage, cfg, errors, batch)
+                    policy_io.check_finite_loss(
+                        accelerator, loss, batch, f"round {round_} step {state.step + 1}"
+                    )
                     accelerator.backward(loss)
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + float(value) / plan.grad_accum
@@ -274,5 +285,18 @@ def _checkpoint(accelerator, cfg, out: Path, state: TrainerState, ema: HeadEMA |
     )
 
 
+def cli() -> None:
+    """`python vla_dipole/train.py ...`: a config mistake is one line and exit code 2; damaged data,
+    a damaged checkpoint or a non-finite loss one line and exit code 1 (no traceback for either)."""
+    try:
+        main()
+    except ConfigError as exc:
+        print(f"train.py: config error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except (DamagedShardError, SampleFormatError, policy_io.NonFiniteError, DamagedCheckpointError) as exc:
+        print(f"train.py: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vla_dipole.model.backbone import PrismaticBackbone
+from vla_dipole.model.checked_safetensors import load_checked, save_checked
 from vla_dipole.model.config import PolicyConfig
 from vla_dipole.model.head import (
     DiffusionTrajectoryHead,
@@ -268,17 +268,13 @@ class DipolePolicy(nn.Module):
         self.config.save_yaml(directory / CONFIG_FILE)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         heads = {k: v for k, v in state.items() if not k.startswith("backbone.")}
-        save_file(
-            heads,
-            str(directory / HEADS_FILE),
-            metadata={"format": "vla-dipole", "version": str(FORMAT_VERSION)},
-        )
+        save_checked(heads, directory / HEADS_FILE, {"format": "vla-dipole", "version": str(FORMAT_VERSION)})
         backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
         # From an OpenVLA checkpoint: store only what training changed; the rest is in the checkpoint.
         if self.config.pretrained_backbone is not None:
             changed = {n for n, p in self.backbone.named_parameters() if p.requires_grad}
             backbone = {k: v for k, v in backbone.items() if k in changed}
-        save_file(backbone, str(directory / BACKBONE_FILE), metadata={"format": "vla-dipole"})
+        save_checked(backbone, directory / BACKBONE_FILE, {"format": "vla-dipole"})
         self.processor.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
         meta = {
             "format_version": FORMAT_VERSION,
@@ -307,10 +303,10 @@ class DipolePolicy(nn.Module):
         else:
             policy = cls.from_config(config)
             policy.processor.tokenizer = tokenizer
-        _load_strict(policy, load_file(str(directory / HEADS_FILE)), directory / HEADS_FILE, prefix="")
+        _load_strict(policy, load_checked(directory / HEADS_FILE), directory / HEADS_FILE, prefix="")
         _load_strict(
             policy.backbone,
-            load_file(str(directory / BACKBONE_FILE)),
+            load_checked(directory / BACKBONE_FILE),
             directory / BACKBONE_FILE,
             prefix="",
             partial=not meta["backbone_complete"],

@@ -4,10 +4,14 @@ A checkpoint directory `checkpoint-<step:08d>` holds accelerate's state (model /
 optimizer, every rank's RNG states) plus `trainer_state.json` (step, samples seen, online round, data
 position) and optional extras (EMA weights). It is written under a temporary name and renamed when
 complete, so a run killed at any moment leaves either the previous or the new checkpoint, never half of one.
+`checksums.json` (size and sha256 of every file) is written last; a resume takes the newest checkpoint
+whose files still match it and says which newer ones it passed over and why (a disk that filled up or
+a file damaged after the rename).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,6 +24,7 @@ from typing import Any
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-checkpoint-"
 STATE_FILE = "trainer_state.json"
+CHECKSUMS_FILE = "checksums.json"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
 
 
@@ -54,6 +59,75 @@ def checkpoint_dirs(output_dir: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
+
+
+class DamagedCheckpointError(ValueError):
+    """No intact checkpoint to resume from; the message names every damaged file."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(directory: Path) -> None:
+    """Record size and sha256 of every file under `directory` (call once it is complete)."""
+    files = sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != CHECKSUMS_FILE)
+    table = {str(p.relative_to(directory)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    (Path(directory) / CHECKSUMS_FILE).write_text(json.dumps(table, indent=1, sort_keys=True))
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """What is wrong with a checkpoint directory (the first damaged file), or None when intact.
+    Checkpoints without checksums.json (older runs) are judged by their trainer state alone."""
+    directory = Path(directory)
+    state = directory / STATE_FILE
+    if not state.is_file():
+        return f"{state} is missing"
+    table_path = directory / CHECKSUMS_FILE
+    if not table_path.is_file():
+        try:
+            TrainerState.from_file(state)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    try:
+        table = json.loads(table_path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"{table_path} is unreadable: {exc}"
+    for rel, want in sorted(table.items()):
+        path = directory / rel
+        if not path.is_file():
+            return f"{path} is missing"
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            return f"{path} has {size} bytes, {want['bytes']} were written (truncated?)"
+        if _sha256(path) != want["sha256"]:
+            return f"{path} differs from the sha256 recorded when it was written (damaged)"
+    return None
+
+
+def resume_checkpoint(output_dir: Path, log: Callable[[str], None] | None = print) -> Path | None:
+    """The newest intact checkpoint (None when there is none at all); damaged newer ones are reported
+    through `log`. Raises DamagedCheckpointError when checkpoints exist but none is intact."""
+    dirs = checkpoint_dirs(output_dir)
+    problems = []
+    for d in reversed(dirs):
+        problem = checkpoint_problem(d)
+        if problem is None:
+            if problems and log is not None:
+                log(f"[train] skipping damaged checkpoints ({'; '.join(problems)}); resuming from {d}")
+            return d
+        problems.append(f"{d.name}: {problem}")
+    if problems:
+        raise DamagedCheckpointError(
+            f"no intact checkpoint in {output_dir}: {'; '.join(problems)}. "
+            "Remove them (or set checkpoint.resume=false) to start over"
+        )
+    return None
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -92,6 +166,7 @@ def save_checkpoint(
         for _, write in (extras or {}).items():
             write(tmp)
         (tmp / STATE_FILE).write_text(state.to_json())
+        write_checksums(tmp)
         _fsync_dir(tmp)
         if final.exists():  # a re-save of the same index (e.g. after a resume) replaces it
             shutil.rmtree(final)

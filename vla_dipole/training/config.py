@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 STAGES = ("bc", "dipole", "awr")
 ADVANTAGES = ("pdms", "epdms", "baseline")
+ON_DAMAGED = ("refuse", "skip")
 
 
 class ConfigError(ValueError):
@@ -218,6 +219,7 @@ _POSITIVE = (lambda v: int(v) > 0, "a positive integer")
 _CHECKS: tuple[tuple[str, Any, str], ...] = (
     ("stage", lambda v: v in STAGES, f"one of {STAGES}"),
     ("dipole.advantage", lambda v: v in ADVANTAGES, f"one of {ADVANTAGES}"),
+    ("data.on_damaged", lambda v: v in ON_DAMAGED, f"one of {ON_DAMAGED}"),
     ("schedule.total_samples", *_POSITIVE),
     ("schedule.global_batch", *_POSITIVE),
     ("schedule.micro_batch", *_POSITIVE),

@@ -1,24 +1,31 @@
-"""Random access to scored-trajectory shards, for exact, world-size independent data positions.
+"""Random access to scored-trajectory shards: the one data path training reads, with its guarantees.
 
-The streaming loader (`vla_dipole.data.make_loader`) splits shards over ranks, which makes the sample
-order depend on the world size and a resume depend on replaying the stream. Training instead indexes
-the member offsets of every (uncompressed) tar once and reads sample `i` directly, so stream position
--> sample is a pure function of (seed, position) (see `schedule.SampleOrder`) on any number of ranks.
-Decoding is data_prep.shard_format's, so the schema stays in one place.
+Position: the member offsets of every (uncompressed) tar are indexed once and sample `i` is read
+directly, so stream position -> sample is a pure function of (seed, position) (see
+`schedule.SampleOrder`) on any number of ranks, and a resume replays nothing.
+
+Integrity: every shard's sha256 is checked against its manifest before training reads it (the
+manifest is written after the shard, so any byte changed since, in a JPEG, an array or a header, shows).
+A damaged shard is refused with its name (`on_damaged="refuse"`), or left out whole with its samples
+counted in `skipped` (`"skip"`; the first undecodable samples are named there). A sample that still
+fails to decode at read time raises `SampleFormatError` naming shard, key and member. Decoding is
+data_prep.shard_format's, so the schema stays in one place.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
 from data_prep import shard_format
-from vla_dipole.training.config import ConfigError
+from vla_dipole.training.config import ON_DAMAGED, ConfigError
 
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extension split
 
@@ -42,26 +49,72 @@ def shard_dirs(spec: Any) -> list[Path]:
     return dirs
 
 
-class IndexedShards(Dataset):
-    """Map-style dataset over one or more shard builds; item i -> decoded sample dict (numpy)."""
+class DamagedShardError(ValueError):
+    """A shard whose bytes differ from its manifest entry (or that cannot be read); names the shard."""
 
-    def __init__(self, dirs: Sequence[Path], decode_images: bool = True) -> None:
+
+class IndexedShards(Dataset):
+    """Map-style dataset over one or more shard builds; item i -> decoded sample dict (numpy).
+
+    `verify`: check every shard's sha256 against its manifest (parallel reads; about 1 s per GB and
+    core). `on_damaged`: "refuse" raises DamagedShardError naming the shard, "skip" leaves it out and
+    records it in `skipped` ({shard: {"samples", "reason"}}).
+    """
+
+    def __init__(
+        self,
+        dirs: Sequence[Path],
+        decode_images: bool = True,
+        verify: bool = True,
+        on_damaged: str = "refuse",
+    ) -> None:
+        if on_damaged not in ON_DAMAGED:
+            raise ConfigError(
+                f"config field 'data.on_damaged': expected one of {ON_DAMAGED}, got {on_damaged!r}"
+            )
         self.decode_images = decode_images
         self.manifests = [shard_format.read_manifest(d) for d in dirs]
-        self.paths: list[str] = []
+        entries: list[tuple[str, dict[str, Any]]] = []
         for d, m in zip(dirs, self.manifests, strict=True):
-            for p in shard_format.shard_paths(d, m):
+            for p, entry in zip(shard_format.shard_paths(d, m), m["shards"], strict=True):
                 if not Path(p).is_file():
                     raise ConfigError(
                         f"config field 'data.shards': shard {p} listed in {d}/manifest.json is missing"
                     )
-                self.paths.append(p)
+                entries.append((p, entry))
+        damage = _check_shards(entries) if verify else {}
+        self.paths: list[str] = []
+        self.skipped: dict[str, dict[str, Any]] = {}
         self.index: list[tuple[int, str, dict[str, tuple[int, int]]]] = []
-        for shard_id, path in enumerate(self.paths):
+        for path, entry in entries:
+            if path in damage:
+                reason = damage[path]
+                if on_damaged == "refuse":
+                    raise DamagedShardError(
+                        f"shard {path} is damaged: {reason}. Rebuild it (the same "
+                        "python -m data_prep.build_shards command resumes), or train on the intact "
+                        "shards with data.on_damaged=skip"
+                    )
+                self.skipped[path] = {"samples": int(entry["samples"]), "reason": reason}
+                continue
+            self.paths.append(path)
+            shard_id = len(self.paths) - 1
             self.index.extend((shard_id, key, members) for key, members in _index_tar(path))
         if not self.index:
-            raise ConfigError(f"config field 'data.shards': no samples in {[str(d) for d in dirs]}")
+            raise ConfigError(f"config field 'data.shards': no (intact) samples in {[str(d) for d in dirs]}")
         self._handles: dict[int, Any] = {}
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(v["samples"] for v in self.skipped.values())
+
+    def report(self) -> dict[str, Any]:
+        """What training read and left out: for the log line and the run's data_integrity.json."""
+        return {
+            "samples": len(self.index),
+            "skipped_samples": self.num_skipped,
+            "skipped_shards": self.skipped,
+        }
 
     def __len__(self) -> int:
         return len(self.index)
@@ -101,3 +154,58 @@ def _index_tar(path: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     except tarfile.TarError as exc:
         raise ConfigError(f"config field 'data.shards': shard {path} is not a readable tar: {exc}") from exc
     return list(samples.items())
+
+
+def _check_shards(entries: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """{shard path: what is wrong} for shards whose sha256 differs from the manifest entry."""
+
+    def check(item: tuple[str, dict[str, Any]]) -> tuple[str, str | None]:
+        path, entry = item
+        digest = shard_format.sha256_file(path)
+        if digest == entry["sha256"]:
+            return path, None
+        return (
+            path,
+            f"sha256 {digest[:16]}.. differs from the manifest's {entry['sha256'][:16]}..{_first_bad(path)}",
+        )
+
+    with ThreadPoolExecutor(max_workers=min(8, len(entries) or 1)) as pool:  # hashlib releases the GIL
+        return {path: reason for path, reason in pool.map(check, entries) if reason is not None}
+
+
+def _first_bad(path: str, limit: int = 3) -> str:
+    """Name the first undecodable samples of a damaged shard (a damaged JPEG may still decode)."""
+    bad = []
+    try:
+        for key, members in _index_tar(path):
+            raw: dict[str, Any] = {"__key__": key, "__url__": path}
+            with open(path, "rb") as fh:
+                for ext, (offset, size) in members.items():
+                    fh.seek(offset)
+                    raw[ext] = fh.read(size)
+            try:
+                shard_format.decode_sample(raw)
+            except shard_format.SampleFormatError as exc:
+                bad.append(str(exc).split(": ", 1)[-1][:200] + f" (sample {key})")
+                if len(bad) >= limit:
+                    break
+    except ConfigError as exc:
+        return f"; {exc}"
+    return f"; undecodable: {'; '.join(bad)}" if bad else ""
+
+
+def record_integrity(out: Path, round_: int, dataset: IndexedShards) -> None:
+    """Print what was left out and record it per round in OUT/data_integrity.json (always written)."""
+    path = Path(out) / "data_integrity.json"
+    records = json.loads(path.read_text()) if path.is_file() else {}
+    records[str(round_)] = dataset.report()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, indent=2, sort_keys=True))
+    tmp.replace(path)
+    if dataset.skipped:
+        names = "; ".join(f"{p} ({v['reason']})" for p, v in dataset.skipped.items())
+        print(
+            f"[train] data: skipped {dataset.num_skipped} of {dataset.num_skipped + len(dataset)} samples "
+            f"in {len(dataset.skipped)} damaged shards: {names}",
+            flush=True,
+        )

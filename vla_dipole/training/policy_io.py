@@ -30,6 +30,33 @@ from vla_dipole.training.objective import Noise
 TRAINING_META = "training_meta.json"
 
 
+class NonFiniteError(RuntimeError):
+    """A non-finite loss or weight: training stops before it steps on it or exports it."""
+
+
+def check_finite_loss(
+    accelerator: Accelerator, loss: torch.Tensor, batch: dict[str, Any], where: str
+) -> None:
+    """Raise (on every rank alike) before backward when any rank's loss is NaN / inf."""
+    bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, "sum")
+    if float(bad.item()) > 0:
+        tokens = batch.get("token", [])
+        raise NonFiniteError(
+            f"{where}: loss is {float(loss.detach()):.4g} (non-finite) on some rank; not stepping on it. "
+            f"This rank's batch: {list(tokens)[:8]}. The last checkpoint is intact; check the data "
+            "(python -m data_prep.validate) or lower optim.lr"
+        )
+
+
+def check_finite_weights(module: nn.Module, what: str) -> None:
+    """Raise naming the tensors when any parameter is NaN / inf (never export such a policy)."""
+    bad = [n for n, p in module.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+    if bad:
+        raise NonFiniteError(f"{what}: {len(bad)} tensors hold NaN/inf (e.g. {bad[:3]}); not exporting them")
+
+
 def build_policy(cfg: DictConfig) -> DipolePolicy:
     """A fresh policy from `model`, or `init_from` (a save_pretrained dir); sets trainability for the stage."""
     if cfg.init_from:
@@ -146,6 +173,8 @@ def finish_step(accelerator: Accelerator, model: nn.Module, optimizer: Any, grad
         return float(norm) if norm is not None else float("nan")
     params = [p for p in model.parameters() if p.requires_grad]
     norm = accelerator.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    if not bool(torch.isfinite(torch.as_tensor(norm))):  # finite loss, overflowing gradients
+        raise NonFiniteError(f"gradient norm is {float(norm)}; not stepping on it (lower optim.lr)")
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
@@ -161,6 +190,7 @@ def export(accelerator: Accelerator, policy: DipolePolicy, ema: Any, directory: 
             backup = [p.detach().clone() for p in trainable] if ema is not None else None
             if ema is not None:
                 ema.copy_to(trainable)
+            check_finite_weights(policy, f"policy export to {directory}")
             policy.save_pretrained(directory)
             (directory / TRAINING_META).write_text(json.dumps({"stage": stage, "ema": ema is not None}))
             if backup is not None:
