@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -59,6 +60,7 @@ from data_prep.vocabulary import (
     save_vocabulary,
     vocabulary_hash,
 )
+from data_prep.worker_guard import die_with_parent
 
 BUILD_DIR = ".build"
 MAX_HISTORY = 4  # NAVSIM scenes have 4 history frames
@@ -376,8 +378,11 @@ def _init_worker(
     vocab: np.ndarray | None,
     policy: Mapping[str, Any] | None,
     sampler: cands.PolicySampler | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     global _STATE
+    if parent_pid is not None:  # a pool worker: exit with the build (kill -9 included)
+        die_with_parent(parent_pid)
     if policy and sampler is None:
         sampler = cands.PolicySampler(policy["checkpoint"], policy["omega"], policy.get("num_steps"))
     _STATE = _WorkerState(settings, Path(out), vocab, sampler)
@@ -611,7 +616,7 @@ def build_shards(
             min(workers, len(todo)),
             mp_context=get_context("spawn"),
             initializer=_init_worker,
-            initargs=init_args,
+            initargs=(*init_args, None, os.getpid()),
         ) as pool:
             futures = {pool.submit(_build_shard, job): job for job in todo}
             for future in as_completed(futures):

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data_prep.worker_guard import die_with_parent
 from data_prep.world.camera import RIG_YAW_DEG, make_camera
 from data_prep.world.driver import EgoDriver, sample_style
 from data_prep.world.openscene import frame_dicts, global_ego_poses
@@ -205,7 +206,12 @@ def synthesize(
             paths[job.index] = generate_log(job)
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = {pool.submit(generate_log, job): job.index for job in jobs}
             for future in as_completed(futures):
                 paths[futures[future]] = future.result()

@@ -5,30 +5,37 @@
     python -m navsim_adapter.score --metric-cache CACHE --agent constant_velocity
 
 Trajectory files: `.npz` with `tokens` [B] and `trajectories` [B, 8, 3] or [B, N, 8, 3] (local to
-each scene's current rear axle, 0.5 s steps), or a pickle of {token: array} (or NAVSIM's submission
-dict with "predictions": [{token: Trajectory}]).
+each scene's current rear axle, 0.5 s steps). A pickle of {token: array} (or NAVSIM's submission dict
+with "predictions": [{token: Trajectory}]) is read only with `--pickle-may-execute-code`: unpickling a
+file runs whatever code it names, so only do it for files you made.
 """
 
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from navsim_adapter.pdm.columns import LABELS, V2_COLUMNS
+from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
 
 AGENTS = ("human", "constant_velocity")
 TABLE_KEYS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
 
 
-def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
-    """token -> [N, 8, 3] candidates from an .npz or pickle file (errors name the file and field)."""
+def load_trajectories(path: str | Path, pickle_may_execute_code: bool = False) -> dict[str, np.ndarray]:
+    """token -> [N, 8, 3] candidates from an .npz file, or a pickle when the caller trusts it to run
+    code (errors name the file and field)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: trajectory file not found")
+    if path.suffix != ".npz" and not pickle_may_execute_code:
+        raise ValueError(
+            f"{path}: not an .npz file. Trajectories are read from .npz ('tokens' [B], 'trajectories' "
+            f"[B, (N,) 8, 3]); a pickle can run code when loaded, so it is read only with {UNSAFE_FLAG}"
+        )
     if path.suffix == ".npz":
         data = np.load(path, allow_pickle=False)
         for key in ("tokens", "trajectories"):
@@ -41,8 +48,7 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: 'trajectories' has {len(trajs)} rows, 'tokens' {len(tokens)}")
         items = dict(zip(tokens, trajs, strict=True))
     else:
-        with open(path, "rb") as fh:
-            obj = pickle.load(fh)
+        obj = load_pickle(path, may_execute_code=True)
         if isinstance(obj, dict) and "predictions" in obj:
             obj = {k: v for d in obj["predictions"] for k, v in d.items()}
         if not isinstance(obj, dict):
@@ -129,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--trajectories", help=".npz or pickle of trajectories per token")
+    src.add_argument("--trajectories", help=".npz of trajectories per token (see the module doc)")
+    p.add_argument(
+        UNSAFE_FLAG,
+        action="store_true",
+        help="also read a pickle --trajectories file; unpickling runs any code in it: only for files you made",
+    )
     src.add_argument("--agent", choices=AGENTS, default=None, help="score a built-in agent instead of a file")
     p.add_argument("--split", default="test", help="OpenScene split of our scenes (with --data-root)")
     p.add_argument("--data-root", default=None, help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
@@ -145,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from navsim_adapter.pdm import SCORER_VERSION, score
 
-    trajs = load_trajectories(args.trajectories) if args.trajectories else None
+    trajs = load_trajectories(args.trajectories, args.pickle_may_execute_code) if args.trajectories else None
     if trajs is not None and args.tokens is None:
         args.tokens = list(trajs)
     contexts = _contexts(args)

@@ -10,7 +10,8 @@ v1 (navtest): `{"team_name", "authors", "email", "institution", "country / regio
 Trajectory objects are navsim's own (what the leaderboard unpickles); without it they are our
 stand-in (a warning says so). The policy runs non-privileged (cameras + ego status only; best-of-N
 keeps the consensus sample); selecting by the PDM oracle is refused, as the leaderboard refuses
-privileged agents.
+privileged agents. `--validate` reads the pickle with an allowlist of the classes a submission holds, so
+a file from someone else cannot run code; `--pickle-may-execute-code` unpickles it fully.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
 
 log = logging.getLogger("navsim_adapter.submission")
 META_KEYS = ("team_name", "authors", "email", "institution", "country / region")
@@ -117,13 +120,16 @@ def create_submission(
     return out
 
 
-def validate_submission(path: Path, expected: Mapping[str, Sequence[str]] | None = None) -> dict[str, int]:
+def validate_submission(
+    path: Path, expected: Mapping[str, Sequence[str]] | None = None, pickle_may_execute_code: bool = False
+) -> dict[str, int]:
     """Reload `path` and check metadata, format, (8, 3) finite poses, and every `expected[stage]` token.
 
-    Returns {stage: number of tokens}; raises ValueError naming the file, the key and the token.
+    The pickle is read with an allowlist of the classes a submission holds (no code runs) unless
+    `pickle_may_execute_code`. Returns {stage: number of tokens}; raises ValueError naming the file,
+    the key and the token.
     """
-    with Path(path).open("rb") as f:
-        sub = pickle.load(f)  # noqa: S301 - validating a file the user made
+    sub = load_pickle(path, pickle_may_execute_code)
     if not isinstance(sub, dict):
         raise ValueError(f"{path}: top level is {type(sub).__name__}, expected dict")
     missing = [k for k in META_KEYS if not sub.get(k)]
@@ -180,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
     p.add_argument(
         "--validate", type=Path, default=None, help="check an existing pickle instead of creating one"
     )
+    p.add_argument(
+        UNSAFE_FLAG,
+        action="store_true",
+        help="--validate with full unpickling, which runs any code in the file: only for files you made",
+    )
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--split", default="navtest")
@@ -213,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
         if a.data_root is not None or os.environ.get("OPENSCENE_DATA_ROOT"):
             expected = expected_tokens(openscene_data_root(a.data_root), a.split, a.second_stage_split)
         try:
-            counts = validate_submission(a.validate, expected)
+            counts = validate_submission(a.validate, expected, a.pickle_may_execute_code)
         except ValueError as err:
             raise SystemExit(f"INVALID: {err}") from None
         checked = "every expected token present" if expected else "tokens not checked (no --data-root)"

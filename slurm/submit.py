@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -99,13 +100,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+_SBATCH_VALUE = re.compile(r"^[\w.:,+@/=%-]+$")
+
+
+def _sbatch_value(value: object, what: str) -> str:
+    """A value written into an `#SBATCH --opt=VALUE` line: sbatch reads those lines itself, not a shell,
+    so quoting does not apply; a space or newline could add options or script lines, so it is refused."""
+    text = str(value)
+    if not _SBATCH_VALUE.match(text):
+        raise SystemExit(
+            f"{what}={text!r}: only letters, digits and . : , + @ / = % - _ may appear in an #SBATCH value"
+        )
+    return text
+
+
+def _quote_args(text: str, what: str) -> str:
+    """Extra options given as one string: split like a shell would, then every word quoted, so they
+    stay options and never become commands (`;`, `$(...)`, backticks are plain characters)."""
+    try:
+        return " ".join(shlex.quote(w) for w in shlex.split(text))
+    except ValueError as exc:
+        raise SystemExit(f"{what}: cannot split {text!r} into options: {exc}") from None
+
+
 def _sbatch_extra(a: argparse.Namespace, gpus: int) -> str:
     lines = []
     if gpus > 0:
         lines.append(f"#SBATCH --gpus-per-node={gpus}")
     for flag in ("partition", "account", "qos"):
         if getattr(a, flag):
-            lines.append(f"#SBATCH --{flag}={getattr(a, flag)}")
+            lines.append(f"#SBATCH --{flag}={_sbatch_value(getattr(a, flag), '--' + flag)}")
     return "\n".join(lines)
 
 
@@ -129,27 +153,33 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
     """(name, script text, names it depends on) for every job of the stage, in submission order."""
     cpus = a.cpus_per_task or (8 * a.gpus_per_node if a.gpus_per_node else 2)
     data_root = a.data_root or os.environ.get("OPENSCENE_DATA_ROOT", "")
+    q = shlex.quote
     base = {
-        "repo_dir": shlex.quote(str(REPO_DIR)),
-        "venv": shlex.quote(str(a.venv)),
-        "run_dir": str(run_dir),
-        "time": a.time,
+        "repo_dir": q(str(REPO_DIR)),
+        "venv": q(str(a.venv)),
+        # in #SBATCH --output lines and in commands: a plain path (no quoting needed) or refused
+        "run_dir": _sbatch_value(run_dir, "--run-dir"),
+        "time": _sbatch_value(a.time, "--time"),
         "cpus_per_task": cpus,
         "num_parts": a.num_parts,
         "last_part": a.num_parts - 1,
-        "split": a.split,
+        "split": q(a.split),
     }
     common = render("common.sh", {**base, "env_exports": _env_exports(a)})
     cpu_only = {**base, "common": common, "sbatch_extra": _sbatch_extra(a, 0)}
     shards = a.shards or str(run_dir / "shards")
     checkpoint = a.checkpoint or str(run_dir / "train" / "policy")
     prep_args = " ".join(
-        [f"--data-root {shlex.quote(data_root)} --split {a.split}", *_cache_args(a), a.prep_args.strip()]
+        [
+            f"--data-root {q(data_root)} --split {q(a.split)}",
+            *_cache_args(a),
+            _quote_args(a.prep_args, "--prep-args"),
+        ]
     ).strip()
     eval_split = a.eval_split or a.split
     eval_args = (
-        f"--checkpoint {shlex.quote(checkpoint)} --data-root {shlex.quote(data_root)} "
-        f"--split {eval_split} --omega {a.omega} {a.eval_args}"
+        f"--checkpoint {q(checkpoint)} --data-root {q(data_root)} "
+        f"--split {q(eval_split)} --omega {q(a.omega)} {_quote_args(a.eval_args, '--eval-args')}"
     ).strip()
     procs = max(a.gpus_per_node, 1)
     shard_override = [f"data.shards={shards}"] if (a.shards or a.stage == "pipeline") else []
@@ -163,7 +193,7 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
         "nodes": a.nodes,
         "signal_seconds": a.signal_seconds,
         "sbatch_extra": _sbatch_extra(a, a.gpus_per_node),
-        "accelerate_config": a.accelerate_config or default_accelerate_config(a.nodes, a.gpus_per_node),
+        "accelerate_config": q(a.accelerate_config or default_accelerate_config(a.nodes, a.gpus_per_node)),
         "procs_per_node": procs,
         "launch_extra": "" if a.gpus_per_node else "--num_cpu_threads_per_process ${SLURM_CPUS_PER_TASK:-1}",
         "train_args": train_args,

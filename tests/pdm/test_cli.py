@@ -65,7 +65,9 @@ def test_cli_trajectory_files(pdm_world, tmp_path, capsys):
     assert "candidates per scene: 2" in capsys.readouterr().out
     pkl = tmp_path / "preds.pkl"
     pkl.write_bytes(pickle.dumps({"predictions": [{t: trajs[i, 0]} for i, t in enumerate(tokens)]}))
-    assert set(cli.load_trajectories(pkl)) == set(tokens)
+    with pytest.raises(ValueError, match=r"preds.pkl: not an .npz file.*--pickle-may-execute-code"):
+        cli.load_trajectories(pkl)  # a pickle runs code when loaded: never by default
+    assert set(cli.load_trajectories(pkl, pickle_may_execute_code=True)) == set(tokens)
     bad = tmp_path / "bad.npz"
     np.savez(bad, tokens=np.array(tokens), trajectories=np.zeros((3, 8, 2)))
     with pytest.raises(ValueError, match=r"bad.npz: trajectory of token .* shape \(8, 2\)"):

@@ -78,3 +78,43 @@ def test_pipeline_chains_stages_and_scripts_are_valid_bash(tmp_path):
 def test_bad_override_is_rejected(tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["train", "not-a-key-value"])
+
+
+def test_hostile_values_stay_single_arguments(tmp_path):
+    """Every user value reaches the job's command as data: run the rendered build_shards / evaluate lines
+    through bash (srun replaced by printf) and check nothing ran and each value arrived whole."""
+    split = "mini; touch PWNED #$(touch PWNED2)`touch PWNED3`"
+    jobs = _scripts(
+        [
+            "pipeline",
+            "--split",
+            split,
+            "--omega",
+            "1;touch PWNED4",
+            "--eval-args",
+            "--name '$(touch PWNED5)'",
+            "--prep-args",
+            "--workers 2; touch PWNED6",
+            "--data-root",
+            str(tmp_path / "data root"),
+        ],
+        tmp_path,
+    )
+    for name, module in (("prep", "data_prep.build_shards"), ("eval", "navsim_adapter.evaluate")):
+        text = jobs[name][0].replace("\\\n", " ")
+        line = next(ln for ln in text.splitlines() if f"srun python -m {module}" in ln)
+        script = line.replace(f"srun python -m {module}", "printf '%s\\n'")
+        env = {"PATH": "/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "0", "SLURM_CPUS_PER_TASK": "1"}
+        out = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        args = out.stdout.splitlines()
+        assert args[args.index("--split") + 1] == split
+        assert args[args.index("--data-root") + 1] == str(tmp_path / "data root")
+        if name == "eval":
+            assert args[args.index("--omega") + 1] == "1;touch PWNED4"
+            assert args[args.index("--name") + 1] == "$(touch PWNED5)"
+        else:
+            assert "2;" in args and "touch" in args  # options, split like a shell, never a command
+    assert not list(tmp_path.glob("PWNED*"))
+    with pytest.raises(SystemExit, match="--partition"):
+        _scripts(["train", "--partition", "gpu\n#SBATCH --wrap=evil"], tmp_path)
