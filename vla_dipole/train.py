@@ -36,7 +36,7 @@ from vla_dipole.training.checkpoint import (
     latest_checkpoint,
     save_checkpoint,
 )
-from vla_dipole.training.config import ConfigError, load_config, save_config
+from vla_dipole.training.config import ConfigError, config_root, load_config, save_config
 from vla_dipole.training.distributed import (
     configure_batches,
     describe,
@@ -54,9 +54,31 @@ from vla_dipole.training.preemption import PreemptionFlag, clear_preempted, writ
 from vla_dipole.training.schedule import SampleOrder, StepBatches, lr_at, plan_batches
 from vla_dipole.training.tracking import MetricsLogger, truncate_metrics
 
+STAGE_HELP = {
+    "bc": "behaviour cloning of the logged trajectory: the reference policy mu (head pi+)",
+    "dipole": "pi+ / pi- with w+ = sigmoid(beta A + k), w- = 1 - w+ (init_from=<bc policy>, dipole.rounds=R)",
+    "awr": "the exp-weighted baseline, weight min(exp(beta A), clip) (init_from=<bc policy>)",
+}
+
+
+def usage() -> str:
+    """``--help``: this module's docstring, the stages and where the configuration schema lives."""
+    root = config_root()
+    presets = lambda sub: ", ".join(sorted(p.stem for p in (root / sub).glob("*.yaml")))  # noqa: E731
+    stages = "\n".join(f"  {name:<7} {text}" for name, text in STAGE_HELP.items())
+    return (
+        f"usage: python vla_dipole/train.py [key=value ...]\n\n{__doc__.strip()}\n\nStages (stage=...):\n{stages}\n\n"
+        f"Config schema: {root / 'train' / 'base.yaml'} (every key commented; unknown keys are errors)\n"
+        f"Training presets (config=...): {presets('train')}\nModel presets (model=...): {presets('model')}"
+    )
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help", "help"} & set(argv):
+        print(usage())
+        raise SystemExit(0)
+    cfg = load_config(argv)
     accelerator = make_accelerator()
     rank, world, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     out = Path(cfg.output_dir)

@@ -218,6 +218,7 @@ _POSITIVE = (lambda v: int(v) > 0, "a positive integer")
 _CHECKS: tuple[tuple[str, Any, str], ...] = (
     ("stage", lambda v: v in STAGES, f"one of {STAGES}"),
     ("dipole.advantage", lambda v: v in ADVANTAGES, f"one of {ADVANTAGES}"),
+    ("dipole.adv_std_floor", lambda v: float(v) >= 0, ">= 0"),
     ("schedule.total_samples", *_POSITIVE),
     ("schedule.global_batch", *_POSITIVE),
     ("schedule.micro_batch", *_POSITIVE),
