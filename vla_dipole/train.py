@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from data_prep.shard_format import read_manifest
 from vla_dipole.data import collate
+from vla_dipole.model.observation_spec import ObservationMismatch, bind_to_shards
 from vla_dipole.training import policy_io
 from vla_dipole.training.checkpoint import (
     STATE_FILE,
@@ -103,8 +104,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # -------------------------------------------------------------- model (identical init on every rank)
     set_seed(cfg.seed)
     policy = policy_io.build_policy(cfg)
+    manifests = {str(d): read_manifest(d) for d in shard_dirs(cfg.data.shards)}
+    try:  # the shards hold what the model reads; the saved policy records their image size
+        for shards, manifest in manifests.items():
+            bind_to_shards(policy.config, manifest, shards)
+    except ObservationMismatch as err:
+        raise ConfigError(f"config field 'data.shards': {err}") from None
     if not cfg.init_from:  # a fresh policy normalises trajectories with the training data's statistics
-        policy.set_trajectory_stats(read_manifest(shard_dirs(cfg.data.shards)[0])["traj_stats"])
+        policy.set_trajectory_stats(next(iter(manifests.values()))["traj_stats"])
     module = policy_io.TrainModule(policy, cfg.stage, zero3=zero_stage(accelerator) == 3)
     params = [p for p in module.parameters() if p.requires_grad]
     num_trainable = sum(p.numel() for p in params)

@@ -39,6 +39,7 @@ from vla_dipole.model.head import (
     stack_heads,
 )
 from vla_dipole.model.lora import copy_adapter, set_active_adapter
+from vla_dipole.model.observation_spec import require_complete
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
 
@@ -336,6 +337,7 @@ class DipolePolicy(nn.Module):
             raise ValueError(
                 f"{directory / META_FILE}: format_version {meta.get('format_version')}, expected {FORMAT_VERSION}"
             )
+        require_complete(directory / CONFIG_FILE)
         config = PolicyConfig.from_yaml(directory / CONFIG_FILE)
         from vla_dipole.model.openvla_checkpoint import load_tokenizer
 

@@ -1,12 +1,16 @@
-"""`python vla_dipole/train.py --help` prints the usage, every stage and where the config schema lives."""
+"""What train.py says before training: `--help`, and a shard / model observation mismatch naming both values."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from vla_dipole.train import STAGE_HELP
-from vla_dipole.training.config import STAGES
+import pytest
+
+from vla_dipole.train import STAGE_HELP, main
+from vla_dipole.training.config import STAGES, ConfigError
+
+from .conftest import tiny_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,3 +29,10 @@ def test_help_prints_usage_stages_and_schema():
     schema = next(line for line in out.splitlines() if line.startswith("Config schema: "))
     assert Path(schema.split()[2]).is_file() and schema.split()[2].endswith("configs/train/base.yaml")
     assert "openvla-7b" in out and "online" in out
+
+
+def test_shards_without_the_models_ego_history_fail_at_start(shards, tmp_path):
+    args = tiny_args(shards, tmp_path / "run", **{"model.observation.ego_history": 4})
+    with pytest.raises(ConfigError, match=r"data.shards.*store 1 history frames.*ego_history=4"):
+        main(args)
+    assert not (tmp_path / "run" / "checkpoints").exists()
