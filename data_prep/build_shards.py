@@ -701,6 +701,43 @@ def _check_settings(out: Path, settings: BuildSettings) -> None:
         path.write_text(json.dumps(current, indent=2, sort_keys=True))
 
 
+def _listed(v: Any) -> Any:
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
+def observation_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """cameras / image_size / history_frames / jpeg_quality from --model, else the flags (or defaults);
+    a flag that contradicts --model is an error naming both values."""
+    flags = {
+        "cameras": a.cameras.split(",") if a.cameras else None,
+        "image_size": parse_image_size(a.image_size) if a.image_size else None,
+        "history_frames": a.history_frames,
+        "jpeg_quality": a.jpeg_quality,
+    }
+    defaults = {
+        "cameras": ["cam_f0"],
+        "image_size": (224, 224),
+        "history_frames": 1,
+        "jpeg_quality": JPEG_QUALITY,
+    }
+    if a.model is None:
+        return {k: defaults[k] if v is None else v for k, v in flags.items()}
+    from vla_dipole.model.observation_spec import load_model_config, shard_settings
+
+    model = shard_settings(load_model_config(a.model).observation)
+    for key, value in flags.items():
+        want = model.get(key)
+        if value is None or want is None:
+            continue
+        ok = value >= want if key == "history_frames" else _listed(value) == _listed(want)
+        if not ok:
+            raise ValueError(
+                f"--{key.replace('_', '-')} {value} contradicts --model {a.model}, which reads {key}={want}"
+            )
+    given = {k: v for k, v in flags.items() if v is not None}
+    return {**defaults, **model, **given}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -708,10 +745,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--split", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--cameras", default="cam_f0", help="comma-separated camera names (cam_f0, cam_l0, ...)")
-    p.add_argument("--image-size", default="224x224", help="stored image size WxH (or one number)")
     p.add_argument(
-        "--history-frames", type=int, default=1, help="frames of images / ego status to store (1-4)"
+        "--model",
+        default=None,
+        help="model preset (openvla-7b, tiny, ...), model YAML or policy dir: store what it reads (its "
+        "observation: cameras, history frames, image size); the three flags below then must agree",
+    )
+    p.add_argument("--cameras", default=None, help="comma-separated camera names (default cam_f0)")
+    p.add_argument("--image-size", default=None, help="stored image size WxH or one number (default 224x224)")
+    p.add_argument(
+        "--history-frames",
+        type=int,
+        default=None,
+        help="frames of images / ego status to store (1-4, default 1)",
     )
     p.add_argument(
         "--sources",
@@ -745,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N scenes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame-interval", type=int, default=1, help="a scene every N frames (1 = every frame)")
-    p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
+    p.add_argument("--jpeg-quality", type=int, default=None, help=f"default {JPEG_QUALITY}")
     p.add_argument("--overwrite", action="store_true", help="delete OUT first")
     p.add_argument(
         "--part", type=int, default=None, help="build only shards part, part+N, ... (SLURM array task)"
@@ -754,6 +800,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--num-parts", type=int, default=1, help="N for --part; then re-run without --part to finish"
     )
     a = p.parse_args(argv)
+    try:
+        observation = observation_settings(a)
+    except ValueError as err:
+        raise SystemExit(f"build_shards: {err}") from None
     num: int | str = int(a.num_candidates) if a.num_candidates.isdigit() else a.num_candidates
     sources = a.sources
     if a.policy is not None and a.samples is not None:
@@ -767,9 +817,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             a.data_root,
             a.split,
             a.out,
-            cameras=a.cameras.split(","),
-            image_size=a.image_size,
-            history_frames=a.history_frames,
+            **observation,
             sources=sources,
             num_candidates=num,
             workers=a.workers,
@@ -782,7 +830,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             omega=a.omega,
             policy_steps=a.policy_steps,
             vocab_mode=a.vocab_mode,
-            jpeg_quality=a.jpeg_quality,
             overwrite=a.overwrite,
             part=a.part,
             num_parts=a.num_parts,

@@ -20,7 +20,7 @@ import numpy as np
 from data_prep.shard_format import JPEG_QUALITY
 from navsim_adapter.scene import Scene
 
-OBSERVATION_FILE = "observation.json"  # optional override next to the weights
+OBSERVATION_FILE = "observation.json"  # image size of a policy never trained on shards
 DEFAULT_IMAGE_SIZE = (224, 224)  # data_prep.build_shards' default stored size
 log = logging.getLogger("navsim_adapter.observation")
 DETERMINISTIC_SOLVERS = ("ddim", "dpmsolver++")  # no per-step noise (DDIM eta = 0)
@@ -42,40 +42,33 @@ class ObservationSpec:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path) -> ObservationSpec:
-        """Cameras / frames from the policy config; image size / quality from the training shards' manifest.
-
-        Lookup order for the image fields: `observation.json` in the checkpoint (written by hand for
-        checkpoints moved away from their run), the run's `config.yaml` (`data.shards` -> manifest
-        `image`, as train.py saves it next to `policy/`), else the shard builder's defaults.
+        """Everything from the checkpoint's `policy_config.yaml` `observation` (train.py records the
+        training shards' image size / JPEG quality there). A policy never trained on shards (image_size
+        null) needs `observation.json` ({"image_size": [W, H], "jpeg_quality": Q}) next to its weights.
         """
         from vla_dipole.model.config import PolicyConfig
         from vla_dipole.model.policy import CONFIG_FILE
 
         path = Path(checkpoint)
         obs = PolicyConfig.from_yaml(path / CONFIG_FILE).observation
-        spec: dict[str, Any] = {
-            "cameras": list(obs.cameras),
-            "history_frames": max(obs.history_frames, obs.ego_history),
-        }
-        override = path / OBSERVATION_FILE
-        if override.is_file():
+        spec: dict[str, Any] = {"cameras": list(obs.cameras), "history_frames": obs.stored_frames}
+        if obs.image_size is not None:
+            spec.update(image_size=list(obs.image_size), jpeg_quality=obs.jpeg_quality or JPEG_QUALITY)
+        elif (path / OBSERVATION_FILE).is_file():
+            override = path / OBSERVATION_FILE
             try:
                 spec.update(json.loads(override.read_text()))
             except json.JSONDecodeError as err:
                 raise ValueError(
                     f"{override}: not valid JSON ({err}); expected image_size [W, H], jpeg_quality"
                 ) from err
-        if "image_size" not in spec:
-            spec = {**_shard_image(path), **spec}
-        if "image_size" not in spec:
-            log.warning(
-                "%s: cannot find the training shards' image size (no %s, no run config.yaml with readable "
-                "data.shards); assuming %s",
-                path,
-                OBSERVATION_FILE,
-                DEFAULT_IMAGE_SIZE,
+        else:
+            raise ValueError(
+                f"{path / CONFIG_FILE}: field 'observation.image_size' is null (the policy was not trained on "
+                f"shards) and {path / OBSERVATION_FILE} does not exist: expected one of them to give the "
+                "stored image size [W, H]"
             )
-        size = spec.get("image_size", DEFAULT_IMAGE_SIZE)
+        size = spec.get("image_size")
         if not isinstance(size, (list, tuple)) or len(size) != 2 or min(int(v) for v in size) < 1:
             raise ValueError(f"{path}: observation field 'image_size' must be [W, H], got {size!r}")
         return cls(
@@ -84,27 +77,6 @@ class ObservationSpec:
             int(spec["history_frames"]),
             int(spec.get("jpeg_quality", JPEG_QUALITY)),
         )
-
-
-def _shard_image(checkpoint: Path) -> dict[str, Any]:
-    """`image_size` / `jpeg_quality` of the first shard build in the run's config.yaml ({} if unreadable)."""
-    from omegaconf import OmegaConf
-
-    from data_prep.shard_format import read_manifest
-
-    run_config = checkpoint.parent / "config.yaml"
-    if not run_config.is_file():
-        return {}
-    shards = OmegaConf.select(OmegaConf.load(run_config), "data.shards")
-    first = shards if isinstance(shards, str) or shards is None else next(iter(shards), None)
-    try:
-        image = read_manifest(Path(str(first)))["image"]
-        return {
-            "image_size": [int(v) for v in image["size"]],
-            "jpeg_quality": int(image.get("quality", JPEG_QUALITY)),
-        }
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:

@@ -169,9 +169,12 @@ def render_jobs(a: argparse.Namespace, run_dir: Path) -> list[tuple[str, str, li
     cpu_only = {**base, "common": common, "sbatch_extra": _sbatch_extra(a, 0)}
     shards = a.shards or str(run_dir / "shards")
     checkpoint = a.checkpoint or str(run_dir / "train" / "policy")
+    # the shards store what the trained model reads (its preset's observation)
+    model = [f"--model {shlex.quote(o.split('=', 1)[1])}" for o in a.overrides if o.startswith("model=")]
     prep_args = " ".join(
         [
             f"--data-root {q(data_root)} --split {q(a.split)}",
+            *model,
             *_cache_args(a),
             _quote_args(a.prep_args, "--prep-args"),
         ]

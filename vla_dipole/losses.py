@@ -48,13 +48,15 @@ def advantages(
     mode: str = "group_std",
     eps: float = 1e-6,
     baseline: Tensor | float | None = None,
+    std_floor: float = 0.0,
 ) -> Tensor:
     """Advantages ``[B, K]`` from rewards ``[B, K]`` (B scenes, K sampled candidates per scene).
 
     The group of a reward is the K candidates of one scene, as in group-relative RL on NAVSIM:
 
-    - ``"group_std"``: ``(R - mean_K R) / (std_K R + eps)`` (population std, so K=1 gives 0, not NaN).
-      Scale-free, so one ``beta`` works across scenes with very different reward spreads.
+    - ``"group_std"``: ``(R - mean_K R) / (max(std_K R, std_floor) + eps)`` (population std, so K=1
+      gives 0, not NaN). Scale-free, so one ``beta`` works across scenes with very different reward
+      spreads; ``std_floor`` stops near-ties (candidates 0.001 PDMS apart) from being blown up to +-1.
     - ``"group_mean"``: ``R - mean_K R`` (keeps the reward's units).
     - ``"raw_minus_baseline"``: ``R - baseline``; ``baseline`` is a scalar, ``[B]`` (per scene, e.g. a
       value estimate) or ``[B, K]``. Without ``baseline`` the group mean is used.
@@ -83,7 +85,7 @@ def advantages(
         return r - b.detach()
     centred = r - r.mean(dim=1, keepdim=True)
     if mode == "group_std":
-        return centred / (r.std(dim=1, unbiased=False, keepdim=True) + eps)
+        return centred / (r.std(dim=1, unbiased=False, keepdim=True).clamp_min(std_floor) + eps)
     return centred
 
 

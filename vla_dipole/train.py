@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from data_prep.shard_format import SampleFormatError, read_manifest
 from vla_dipole.data import collate
+from vla_dipole.model.observation_spec import ObservationMismatch, bind_to_shards
 from vla_dipole.training import policy_io
 from vla_dipole.training.checkpoint import (
     STATE_FILE,
@@ -37,7 +38,7 @@ from vla_dipole.training.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vla_dipole.training.config import ConfigError, load_config, save_config
+from vla_dipole.training.config import ConfigError, config_root, load_config, save_config
 from vla_dipole.training.distributed import (
     configure_batches,
     describe,
@@ -55,9 +56,31 @@ from vla_dipole.training.preemption import PreemptionFlag, clear_preempted, writ
 from vla_dipole.training.schedule import SampleOrder, StepBatches, lr_at, plan_batches
 from vla_dipole.training.tracking import MetricsLogger, truncate_metrics
 
+STAGE_HELP = {
+    "bc": "behaviour cloning of the logged trajectory: the reference policy mu (head pi+)",
+    "dipole": "pi+ / pi- with w+ = sigmoid(beta A + k), w- = 1 - w+ (init_from=<bc policy>, dipole.rounds=R)",
+    "awr": "the exp-weighted baseline, weight min(exp(beta A), clip) (init_from=<bc policy>)",
+}
+
+
+def usage() -> str:
+    """``--help``: this module's docstring, the stages and where the configuration schema lives."""
+    root = config_root()
+    presets = lambda sub: ", ".join(sorted(p.stem for p in (root / sub).glob("*.yaml")))  # noqa: E731
+    stages = "\n".join(f"  {name:<7} {text}" for name, text in STAGE_HELP.items())
+    return (
+        f"usage: python vla_dipole/train.py [key=value ...]\n\n{__doc__.strip()}\n\nStages (stage=...):\n{stages}\n\n"
+        f"Config schema: {root / 'train' / 'base.yaml'} (every key commented; unknown keys are errors)\n"
+        f"Training presets (config=...): {presets('train')}\nModel presets (model=...): {presets('model')}"
+    )
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help", "help"} & set(argv):
+        print(usage())
+        raise SystemExit(0)
+    cfg = load_config(argv)
     accelerator = make_accelerator()
     rank, world, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     out = Path(cfg.output_dir)
@@ -82,8 +105,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # -------------------------------------------------------------- model (identical init on every rank)
     set_seed(cfg.seed)
     policy = policy_io.build_policy(cfg)
+    manifests = {str(d): read_manifest(d) for d in shard_dirs(cfg.data.shards)}
+    try:  # the shards hold what the model reads; the saved policy records their image size
+        for shards, manifest in manifests.items():
+            bind_to_shards(policy.config, manifest, shards)
+    except ObservationMismatch as err:
+        raise ConfigError(f"config field 'data.shards': {err}") from None
     if not cfg.init_from:  # a fresh policy normalises trajectories with the training data's statistics
-        policy.set_trajectory_stats(read_manifest(shard_dirs(cfg.data.shards)[0])["traj_stats"])
+        policy.set_trajectory_stats(next(iter(manifests.values()))["traj_stats"])
     module = policy_io.TrainModule(policy, cfg.stage, zero3=zero_stage(accelerator) == 3)
     params = [p for p in module.parameters() if p.requires_grad]
     num_trainable = sum(p.numel() for p in params)

@@ -25,6 +25,26 @@ def test_group_std_standardises_each_scene_and_ignores_its_scale_and_offset():
     assert torch.equal(a.argsort(1), r.argsort(1))
 
 
+def test_group_std_floor_keeps_near_ties_small():
+    # two candidates 0.001 PDMS apart: without a floor they get +-1, like a 0.5 gap
+    tie = torch.tensor([[0.900, 0.901]])
+    assert torch.allclose(losses.advantages(tie).abs(), torch.ones(1, 2), atol=1e-2)
+    a = losses.advantages(tie, std_floor=0.01)  # std 0.0005 -> divided by the floor
+    torch.testing.assert_close(a, torch.tensor([[-0.05, 0.05]]), atol=1e-3, rtol=0)
+    w_pos, _ = losses.dipole_weights(a, beta=4.0)
+    assert (w_pos - 0.5).abs().max() < 0.1
+    # at the edge: a spread of exactly the floor is standardised as before, just above it too
+    for std in (0.01, 0.0101):
+        r = torch.tensor([[0.5 - std, 0.5 + std]])
+        torch.testing.assert_close(
+            losses.advantages(r, std_floor=0.01), losses.advantages(r), atol=1e-3, rtol=0
+        )
+        assert losses.advantages(r, std_floor=0.01)[0, 1] == pytest.approx(1.0, abs=1e-3)
+    # just below it the advantage shrinks in proportion
+    r = torch.tensor([[0.5 - 0.005, 0.5 + 0.005]])
+    assert losses.advantages(r, std_floor=0.01)[0, 1] == pytest.approx(0.5, abs=1e-3)
+
+
 def test_group_std_single_candidate_and_constant_group_give_zero_not_nan():
     assert torch.equal(losses.advantages(torch.tensor([[3.0], [5.0]])), torch.zeros(2, 1))
     assert torch.equal(losses.advantages(torch.full((2, 4), 0.7)), torch.zeros(2, 4))

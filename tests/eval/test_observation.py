@@ -20,10 +20,14 @@ def test_spec_comes_from_the_checkpoint_and_its_training_shards(tiny_bc_policy, 
     assert spec.jpeg_quality == manifest["image"]["quality"]
 
 
-def test_observation_json_overrides_and_bad_json_names_the_file(tiny_bc_policy, tmp_path):
+def test_moved_checkpoint_keeps_its_spec_and_unbound_policies_need_observation_json(tiny_bc_policy, tmp_path):
     ckpt = tmp_path / "moved"  # a checkpoint copied away from its run: no config.yaml next to it
     shutil.copytree(tiny_bc_policy, ckpt)
-    assert ObservationSpec.from_checkpoint(ckpt).image_size == (224, 224)  # default, with a warning
+    assert ObservationSpec.from_checkpoint(ckpt).image_size == (64, 36)  # recorded in policy_config.yaml
+    config = ckpt / "policy_config.yaml"  # a policy never trained on shards: image_size null
+    config.write_text(config.read_text().replace("image_size:\n  - 64\n  - 36", "image_size: null"))
+    with pytest.raises(ValueError, match=r"policy_config.yaml: field 'observation.image_size' is null"):
+        ObservationSpec.from_checkpoint(ckpt)
     (ckpt / "observation.json").write_text(json.dumps({"image_size": [32, 18], "jpeg_quality": 75}))
     spec = ObservationSpec.from_checkpoint(ckpt)
     assert spec.image_size == (32, 18) and spec.jpeg_quality == 75

@@ -31,10 +31,16 @@ def test_omega_zero_equals_pi_plus_bitwise(tiny_policy, batch):
     assert torch.equal(run(omegas=[0.0]), pos)
     assert not torch.allclose(run(omegas=[0.0], branch="neg"), pos, atol=1e-3)
     sweep = run(omegas=[0.0, 1.0, 4.0])
-    # same omega-0 row inside a sweep (float reassociation aside) and the sweep rows match single calls
-    torch.testing.assert_close(sweep[:, 0], pos[:, 0], rtol=1e-4, atol=1e-3)
+    # the omega-0 row inside a sweep is pi+ alone bit for bit; the other rows match single calls
+    assert torch.equal(sweep[:, 0], pos[:, 0])
+    assert torch.equal(run(omegas=[2.0, 0.0, 0.0, 0.5])[:, 1:3], pos.expand(-1, 2, -1, -1))
     torch.testing.assert_close(sweep[:, 2], run(omegas=[4.0])[:, 0], rtol=1e-4, atol=1e-3)
     assert not torch.allclose(sweep[:, 1], sweep[:, 0], atol=1e-3)
+    # omega = 0 rows never read pi-: even a non-finite pi- leaves them equal to pi+ alone
+    with torch.no_grad():
+        tiny_policy.head_neg.out.bias.fill_(float("nan"))
+    sweep = run(omegas=[1.0, 0.0])
+    assert torch.equal(sweep[:, 1], pos[:, 0]) and sweep[:, 0].isnan().all()
 
 
 def test_identical_branches_make_omega_irrelevant(tiny_policy, batch):
@@ -152,6 +158,14 @@ def test_branch_lora_adapters(tiny_config, batch):
     assert not grads & (lora_neg | {n for n in trainable if n.startswith("head_neg")})
     traj = policy.sample(batch, [0.0, 1.0], num_steps=3, generator=torch.Generator().manual_seed(0))
     assert traj.shape == (batch["images"].shape[0], 2, 8, 3) and torch.isfinite(traj).all()
+    # pi- starts as a full copy of pi+: head and LLM adapter, so both branches read the same tokens
+    policy.copy_pos_to_neg()
+    params = dict(policy.named_parameters())
+    assert all(torch.equal(params[n.replace(".pos.", ".neg.")], params[n]) for n in lora_pos)
+    cond = policy.encode(batch)
+    assert torch.equal(cond.tokens[0], cond.tokens[1])
+    err_pos, err_neg = policy.branch_errors(cond, actions, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(err_pos, err_neg)
 
 
 def test_per_observation_generators_make_samples_batch_independent(tiny_policy, batch_factory):

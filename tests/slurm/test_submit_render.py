@@ -61,10 +61,13 @@ def test_pipeline_chains_stages_and_scripts_are_valid_bash(tmp_path):
             str(tmp_path),
             "--run-dir",
             str(tmp_path),
+            "model=openvla-7b",
         ],
         tmp_path,
     )
     assert list(scripts) == ["prep", "prep_merge", "train", "eval", "eval_merge"]
+    # the shards store what the trained model reads
+    assert "--model openvla-7b" in scripts["prep"][0] and "--model openvla-7b" in scripts["prep_merge"][0]
     assert scripts["prep_merge"][1] == ["prep"] and scripts["train"][1] == ["prep_merge"]
     assert scripts["eval"][1] == ["train"] and scripts["eval_merge"][1] == ["eval"]
     assert "#SBATCH --array=0-2" in scripts["prep"][0] and "--num-parts 3" in scripts["prep"][0]

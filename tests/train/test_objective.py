@@ -84,3 +84,16 @@ def test_noise_depends_only_on_position() -> None:
     assert not torch.equal(a.human[0], a.human[1])
     c = sample_noise(np.array([6, 7]), (8, 4), 3, 100, seed=0, round_=1)
     assert not torch.equal(b.human, c.human)
+
+
+def test_advantage_std_floor_comes_from_the_config() -> None:
+    rewards = torch.tensor([[0.900, 0.901, 0.902]])  # a near-tie: std 0.0008 PDMS
+    errors = {k: torch.ones(1, 3) for k in ("cand_pos", "cand_neg")} | {
+        k: torch.zeros(1) for k in ("human_pos", "human_neg")
+    }
+    w = {}
+    for floor in (0.0, 0.01):
+        _, _, hists = stage_loss("dipole", _cfg(beta=4.0, adv_std_floor=floor), errors, _batch(rewards))
+        w[floor] = hists["w_pos"]
+    assert w[0.0].max() > 0.99 and w[0.0].min() < 0.01  # blown up to +-1.2 standard deviations
+    assert (w[0.01] - 0.5).abs().max() < 0.15  # A = +-0.1: the weights stay near 1/2 (0.40 / 0.60)

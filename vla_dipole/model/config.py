@@ -30,10 +30,19 @@ class ObservationConfig:
     history_frames: int = 1  # image frames per camera (the last ones stored)
     ego_history: int = 1  # ego-status frames in the proprio token (the last ones stored)
     prompt_speed: bool = True  # write the current speed into the text prompt
+    # stored camera frame [W, H] and JPEG quality (before the backbone's own resize); None: those of the
+    # training shards, recorded in the saved policy so evaluation rebuilds the same input
+    image_size: list[int] | None = None
+    jpeg_quality: int | None = None
 
     @property
     def num_images(self) -> int:
         return len(self.cameras) * self.history_frames
+
+    @property
+    def stored_frames(self) -> int:
+        """History frames a shard must store for this model (images and ego status share the frames)."""
+        return max(self.history_frames, self.ego_history)
 
     @property
     def proprio_dim(self) -> int:
@@ -175,6 +184,12 @@ class PolicyConfig:
             ("observation.cameras", len(self.observation.cameras) >= 1, "at least one camera"),
             ("observation.history_frames", self.observation.history_frames >= 1, ">= 1"),
             ("observation.ego_history", self.observation.ego_history >= 1, ">= 1"),
+            (
+                "observation.image_size",
+                self.observation.image_size is None
+                or (len(self.observation.image_size) == 2 and min(self.observation.image_size) >= 1),
+                "null or [W, H] with W, H >= 1",
+            ),
             ("head.width", self.head.width % self.head.num_heads == 0, "a multiple of head.num_heads"),
             ("head.action_dim", self.head.action_dim == 4, "4 (x, y, cos yaw, sin yaw)"),
             ("diffusion.num_inference_steps", self.diffusion.num_inference_steps >= 1, ">= 1"),

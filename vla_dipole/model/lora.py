@@ -9,6 +9,7 @@ Public API:
 - ``set_active_adapter(model, name)``: route the next forward through adapter ``name`` while keeping every
   adapter trainable (peft's own ``set_adapter`` freezes the inactive ones, which would silently drop the
   other branch's gradients within one step).
+- ``copy_adapter(model, src, dst)``: copy one LLM adapter's weights onto another (pi- starts as pi+).
 - ``active_adapter(model) -> str | None``, ``has_lora(model) -> bool``.
 - ``merge_lora(model) -> model``: fold the (active) LLM and ViT adapters into the base weights and restore
   the plain module layout (needed before ``save_openvla_layout``).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
@@ -86,6 +88,27 @@ def set_active_adapter(model: PrismaticBackbone, name: str) -> None:
     for pname, p in model.language_model.named_parameters():
         if LORA_MARK in pname:
             p.requires_grad_(True)
+
+
+@torch.no_grad()
+def copy_adapter(model: PrismaticBackbone, src: str, dst: str) -> int:
+    """Overwrite the LLM's adapter ``dst`` with a copy of ``src`` (pi- starting as pi+); returns tensors copied."""
+    copied = 0
+    for layer in _lora_layers(model.language_model):
+        for attr in layer.adapter_layer_names:
+            store = getattr(layer, attr, None)
+            if store is None or src not in store:
+                continue
+            if dst not in store:
+                raise ValueError(f"copy_adapter: LoRA adapter {dst!r} missing next to {src!r} in {attr}")
+            for d, s in zip(_tensors(store[dst]), _tensors(store[src]), strict=True):
+                d.copy_(s)
+                copied += 1
+    return copied
+
+
+def _tensors(entry) -> list[torch.Tensor]:
+    return [entry] if isinstance(entry, torch.Tensor) else list(entry.parameters())
 
 
 def active_adapter(model: PrismaticBackbone) -> str | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from vla_dipole.model.backbone import PrismaticBackbone
@@ -37,7 +38,8 @@ from vla_dipole.model.head import (
     prepare_branches,
     stack_heads,
 )
-from vla_dipole.model.lora import set_active_adapter
+from vla_dipole.model.lora import copy_adapter, set_active_adapter
+from vla_dipole.model.observation_spec import require_complete
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
 
@@ -122,8 +124,12 @@ class DipolePolicy(nn.Module):
         self.head_neg.load_state_dict(state)
 
     def copy_pos_to_neg(self) -> None:
-        """After BC (which trains ``head_pos``), start pi- from the same weights."""
+        """After BC (which trains ``head_pos`` and the "pos" LLM adapter), start pi- as a full copy of pi+."""
         self.init_branches_from(self.head_pos)
+        if self.config.branch_lora.enabled:
+            pos, neg = self.config.BRANCH_ADAPTERS
+            if not copy_adapter(self.backbone, pos, neg):
+                raise ValueError("copy_pos_to_neg: branch_lora is enabled but the LLM has no LoRA adapters")
 
     def set_trajectory_stats(self, stats: Any) -> None:
         self.normalizer.set_stats(stats)
@@ -212,8 +218,8 @@ class DipolePolicy(nn.Module):
 
         ``best_of = N`` draws N samples per observation and omega and keeps the one ``score_fn``
         (trajectories [B, M, 8, 3] -> scores [B, M]) rates highest. ``branch="pos"`` / ``"neg"`` samples
-        one head alone (omegas are then ignored but set the output size); omega = 0 reproduces
-        ``branch="pos"`` bit for bit.
+        one head alone (omegas are then ignored but set the output size); an omega = 0 row reproduces
+        ``branch="pos"`` bit for bit, alone or inside a sweep (with a deterministic solver).
         """
         if best_of < 1:
             raise ValueError(f"best_of={best_of}: expected >= 1")
@@ -221,36 +227,35 @@ class DipolePolicy(nn.Module):
             raise ValueError("best_of > 1 needs a score_fn (trajectories [B, M, 8, 3] -> scores [B, M])")
         omegas = [float(w) for w in omegas]
         cond = inputs if isinstance(inputs, Conditioning) else self.encode(inputs)
-        if branch is None:
-            idx = [0] if all(w == 0.0 for w in omegas) else [0, 1]  # pi- is not needed at omega = 0
-        elif branch in ("pos", "neg"):
-            idx, omegas_run = [0 if branch == "pos" else 1], [0.0] * len(omegas)
-        else:
+        if branch not in (None, "pos", "neg"):
             raise ValueError(f"branch={branch!r}: expected None, 'pos' or 'neg'")
-        heads = [(self.head_pos, self.head_neg)[i] for i in idx]
-        params = inference_params(stack_heads(heads))  # laid out once, reused by every step
-        tokens = cond.tokens[idx] if cond.tokens.ndim == 4 else cond.tokens
-        memory = prepare_branches(self.head_pos, params, tokens, cond.mask, cond.proprio)
         b, n_om = cond.batch_size, len(omegas)
         horizon, adim = self.config.head.horizon, self.config.head.action_dim
-
-        def eps_fn(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            # x [O, B, N, L, 4] -> candidates axis [B, O * N, L, 4]
-            xc = x.permute(1, 0, 2, 3, 4).reshape(b, n_om * best_of, horizon, adim)
-            eps = denoise_branches(self.head_pos, params, xc, t, memory)
-            eps = eps.reshape(len(idx), b, n_om, best_of, horizon, adim).permute(0, 2, 1, 3, 4, 5)
-            return eps[0], eps[-1]
-
-        actions = sample_dichotomous(
-            eps_fn,
-            (b, best_of, horizon, adim),
-            omegas if branch is None else omegas_run,
-            self.sample_scheduler,
-            num_steps or self.config.diffusion.num_inference_steps,
-            generator=generator,
-            device=self.device,
-            dtype=self.head_pos.out.weight.dtype,
-        )  # [O, B, N, L, 4]
+        steps = num_steps or self.config.diffusion.num_inference_steps
+        dtype = self.head_pos.out.weight.dtype
+        noise = randn_tensor(
+            (b, best_of, horizon, adim), generator=generator, device=self.device, dtype=dtype
+        )
+        if branch is not None:
+            actions = self._denoise(
+                cond, [1 if branch == "neg" else 0], [0.0] * n_om, noise, steps, generator
+            )
+        else:
+            # omega = 0 rows run pi+ alone with the shapes of a lone omega = 0 call, so they equal it bit
+            # for bit inside any sweep (a batched call with more rows may round differently)
+            zero = [i for i, w in enumerate(omegas) if w == 0.0]
+            rest = [i for i, w in enumerate(omegas) if w != 0.0]
+            parts = {}
+            if zero:
+                parts[tuple(zero)] = self._denoise(cond, [0], [0.0], noise, steps, generator)
+            if rest:
+                parts[tuple(rest)] = self._denoise(
+                    cond, [0, 1], [omegas[i] for i in rest], noise, steps, generator
+                )
+            actions = torch.empty(n_om, *noise.shape, dtype=dtype, device=noise.device)
+            for rows, part in parts.items():
+                actions[list(rows)] = part
+        # actions [O, B, N, L, 4]
         traj = self.normalizer.denormalize(actions.float()).permute(1, 0, 2, 3, 4)  # [B, O, N, L, 3]
         if best_of == 1:
             return traj[:, :, 0]
@@ -259,6 +264,40 @@ class DipolePolicy(nn.Module):
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected {(b, n_om * best_of)}")
         best = scores.reshape(b, n_om, best_of).argmax(dim=-1)
         return traj.gather(2, best[:, :, None, None, None].expand(b, n_om, 1, horizon, 3)).squeeze(2)
+
+    def _denoise(
+        self,
+        cond: Conditioning,
+        idx: list[int],
+        omegas: list[float],
+        noise: torch.Tensor,
+        num_steps: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Normalised actions [O, B, N, L, 4] from heads ``idx`` (0 = pi+, 1 = pi-) and start ``noise``."""
+        heads = [(self.head_pos, self.head_neg)[i] for i in idx]
+        params = inference_params(stack_heads(heads))  # laid out once, reused by every step
+        tokens = cond.tokens[idx] if cond.tokens.ndim == 4 else cond.tokens
+        memory = prepare_branches(self.head_pos, params, tokens, cond.mask, cond.proprio)
+        b, best_of, horizon, adim = noise.shape
+        n_om = len(omegas)
+
+        def eps_fn(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # x [O, B, N, L, 4] -> candidates axis [B, O * N, L, 4]
+            xc = x.permute(1, 0, 2, 3, 4).reshape(b, n_om * best_of, horizon, adim)
+            eps = denoise_branches(self.head_pos, params, xc, t, memory)
+            eps = eps.reshape(len(idx), b, n_om, best_of, horizon, adim).permute(0, 2, 1, 3, 4, 5)
+            return eps[0], eps[-1]
+
+        return sample_dichotomous(
+            eps_fn,
+            noise.shape,
+            omegas,
+            self.sample_scheduler,
+            num_steps,
+            generator=generator,
+            init_noise=noise,
+        )
 
     # ---- save / load ----------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -294,6 +333,7 @@ class DipolePolicy(nn.Module):
             raise ValueError(
                 f"{directory / META_FILE}: format_version {meta.get('format_version')}, expected {FORMAT_VERSION}"
             )
+        require_complete(directory / CONFIG_FILE)
         config = PolicyConfig.from_yaml(directory / CONFIG_FILE)
         from vla_dipole.model.openvla_checkpoint import load_tokenizer
 

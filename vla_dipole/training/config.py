@@ -220,6 +220,7 @@ _CHECKS: tuple[tuple[str, Any, str], ...] = (
     ("stage", lambda v: v in STAGES, f"one of {STAGES}"),
     ("dipole.advantage", lambda v: v in ADVANTAGES, f"one of {ADVANTAGES}"),
     ("data.on_damaged", lambda v: v in ON_DAMAGED, f"one of {ON_DAMAGED}"),
+    ("dipole.adv_std_floor", lambda v: float(v) >= 0, ">= 0"),
     ("schedule.total_samples", *_POSITIVE),
     ("schedule.global_batch", *_POSITIVE),
     ("schedule.micro_batch", *_POSITIVE),

@@ -78,7 +78,10 @@ def candidate_advantages(batch: dict, cfg: DictConfig) -> tuple[torch.Tensor, to
     column, mode = ADVANTAGE_MODE[cfg.dipole.advantage]
     rewards = batch["candidate_scores"][..., SCORE_NAMES.index(column)].float()
     adv = advantages(
-        rewards, mode=mode, baseline=float(cfg.dipole.baseline) if mode == "raw_minus_baseline" else None
+        rewards,
+        mode=mode,
+        baseline=float(cfg.dipole.baseline) if mode == "raw_minus_baseline" else None,
+        std_floor=float(cfg.dipole.adv_std_floor),
     )
     return rewards, adv
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.shard_format import SCORE_NAMES, Sample, encode_jpeg, write_sample_shards
+from data_prep.shard_format import JPEG_QUALITY, SCORE_NAMES, Sample, encode_jpeg, write_sample_shards
 
 
 def _scene(index: int, rng: np.random.Generator, k: int) -> Sample:
@@ -56,5 +56,12 @@ def write_shards(out: Path, num_samples: int = 32, k: int = 4, per_shard: int = 
         (_scene(i, rng, k) for i in range(s, min(s + per_shard, num_samples)))
         for s in range(0, num_samples, per_shard)
     )
-    write_sample_shards(out, "unit", groups, candidate_sources={"vocab": k}, num_candidates=k)
+    image = {
+        "cameras": ["cam_f0"],
+        "size": [32, 24],
+        "history_frames": 1,
+        "format": "jpeg",
+        "quality": JPEG_QUALITY,
+    }
+    write_sample_shards(out, "unit", groups, candidate_sources={"vocab": k}, num_candidates=k, image=image)
     return out
