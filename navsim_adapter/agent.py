@@ -2,14 +2,15 @@
 
 navsim is imported here and only here; without it this module raises an ImportError that names
 the extra to install. The agent is non-privileged (it never reads the scene): it sees the cameras
-and ego status of `AgentInput`, converted exactly like our training shards (resize + JPEG round
-trip), and returns NAVSIM's `Trajectory` (8 poses at 0.5 s).
+and ego status of `AgentInput`, converted by the evaluator's own `agent_input_observation` (resize +
+JPEG round trip, like the training shards), samples with the evaluator's `PolicyRunner` (noise
+seeded from the observation: the AgentInput has no token), and returns NAVSIM's `Trajectory`
+(8 poses at 0.5 s). So for the same scene it returns exactly the evaluator's trajectory.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -23,36 +24,12 @@ except ImportError as _err:  # pragma: no cover - exercised by the no-navsim tes
         "or, offline, from wheels: `make install-navsim`."
     ) from _err
 
-from navsim_adapter.observation import ObservationSpec, PolicyRunner, consensus_scores
-
-# NAVSIM's AgentInput carries no token: every scene starts from the noise of this key (deterministic agent)
-NOISE_KEY = "dipole_agent"
-
-
-def observation_from_agent_input(agent_input: AgentInput, spec: ObservationSpec) -> dict[str, Any]:
-    """The training-sample dict (docs/shards.md) from navsim's AgentInput."""
-    from data_prep.shard_format import decode_jpeg, encode_jpeg
-
-    h = spec.history_frames
-    statuses = agent_input.ego_statuses[-h:]
-    frames = agent_input.cameras[-h:]
-    images = []
-    for i, cams in enumerate(frames):
-        for cam in spec.cameras:
-            image = getattr(cams, cam).image
-            if image is None:
-                raise ValueError(
-                    f"AgentInput history frame {i - h + 1}: camera {cam} has no image "
-                    "(is it enabled in get_sensor_config?)"
-                )
-            images.append(decode_jpeg(encode_jpeg(np.asarray(image), spec.image_size, spec.jpeg_quality)))
-    return {
-        "images": np.stack(images),
-        "ego_pose": np.stack([np.asarray(s.ego_pose, np.float32) for s in statuses]),
-        "ego_velocity": np.stack([np.asarray(s.ego_velocity, np.float32) for s in statuses]),
-        "ego_acceleration": np.stack([np.asarray(s.ego_acceleration, np.float32) for s in statuses]),
-        "driving_command": np.stack([np.asarray(s.driving_command, np.float32) for s in statuses]),
-    }
+from navsim_adapter.observation import (
+    ObservationSpec,
+    PolicyRunner,
+    agent_input_observation,
+    consensus_scores,
+)
 
 
 class DipoleAgent(AbstractAgent):
@@ -104,9 +81,7 @@ class DipoleAgent(AbstractAgent):
     def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
         if self._runner is None:
             self.initialize()
-        obs = observation_from_agent_input(agent_input, self.spec)
+        obs = agent_input_observation(agent_input, self.spec)
         score_fn = consensus_scores if self.best_of > 1 else None
-        poses = self._runner.sample(
-            [obs], [self.omega], best_of=self.best_of, score_fn=score_fn, tokens=[NOISE_KEY]
-        )[0, 0]
+        poses = self._runner.sample([obs], [self.omega], best_of=self.best_of, score_fn=score_fn)[0, 0]
         return Trajectory(poses.astype(np.float32), self._trajectory_sampling)

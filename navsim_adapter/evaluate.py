@@ -4,8 +4,9 @@
         [--steps N] [--best-of N [--selection consensus|oracle]] [--bc-checkpoint B] [--compare awr=A] \
         [--frame-interval 1] [--chunk i/N | --merge DIR...] [--threads 1] [--out DIR]
 
-Every scene is run once through the backbone and sampled for all omegas in one batched call;
-constant-velocity and human-log-replay baselines are scored alongside. Per-token records go to
+Every scene is run once through the backbone and sampled for all omegas in one call, alone and
+with noise seeded from its observation: exactly what `DipoleAgent` returns for it inside navsim's
+`run_pdm_score`. Constant-velocity and human-log-replay baselines are scored alongside. Per-token records go to
 `OUT/records.jsonl` as they finish, so a killed run resumes where it stopped; a token that fails
 (missing camera file, bad log) is recorded invalid with its error and the run goes on. Outputs:
 NAVSIM-named CSVs per agent (`*_v1.csv` PDMS, `*_v2.csv` EPDMS), `summary.md`, `omega_curve.png`,
@@ -161,7 +162,7 @@ def _records(scene, ctx, rows: Sequence[str], result, b: int, trajs: np.ndarray)
     out = []
     for j, row in enumerate(rows):
         rec = {"row": row, "token": scene.token, "valid": bool(result.valid[b, j]), "error": None, **frame}
-        for k in report.SUMMARY_METRICS:
+        for k in report.RECORD_METRICS:
             v = float(getattr(result, k)[b, j])
             rec[k] = None if np.isnan(v) else v
         rec["trajectory"] = np.round(trajs[b, j], 4).tolist()
@@ -311,14 +312,14 @@ class Evaluator:
             np.stack([constant_velocity(s) for s in scenes]),
             np.stack([s.get_future_trajectory(8) for s in scenes]),
         ]
-        tokens = [s.token for s in scenes]
         score_fn = None
         if self.s.best_of > 1:
-            score_fn = self._oracle(contexts) if self.s.selection == "oracle" else consensus_scores
+            oracle = self.s.selection == "oracle"
+            score_fn = [self._oracle([c]) for c in contexts] if oracle else consensus_scores
         for name, runner in self.runners.items():
             omegas = self.s.omegas if name == self.s.name else (0.0,)
             own = [o[runner.spec] for o in obs]
-            sampled = runner.sample(own, omegas, best_of=self.s.best_of, score_fn=score_fn, tokens=tokens)
+            sampled = runner.sample(own, omegas, best_of=self.s.best_of, score_fn=score_fn)
             cols += [sampled[:, i] for i in range(len(omegas))]
         return np.stack(cols, axis=1).astype(np.float64)
 

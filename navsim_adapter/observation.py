@@ -1,8 +1,10 @@
 """What the policy sees of a scene, built exactly like a training sample, and a batched policy runner.
 
 Evaluation must feed the policy the same observation it was trained on: same cameras, history
-frames, resize and JPEG round trip as `data_prep.build_shards`. So we build a shard `Sample` from
-the scene with the shard builder's own code and decode it the way the loader does.
+frames, resize and JPEG round trip as `data_prep.build_shards`. One conversion,
+`agent_input_observation`, serves navsim's AgentInput (DipoleAgent) and our scenes (evaluator,
+submission), and one noise convention, `observation_seed`, serves both: the same scene gives the
+same trajectory wherever it is sampled.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from navsim_adapter.scene import Scene
 OBSERVATION_FILE = "observation.json"  # image size of a policy never trained on shards
 DEFAULT_IMAGE_SIZE = (224, 224)  # data_prep.build_shards' default stored size
 log = logging.getLogger("navsim_adapter.observation")
-DETERMINISTIC_SOLVERS = ("ddim", "dpmsolver++")  # no per-step noise (DDIM eta = 0)
 
 
 @dataclass(frozen=True)
@@ -79,28 +80,69 @@ class ObservationSpec:
         )
 
 
+POLICY_INPUTS = ("images", "ego_pose", "ego_velocity", "ego_acceleration", "driving_command")
+
+
+def agent_input_observation(agent_input: Any, spec: ObservationSpec) -> dict[str, Any]:
+    """The policy input dict (docs/shards.md fields) of an AgentInput: navsim's or ours, one conversion.
+
+    `DipoleAgent` gets navsim's `AgentInput`; the evaluator and the submission get ours
+    (`Scene.get_agent_input`). Both go through this function, so the same scene gives the same arrays
+    bit for bit: the last `history_frames` frames, each camera resized + JPEG round-tripped like the
+    shard builder does, ego status as float32 (what navsim's EgoStatus and the shards hold).
+    """
+    from data_prep.shard_format import decode_jpeg, encode_jpeg
+
+    h = spec.history_frames
+    images = []
+    for i, cams in enumerate(agent_input.cameras[-h:]):
+        for cam in spec.cameras:
+            image = getattr(cams, cam).image
+            if image is None:
+                raise ValueError(
+                    f"AgentInput history frame {i - h + 1}: camera {cam} has no image "
+                    "(is it enabled in the sensor config / the log's cams entries?)"
+                )
+            images.append(decode_jpeg(encode_jpeg(np.asarray(image), spec.image_size, spec.jpeg_quality)))
+    statuses = agent_input.ego_statuses[-h:]
+    out: dict[str, Any] = {"images": np.stack(images)}
+    for key in POLICY_INPUTS[1:]:
+        out[key] = np.stack([np.asarray(getattr(s, key), dtype=np.float32) for s in statuses])
+    return out
+
+
 def scene_observation(scene: Scene, spec: ObservationSpec) -> dict[str, Any]:
-    """The decoded training-sample dict of `scene` (images, ego status history, command, human future)."""
-    from data_prep.build_shards import BuildSettings, decoded_view, scene_sample
-
-    settings = BuildSettings(
-        data_root="",
-        split="",
-        cameras=spec.cameras,
-        image_size=spec.image_size,
-        history_frames=spec.history_frames,
-        sources=(),
-        shard_size=1,
-        limit=None,
-        seed=0,
-        jpeg_quality=spec.jpeg_quality,
+    """The policy input of `scene` (as `agent_input_observation`) plus its human future, token and log."""
+    agent_input = scene.get_agent_input(
+        cameras=spec.cameras, history_indices=list(range(-spec.history_frames, 0))
     )
-    return decoded_view(scene_sample(scene, settings))
+    try:
+        obs = agent_input_observation(agent_input, spec)
+    except ValueError as err:
+        raise ValueError(f"scene {scene.token} (log {scene.metadata.log_name}): {err}") from err
+    obs.update(
+        human=scene.get_future_trajectory(8).astype(np.float32),
+        token=scene.token,
+        log_name=scene.metadata.log_name,
+    )
+    return obs
 
 
-def token_seed(seed: int, token: str) -> int:
-    """A per-scene seed: a scene's samples do not depend on which batch (or chunk, or rerun) it is in."""
-    return int(hashlib.sha256(f"{seed}:{token}".encode()).hexdigest()[:15], 16)
+def observation_seed(seed: int, observation: dict[str, Any]) -> int:
+    """The noise seed of one observation: a hash of `seed` and the arrays the policy reads.
+
+    navsim's AgentInput carries no token, so the seed comes from what the agent sees: DipoleAgent
+    inside navsim's run_pdm_score and our evaluator draw the same noise for the same scene, and a
+    scene's samples do not depend on its batch, chunk or rerun.
+    """
+    digest = hashlib.sha256(f"vla-dipole:{seed}".encode())
+    for key in POLICY_INPUTS:
+        a = np.ascontiguousarray(observation[key], dtype=np.uint8 if key == "images" else np.float32)
+        if a.dtype == np.float32:
+            a = a + np.float32(0.0)  # -0.0 -> 0.0: navsim's relative current pose is -0.0 where ours is 0.0
+        digest.update(f"{key}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return int(digest.hexdigest()[:15], 16)
 
 
 def set_threads(threads: int | None) -> None:
@@ -119,11 +161,13 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 class PolicyRunner:
-    """A checkpoint loaded once; `sample(observations, omegas)` -> [B, O, 8, 3] for every omega in one call.
+    """A checkpoint loaded once; `sample(observations, omegas)` -> [B, O, 8, 3] for every omega.
 
-    The backbone runs once per observation for all omegas (and best-of-N samples); both heads run in
-    one branch-batched call per denoising step. The initial noise of each scene is drawn from its own
-    generator seeded by (seed, token), so results are reproducible whatever the batching.
+    One policy call per observation, alone (batch of one), for all its omegas (and best-of-N
+    samples) at once, with noise seeded by `observation_seed`: exactly the call `DipoleAgent` makes
+    inside navsim, so the evaluator, the submission and the agent give the same trajectory for the
+    same scene bit for bit. (Batching scenes together changes the floats at ~1e-4: CPU matmul
+    kernels round differently for different row counts.)
     """
 
     def __init__(
@@ -144,39 +188,33 @@ class PolicyRunner:
         self.spec = ObservationSpec.from_checkpoint(path)
         self.num_steps = num_steps
         self.seed = seed
-        # with a stochastic solver diffusers draws step noise for the whole batch from one generator
-        self._per_scene_noise = self.policy.config.diffusion.solver in DETERMINISTIC_SOLVERS
 
     def sample(
         self,
         observations: Sequence[dict[str, Any]],
         omegas: Sequence[float],
         best_of: int = 1,
-        score_fn: Callable[[Any], np.ndarray] | None = None,
-        tokens: Sequence[str] | None = None,
+        score_fn: Callable[[Any], np.ndarray] | Sequence[Callable[[Any], np.ndarray]] | None = None,
     ) -> np.ndarray:
-        """Trajectories [B, len(omegas), 8, 3]; `tokens` (default the observations' "token") seed the noise."""
+        """Trajectories [B, len(omegas), 8, 3]; `score_fn` picks best-of-N (one function, or one per observation)."""
         import torch
 
         from vla_dipole.data.collate import collate
 
-        batch = collate(list(observations))
-        tokens = (
-            list(tokens)
-            if tokens is not None
-            else batch.get("token") or [str(i) for i in range(len(observations))]
-        )
-        seeds = [token_seed(self.seed, t) for t in tokens]
-        if self._per_scene_noise:
-            generator: Any = [torch.Generator().manual_seed(s) for s in seeds]
-        else:
-            generator = torch.Generator().manual_seed(token_seed(self.seed, ",".join(tokens)))
-        kwargs: dict[str, Any] = {"generator": generator, "num_steps": self.num_steps}
-        if best_of > 1:
-            kwargs.update(best_of=best_of, score_fn=score_fn)
-        with torch.no_grad():
-            trajs = self.policy.sample(batch, omegas=list(omegas), **kwargs)
-        return to_numpy(trajs.float())
+        fns = list(score_fn) if isinstance(score_fn, Sequence) else [score_fn] * len(observations)
+        if len(fns) != len(observations):
+            raise ValueError(f"{len(fns)} score functions for {len(observations)} observations")
+        out = []
+        for ob, fn in zip(observations, fns, strict=True):
+            kwargs: dict[str, Any] = {
+                "generator": torch.Generator().manual_seed(observation_seed(self.seed, ob)),
+                "num_steps": self.num_steps,
+            }
+            if best_of > 1:
+                kwargs.update(best_of=best_of, score_fn=fn)
+            with torch.no_grad():
+                out.append(to_numpy(self.policy.sample(collate([ob]), omegas=list(omegas), **kwargs).float()))
+        return np.concatenate(out)
 
 
 def consensus_scores(trajs: Any) -> np.ndarray:
@@ -187,8 +225,9 @@ def consensus_scores(trajs: Any) -> np.ndarray:
 
 
 def constant_velocity(scene: Scene, num_poses: int = 8, dt: float = 0.5) -> np.ndarray:
-    """NAVSIM's ConstantVelocityAgent: straight ahead at the current speed."""
-    speed = float(np.linalg.norm(scene.current_frame.ego_status.ego_velocity))
-    poses = np.zeros((num_poses, 3), np.float64)
-    poses[:, 0] = (np.arange(num_poses) + 1) * dt * speed
-    return poses
+    """NAVSIM's ConstantVelocityAgent: straight ahead at the current speed (float32, as its AgentInput holds)."""
+    velocity = np.asarray(scene.current_frame.ego_status.ego_velocity, dtype=np.float32)
+    speed = (velocity**2).sum(-1) ** 0.5
+    poses = np.zeros((num_poses, 3), np.float32)
+    poses[:, 0] = [(i + 1) * dt * speed for i in range(num_poses)]
+    return poses.astype(np.float64)

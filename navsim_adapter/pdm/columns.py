@@ -16,12 +16,12 @@ V2_COLUMNS: dict[str, str] = {
     "epdms": "score",
 }
 
-# v1 (PDMS) csv columns.
+# v1 (PDMS) csv columns: v1's own EP and TTC (no human filter, TTC on every step), as navsim 1.1.
 V1_COLUMNS: dict[str, str] = {
     "nc": "no_at_fault_collisions",
     "dac": "drivable_area_compliance",
-    "ep": "ego_progress",
-    "ttc": "time_to_collision_within_bound",
+    "ep_v1": "ego_progress",
+    "ttc_v1": "time_to_collision_within_bound",
     "comfort": "comfort",
     "pdms": "score",
 }

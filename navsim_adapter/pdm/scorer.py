@@ -36,7 +36,9 @@ FILTERED = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "lk", "hc")
 @dataclass
 class PDMResult:
     """Scores [B, N] per sub-metric. `ec` is NaN when no previous-frame states were given (then
-    EPDMS re-normalises without it, as NAVSIM does). `pdms` is NAVSIM v1's score, `epdms` v2's."""
+    EPDMS re-normalises without it, as NAVSIM does). `pdms` is NAVSIM v1's score, `epdms` v2's;
+    `ep_v1` / `ttc_v1` are v1's own EP and TTC (no human filter, v1 normalisation, TTC on every step),
+    the ones `pdms` is made of."""
 
     nc: np.ndarray
     dac: np.ndarray
@@ -50,12 +52,29 @@ class PDMResult:
     ec: np.ndarray
     pdms: np.ndarray
     epdms: np.ndarray
+    ep_v1: np.ndarray
+    ttc_v1: np.ndarray
     valid: np.ndarray
     simulated_states: np.ndarray | None
     progress: np.ndarray  # raw centreline progress [m]
     timings: dict[str, float] = field(default_factory=dict)
 
-    SUBSCORES = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
+    SUBSCORES = (
+        "nc",
+        "dac",
+        "ddc",
+        "tlc",
+        "ep",
+        "ttc",
+        "comfort",
+        "lk",
+        "hc",
+        "ec",
+        "pdms",
+        "epdms",
+        "ep_v1",
+        "ttc_v1",
+    )
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.SUBSCORES}
@@ -233,7 +252,8 @@ def _aggregate(contexts, rows, n, human_filter, c, hc, ec) -> dict[str, np.ndarr
             multi_c * weighted / (W_EP + W_TTC + W_LK + W_HC),
             multi_c * (weighted + W_EC * ec) / (W_EP + W_TTC + W_LK + W_HC + W_EC),
         )
-    return {**s, "comfort": c, "ec": ec, "pdms": pdms, "epdms": epdms}
+    v1 = {"ep_v1": ep_v1, "ttc_v1": rows["ttc_v1"][:, :n]}
+    return {**s, "comfort": c, "ec": ec, "pdms": pdms, "epdms": epdms, **v1}
 
 
 def _history_comfort(contexts, cand_states: np.ndarray) -> np.ndarray:

@@ -49,18 +49,21 @@ def compose_agent(checkpoint, *overrides):
     return instantiate(cfg.agent)
 
 
-def navsim_agent_input(root, split, token, agent, AgentInput):
+def navsim_agent_input(root, split, token, sensor_config, AgentInput):
     """navsim's own AgentInput for `token` from our log pickle (4 history frames, current = token)."""
-    loader = SceneLoader(split, data_root=root, scene_filter=SceneFilter(frame_interval=1))
-    scene = loader.get_scene(token)
-    with (root / "navsim_logs" / split / f"{scene.metadata.log_name}.pkl").open("rb") as f:
+    with (root / "navsim_logs" / split / f"{token_log(root, split, token)}.pkl").open("rb") as f:
         frames = pickle.load(f)
     i = next(k for k, fr in enumerate(frames) if fr["token"] == token)
     for fr in frames:  # navsim's Cameras.from_camera_dict expects all 8 cams keys; ours has CAM_F0 only
         fr["cams"] = {cam: fr["cams"].get(cam, fr["cams"]["CAM_F0"]) for cam in NAVSIM_CAMS}
     return AgentInput.from_scene_dict_list(
-        frames[i - 3 : i + 1], root / "sensor_blobs" / split, 4, agent.get_sensor_config()
-    ), scene
+        frames[i - 3 : i + 1], root / "sensor_blobs" / split, 4, sensor_config
+    )
+
+
+def token_log(root, split, token) -> str:
+    loader = SceneLoader(split, data_root=root, scene_filter=SceneFilter(frame_interval=1))
+    return loader.get_scene(token).metadata.log_name
 
 
 @pytest.mark.navsim
@@ -84,27 +87,66 @@ def test_missing_checkpoint_path_is_a_clear_error(navsim):
 
 
 @pytest.mark.navsim
-def test_compute_trajectory_on_navsim_agent_input_matches_our_observation_path(
-    navsim, tiny_bc_policy, synthetic_root
+def test_navsim_agent_input_gives_our_observation_bit_for_bit(navsim, synthetic_root):
+    """One conversion: 4 history frames of navsim's AgentInput and of our scene give identical arrays."""
+    from navsim.common.dataclasses import SensorConfig
+
+    from navsim_adapter.observation import ObservationSpec, agent_input_observation, scene_observation
+
+    _, AgentInput, _ = navsim
+    spec = ObservationSpec(cameras=("cam_f0",), image_size=(64, 36), history_frames=4)
+    sensors = SensorConfig(**{c.lower(): c == "CAM_F0" and [0, 1, 2, 3] for c in NAVSIM_CAMS}, lidar_pc=False)
+    loader = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1))
+    for token in (loader.tokens[0], loader.tokens[-1]):
+        theirs = agent_input_observation(
+            navsim_agent_input(synthetic_root, "test", token, sensors, AgentInput), spec
+        )
+        ours = scene_observation(loader.get_scene(token), spec)
+        assert set(theirs) < set(ours)
+        for key, value in theirs.items():
+            assert value.dtype == ours[key].dtype and np.array_equal(value, ours[key]), (token, key)
+        assert np.abs(ours["ego_pose"][:3]).max() > 1.0  # real history poses, not all zeros
+
+
+@pytest.mark.navsim
+def test_agent_inside_navsim_returns_the_evaluators_trajectory_bit_for_bit(
+    navsim, tiny_bc_policy, synthetic_root, tmp_path, one_thread
 ):
-    from navsim_adapter.agent import NOISE_KEY
-    from navsim_adapter.observation import PolicyRunner, scene_observation
+    """What navsim's run_pdm_score gets from DipoleAgent (one token at a time) is what the evaluator
+    samples for the same token in its batches, for the policy and for constant velocity."""
+    from navsim.agents.constant_velocity_agent import ConstantVelocityAgent
+    from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
+
+    from navsim_adapter.eval_report import omega_row
+    from navsim_adapter.evaluate import EvalSettings, Evaluator
+    from navsim_adapter.observation import scene_observation
 
     _, AgentInput, Trajectory = navsim
     agent = compose_agent(tiny_bc_policy, "agent.omega=1.0", "agent.num_steps=2")
     agent.initialize()
-    token = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1)).tokens[
-        3
-    ]
-    agent_input, scene = navsim_agent_input(synthetic_root, "test", token, agent, AgentInput)
-    traj = agent.compute_trajectory(agent_input)
-    assert isinstance(traj, Trajectory)
-    assert traj.poses.shape == (8, 3) and traj.poses.dtype == np.float32 and np.isfinite(traj.poses).all()
-    assert np.array_equal(agent.compute_trajectory(agent_input).poses, traj.poses)  # deterministic
-
-    runner = PolicyRunner(tiny_bc_policy, num_steps=2)
-    ours = runner.sample([scene_observation(scene, runner.spec)], [1.0], tokens=[NOISE_KEY])[0, 0]
-    np.testing.assert_allclose(traj.poses, ours, atol=1e-4)
+    cv = ConstantVelocityAgent(TrajectorySampling(time_horizon=4, interval_length=0.5))
+    settings = EvalSettings(
+        data_root=synthetic_root,
+        split="test",
+        out=tmp_path,
+        checkpoint=tiny_bc_policy,
+        omegas=(0.0, 1.0),
+        steps=2,
+        frame_interval=1,
+    )
+    ev = Evaluator(settings)
+    tokens = ev.loader.tokens[2:6]
+    scenes = [ev.loader.get_scene(t) for t in tokens]
+    obs = [{spec: scene_observation(s, spec) for spec in ev.specs} for s in scenes]
+    ours = ev._trajectories(scenes, [None] * len(scenes), obs)  # one batch of 4 scenes
+    column = ev.rows.index(omega_row("dipole", 1.0))
+    for i, token in enumerate(tokens):
+        agent_input = navsim_agent_input(synthetic_root, "test", token, agent.get_sensor_config(), AgentInput)
+        traj = agent.compute_trajectory(agent_input)
+        assert isinstance(traj, Trajectory) and traj.poses.dtype == np.float32
+        assert np.array_equal(traj.poses, ours[i, column].astype(np.float32)), token
+        assert np.array_equal(cv.compute_trajectory(agent_input).poses, ours[i, 0].astype(np.float32))
+    assert len({ours[i, column].tobytes() for i in range(len(tokens))}) == len(tokens)  # noise per scene
 
 
 @pytest.mark.navsim
@@ -114,6 +156,6 @@ def test_best_of_uses_non_privileged_consensus(navsim, tiny_bc_policy, synthetic
     token = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1)).tokens[
         0
     ]
-    agent_input, _ = navsim_agent_input(synthetic_root, "test", token, agent, AgentInput)
+    agent_input = navsim_agent_input(synthetic_root, "test", token, agent.get_sensor_config(), AgentInput)
     assert agent.requires_scene is False
     assert agent.compute_trajectory(agent_input).poses.shape == (8, 3)

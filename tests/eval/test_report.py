@@ -10,7 +10,7 @@ import pytest
 
 from navsim_adapter import eval_report as report
 from navsim_adapter.evaluate import RecordWriter, chunk_tokens
-from navsim_adapter.observation import consensus_scores, token_seed
+from navsim_adapter.observation import consensus_scores, observation_seed
 
 
 def rec(row: str, token: str, pdms: float | None, valid: bool = True) -> dict:
@@ -103,6 +103,24 @@ def test_consensus_prefers_the_central_sample():
     assert consensus_scores(samples).argmax(axis=1).tolist() == [1]
 
 
-def test_token_seeds_are_stable_and_distinct():
-    assert token_seed(0, "abc") == token_seed(0, "abc")
-    assert len({token_seed(0, "abc"), token_seed(1, "abc"), token_seed(0, "abd")}) == 3
+def test_observation_seeds_are_stable_dtype_blind_and_distinct():
+    rng = np.random.default_rng(0)
+    obs = {
+        "images": rng.integers(0, 255, (1, 4, 6, 3), dtype=np.uint8),
+        "ego_pose": np.zeros((1, 3), np.float32),
+        "ego_velocity": np.array([[3.0, 0.1]], np.float32),
+        "ego_acceleration": np.zeros((1, 2), np.float32),
+        "driving_command": np.array([[0, 1, 0, 0]], np.float32),
+    }
+    seed = observation_seed(0, obs)
+    assert observation_seed(0, {**obs, "token": "x", "ego_pose": obs["ego_pose"].astype(np.float64)}) == seed
+    assert observation_seed(0, {**obs, "ego_pose": -obs["ego_pose"]}) == seed  # -0.0 is 0.0
+    images = obs["images"].copy()
+    images[0, 0, 0, 0] ^= 1
+    others = {
+        observation_seed(1, obs),
+        observation_seed(0, {**obs, "images": images}),
+        observation_seed(0, {**obs, "ego_velocity": obs["ego_velocity"] * 1.001}),
+        observation_seed(0, {**obs, "driving_command": obs["driving_command"][:, ::-1]}),
+    }
+    assert seed not in others and len(others) == 4
