@@ -3,7 +3,7 @@
     python -m data_prep.bench [--logs 2] [--limit 48] [--samples 1500] [--train-step-ms 100 --train-batch 8]
 
 Prints two tables: scenes/s and candidates/s of build_shards (1 and 2 workers), and samples/s of
-the streaming loader with 0, 1 and 2 workers against the rate the training step consumes
+the training data path (IndexedShards) with 0, 1 and 2 workers against the rate the training step consumes
 (the loader must be at least 5x faster so it never limits training).
 """
 
@@ -36,19 +36,27 @@ def bench_build(
     return manifest["num_samples"] / dt, manifest["num_samples"] * manifest["num_candidates"] / dt, manifest
 
 
-def bench_loader(out: Path, workers: int, samples: int, batch_size: int = 8) -> float:
-    """Steady-state samples/s of a resampled stream (first batch, i.e. worker start-up, excluded)."""
-    from vla_dipole.data import make_loader
+def _sample_stream(out: Path, workers: int, samples: int, batch_size: int):
+    """Batches of the training data path (IndexedShards, random order with replacement), as train.py reads."""
+    import torch
 
-    loader = make_loader(
-        out,
-        batch_size=batch_size,
-        num_workers=workers,
-        resampled=True,
-        epoch_samples=samples,
-        shuffle_buffer=64,
+    from vla_dipole.data.collate import collate
+    from vla_dipole.training.indexed_data import IndexedShards
+
+    data = IndexedShards([out])
+    sampler = torch.utils.data.RandomSampler(
+        data, replacement=True, num_samples=samples, generator=torch.Generator().manual_seed(0)
     )
-    it = iter(loader)
+    return iter(
+        torch.utils.data.DataLoader(
+            data, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate
+        )
+    )
+
+
+def bench_loader(out: Path, workers: int, samples: int, batch_size: int = 8) -> float:
+    """Steady-state samples/s of the training data path (first batch, i.e. worker start-up, excluded)."""
+    it = _sample_stream(out, workers, samples, batch_size)
     first = next(it)
     t0, n = time.perf_counter(), 0
     for batch in it:
@@ -59,10 +67,7 @@ def bench_loader(out: Path, workers: int, samples: int, batch_size: int = 8) -> 
 
 def bench_loader_cpu(out: Path, samples: int, batch_size: int = 8) -> float:
     """Samples per CPU-second with 0 workers: what one free core delivers, independent of machine load."""
-    from vla_dipole.data import make_loader
-
-    loader = make_loader(out, batch_size=batch_size, num_workers=0, resampled=True, epoch_samples=samples)
-    it = iter(loader)
+    it = _sample_stream(out, 0, samples, batch_size)
     next(it)
     t0, n = time.process_time(), 0
     for batch in it:
@@ -76,12 +81,12 @@ def measure_train_step(out: Path, batch_size: int, preset: str = "tiny", steps: 
     try:
         import torch
 
-        from vla_dipole.data import make_loader
         from vla_dipole.model.policy import DipolePolicy
+        from vla_dipole.training.indexed_data import read_batch
     except ImportError:
         return None
     policy = DipolePolicy.from_config(preset).train()
-    batch = next(iter(make_loader(out, batch_size=batch_size, shuffle_buffer=0)))
+    batch = read_batch(out, batch_size)
     policy.set_trajectory_stats(read_manifest(out)["traj_stats"])
     optim = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-4)
     actions = policy.processor.trajectory_to_actions(batch["candidates"])

@@ -12,7 +12,7 @@ from data_prep.build_shards import BUILD_DIR, build_shards
 from data_prep.shard_format import SCORE_NAMES, SOURCES, read_manifest, shard_name
 from data_prep.validate import main as validate_main
 from data_prep.validate import validate
-from vla_dipole.data import make_loader
+from vla_dipole.training.indexed_data import read_batch
 
 from .conftest import BUILD
 
@@ -31,7 +31,7 @@ def test_build_writes_scored_samples_and_manifest(built):
     assert manifest["vocabulary"]["size"] >= 3 and manifest["scorer_version"]
     assert manifest["image"]["size"] == [64, 40] and "build_shards(" in manifest["command"]
     assert manifest["traj_stats"]["count"] == 8 * 6 * 8
-    batch = next(iter(make_loader(out, batch_size=8, shuffle_buffer=0, shardshuffle=False)))
+    batch = read_batch(out, 8)
     assert batch["images"].shape == (8, 2, 40, 64, 3)
     assert batch["candidates"].shape == (8, 5, 8, 3)
     codes = batch["sources"][0].tolist()
@@ -165,7 +165,7 @@ def test_policy_source_samples_a_checkpoint(split_root, tmp_path):
     )
     assert manifest["candidate_sources"] == {"perturb": 2, "policy": 3}
     assert manifest["policy"]["omega"] == 1.0
-    batch = next(iter(make_loader(tmp_path / "p", batch_size=3, shuffle_buffer=0)))
+    batch = read_batch(tmp_path / "p", 3)
     assert (batch["sources"][:, 2:] == SOURCES.index("policy")).all()
     assert batch["candidates"].shape == (3, 5, 8, 3)
     assert validate(tmp_path / "p", progress=False).ok

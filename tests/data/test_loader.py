@@ -1,16 +1,17 @@
-"""Streaming loader: exactly-once epochs over ranks x workers, corrupt data skipped and counted,
-resampled mode, normalisation and the optional backbone transform."""
+"""The training data path (IndexedShards): collated batches in shard order, damaged shards refused by
+name or skipped and counted, undecodable samples named; normalisation and the optional backbone
+transform."""
 
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
 from data_prep.shard_format import (
+    SampleFormatError,
     encode_sample,
     read_manifest,
     sha256_file,
@@ -18,75 +19,44 @@ from data_prep.shard_format import (
     shard_writer,
     write_manifest,
 )
-from vla_dipole.data import CorruptShardsError, TrajectoryStats, make_loader, openvla_pixel_values
+from vla_dipole.data import TrajectoryStats, openvla_pixel_values
 from vla_dipole.data.transforms import DINO_MEAN, DINO_STD
+from vla_dipole.training.config import ConfigError
+from vla_dipole.training.indexed_data import DamagedShardError, IndexedShards, _index_tar, read_batch
 
 from .conftest import make_sample, write_build
 
 
-def _tokens(loader) -> list[str]:
-    return [t for batch in loader for t in batch["token"]]
-
-
-def _all_tokens(root) -> set[str]:
-    return set(_tokens(make_loader(root, batch_size=16, shuffle_buffer=0, shardshuffle=False)))
-
-
-def test_two_ranks_two_workers_see_every_sample_once_per_epoch(tmp_path):
-    root = tmp_path / "shards"
-    write_build(root, num_shards=8, per_shard=5)
-    everything = _all_tokens(root)
-    assert len(everything) == 40
-    orders = []
-    for epoch in (0, 1):
-        seen: Counter = Counter()
-        per_rank = []
-        for rank in (0, 1):
-            loader = make_loader(
-                root, batch_size=4, num_workers=2, rank=rank, world_size=2, shuffle_buffer=8, seed=3
-            )
-            loader.set_epoch(epoch)
-            tokens = _tokens(loader)
-            per_rank.append(tokens)
-            seen.update(tokens)
-            assert loader.last_report.samples == len(tokens) and loader.last_report.skipped == 0
-        assert set(seen) == everything and set(seen.values()) == {1}
-        assert set(per_rank[0]).isdisjoint(per_rank[1])
-        orders.append(per_rank[0])
-    assert orders[0] != orders[1]  # shards and samples reshuffled per epoch
-
-
-def test_batches_are_collated_tensors(shard_dir):
-    batch = next(iter(make_loader(shard_dir, batch_size=4, normalize=True)))
+def test_batches_are_collated_tensors_in_shard_order(shard_dir):
+    batch = read_batch(shard_dir, 4)
     assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (4, 2, 24, 32, 3)
     assert batch["candidates"].shape == (4, 6, 8, 3) and batch["candidates"].dtype == torch.float32
     assert batch["sources"].dtype == torch.int64 and batch["candidate_scores"].shape == (4, 6, 12)
+    assert batch["token"] == [t for t, _ in _index_tar(str(shard_dir / shard_name("unit", 0)))][:4]
     stats = TrajectoryStats.from_manifest(shard_dir)
+    norm = stats.normalize(batch["human"])
     expected = (batch["human"][..., :2] - torch.tensor(stats.mean[:2])) / torch.tensor(stats.std[:2])
-    torch.testing.assert_close(batch["human_norm"][..., :2], expected)
-    torch.testing.assert_close(batch["human_norm"][..., 2], batch["human"][..., 2])
-    torch.testing.assert_close(
-        stats.denormalize(batch["candidates_norm"]), batch["candidates"], atol=1e-4, rtol=1e-5
-    )
+    torch.testing.assert_close(norm[..., :2], expected)
+    torch.testing.assert_close(norm[..., 2], batch["human"][..., 2])
+    torch.testing.assert_close(stats.denormalize(norm), batch["human"], atol=1e-4, rtol=1e-5)
+    assert len(IndexedShards([shard_dir])) == 40
 
 
-def test_truncated_shard_is_skipped_counted_and_named(shard_dir):
+def test_truncated_shard_is_refused_by_name_or_skipped_and_counted(shard_dir):
     bad = shard_dir / shard_name("unit", 2)
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 3])
-    with pytest.warns(UserWarning, match="unit-000002.tar"):
-        loader = make_loader(shard_dir, batch_size=8, num_workers=2, max_corrupt_fraction=0.5)
-        tokens = _tokens(loader)
-    report = loader.last_report
-    assert len(tokens) == report.samples < 40
-    assert report.skipped == 40 - report.samples and report.expected == 40
-    assert list(report.bad_shards) == [str(bad)]
-    strict = make_loader(shard_dir, batch_size=8, max_corrupt_fraction=0.01)
-    with pytest.raises(CorruptShardsError, match="unit-000002.tar"), pytest.warns(UserWarning):
-        _tokens(strict)
+    with pytest.raises(DamagedShardError, match=f"shard {bad} is damaged: sha256"):
+        IndexedShards([shard_dir])
+    skipping = IndexedShards([shard_dir], on_damaged="skip")
+    assert len(skipping) == 30 and skipping.num_skipped == 10 and list(skipping.skipped) == [str(bad)]
+    assert skipping.report()["skipped_samples"] == 10
+    assert str(bad) not in skipping.paths
 
 
-def test_sample_with_missing_member_is_skipped(tmp_path):
+def test_sample_with_missing_member_is_named_when_read(tmp_path):
+    """A shard that matches its manifest but holds a sample without arrays.npy (another writer): the
+    read of that sample raises, naming shard, key and member."""
     root = tmp_path / "shards"
     write_build(root, num_shards=2, per_shard=4)
     manifest = read_manifest(root)
@@ -100,34 +70,18 @@ def test_sample_with_missing_member_is_skipped(tmp_path):
             writer.write(raw)
     manifest["shards"][1]["sha256"] = sha256_file(path)
     write_manifest(root, manifest)
-    with pytest.warns(UserWarning, match="missing member 'arrays.npy'"):
-        loader = make_loader(root, batch_size=3, max_corrupt_fraction=0.2)
-        tokens = _tokens(loader)
-    assert len(tokens) == 7 and "feedbeef00000002" not in tokens
-    assert loader.last_report.skipped == 1 and list(loader.last_report.bad_shards) == [str(path)]
+    data = IndexedShards([root])
+    assert [data[i]["token"] for i in range(6)]
+    with pytest.raises(
+        SampleFormatError, match=f"shard {path} sample feedbeef00000002: missing member 'arrays.npy'"
+    ):
+        data[6]
 
 
-def test_resampled_mode_streams_nominal_epochs(shard_dir):
-    loader = make_loader(
-        shard_dir, batch_size=5, num_workers=2, resampled=True, epoch_samples=30, rank=1, world_size=2
-    )
-    counts = []
-    for epoch in range(2):
-        loader.set_epoch(epoch)
-        tokens = _tokens(loader)
-        counts.append(len(tokens))
-        assert set(tokens) <= _all_tokens(shard_dir)
-    assert counts == [30, 30]
-    endless = iter(make_loader(shard_dir, batch_size=10, resampled=True, epoch_samples=0))
-    assert sum(len(next(endless)["token"]) for _ in range(9)) == 90  # more than the 40 samples there are
-
-
-def test_missing_shard_file_is_reported(shard_dir):
+def test_missing_shard_file_is_named(shard_dir):
     shutil.move(shard_dir / shard_name("unit", 0), shard_dir / "moved.tar")
-    loader = make_loader(shard_dir, batch_size=8, max_corrupt_fraction=1.0)
-    with pytest.warns(UserWarning, match="unit-000000.tar"):
-        assert len(_tokens(loader)) == 30
-    assert loader.last_report.skipped == 10
+    with pytest.raises(ConfigError, match="unit-000000.tar listed in .* is missing"):
+        IndexedShards([shard_dir])
 
 
 def test_openvla_transform_normalises_per_backbone():

@@ -23,13 +23,13 @@ import pytest
 
 from data_prep.build_shards import BUILD_DIR, ScoringSourceError, build_shards, main
 from data_prep.shard_format import SCORE_NAMES
-from vla_dipole.data import make_loader
+from vla_dipole.training.indexed_data import read_batch
 
 from .conftest import BUILD
 
 
 def _samples(out):
-    batch = next(iter(make_loader(out, batch_size=64, shuffle_buffer=0, shardshuffle=False)))
+    batch = read_batch(out, 64)
     keys = ("token", "candidates", "human", "candidate_scores", "human_scores", "images")
     return {k: batch[k] if k == "token" else batch[k].numpy() for k in keys}
 

@@ -1,4 +1,4 @@
-"""The policy on real loader batches (synthetic world -> scored shards -> vla_dipole.data)."""
+"""The policy on real batches (synthetic world -> scored shards -> the training data path)."""
 
 import pytest
 import torch
@@ -7,18 +7,16 @@ import torch
 @pytest.mark.slow
 def test_policy_consumes_loader_batches(synthetic_shards, tiny_policy):
     from data_prep.shard_format import read_manifest
-    from vla_dipole.data import make_loader
+    from vla_dipole.data import TrajectoryStats
+    from vla_dipole.training.indexed_data import read_batch
 
     tiny_policy.set_trajectory_stats(read_manifest(synthetic_shards)["traj_stats"])
-    batch = next(
-        iter(
-            make_loader(str(synthetic_shards), batch_size=4, num_workers=0, shuffle_buffer=0, normalize=True)
-        )
-    )
+    batch = read_batch(synthetic_shards, 4)
     b, k = batch["candidates"].shape[:2]
     actions = tiny_policy.processor.trajectory_to_actions(batch["candidates"])
-    # the normaliser matches the loader's own normalisation of x, y
-    torch.testing.assert_close(actions[..., :2], batch["candidates_norm"][..., :2])
+    # the normaliser matches the manifest statistics' normalisation of x, y
+    norm = TrajectoryStats.from_manifest(synthetic_shards).normalize(batch["candidates"])
+    torch.testing.assert_close(actions[..., :2], norm[..., :2])
     back = tiny_policy.processor.actions_to_trajectory(actions)
     torch.testing.assert_close(back, batch["candidates"], rtol=1e-4, atol=1e-4)
     cond = tiny_policy.encode(batch)

@@ -139,6 +139,15 @@ class IndexedShards(Dataset):
         return state
 
 
+def read_batch(spec: Any, n: int, start: int = 0, **kwargs: Any) -> dict[str, Any]:
+    """Samples start .. start+n-1 of shard build(s) `spec` (a directory or a list), collated: for
+    tools, benchmarks and tests that want a real batch without a training loop."""
+    from vla_dipole.data.collate import collate
+
+    data = IndexedShards(shard_dirs(spec), **kwargs)
+    return collate([data[i] for i in range(start, min(start + n, len(data)))])
+
+
 def _index_tar(path: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     """(key, {extension: (data offset, size)}) per sample, in tar order."""
     samples: dict[str, dict[str, tuple[int, int]]] = {}
