@@ -12,7 +12,7 @@ export DS_ACCELERATOR := cpu
 export TOKENIZERS_PARALLELISM := false
 DEMO_OUT ?= demo_out
 
-.PHONY: install install-navsim install-slurm test test-fast demo bench lint verify-algo clean
+.PHONY: install install-navsim install-slurm test test-fast demo bench lint verify-algo check-real-path hardware clean
 
 $(PY):
 	$(PY_BOOT) -m venv $(VENV)
@@ -61,6 +61,15 @@ bench: install install-navsim
 	  echo; echo "=== $$m ==="; \
 	  $(PY) -m $$m || { echo "bench $$m failed"; exit 1; }; \
 	done
+
+# The README's "Each stage on real NAVSIM data" commands, read from README.md and run on synthetic data
+# with openvla-7b at tiny widths (tests/demo/test_real_path.py runs the same in `make test`).
+check-real-path: install install-navsim
+	$(PY) -m data_prep.check_real_path --out $(DEMO_OUT)/real_path
+
+# Per-GPU memory and training FLOPs of openvla-7b for the shipped DeepSpeed configs (the README's table).
+hardware: install
+	$(PY) -m vla_dipole.training.hardware --gpus 1 2 4 8 --micro-batch 1 8
 
 verify-algo: install
 	$(PY) -m vla_dipole.verify_algo --out $(DEMO_OUT)/verify_algo
