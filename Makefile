@@ -32,7 +32,15 @@ $(VENV)/.stamp-navsim: $(VENV)/.stamp-install
 
 install: $(VENV)/.stamp-install
 
-install-navsim: $(VENV)/.stamp-navsim
+# navsim 1.1 (the v1 / navtest PDMS leaderboard's scorer) cannot share an environment with 2.0.0: it goes
+# into its own folder, put first on PYTHONPATH by the tests that run its scripts in a subprocess.
+$(VENV)/.stamp-navsim-v1: $(VENV)/.stamp-navsim
+	@if [ -d "$(WHEELS)/v1.1" ]; then \
+	  $(PIP) install -q --no-deps --upgrade --target $(VENV)/navsim-v1.1 $(WHEELS)/v1.1/*.whl; \
+	else echo "note: $(WHEELS)/v1.1 not found; tests against navsim 1.1 will be skipped"; fi
+	touch $@
+
+install-navsim: $(VENV)/.stamp-navsim $(VENV)/.stamp-navsim-v1
 
 # A real single-node SLURM (Debian packages) for the sbatch tests.
 install-slurm:

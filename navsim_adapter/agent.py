@@ -10,6 +10,7 @@ seeded from the observation: the AgentInput has no token), and returns NAVSIM's 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,11 @@ class DipoleAgent(AbstractAgent):
         device: str = "cpu",
         seed: int = 0,
     ):
-        super().__init__(trajectory_sampling, requires_scene=False)
+        if "trajectory_sampling" in inspect.signature(AbstractAgent.__init__).parameters:
+            super().__init__(trajectory_sampling, requires_scene=False)
+        else:  # navsim 1.1 (the v1 leaderboard's scorer): the sampling is the agent's own business
+            super().__init__(requires_scene=False)
+            self._trajectory_sampling = trajectory_sampling
         if checkpoint_path in (None, "", "???"):
             raise ValueError("DipoleAgent: set agent.checkpoint_path=<save_pretrained dir>")
         if omega < 0 or best_of < 1:

@@ -31,7 +31,7 @@ from navsim_adapter.pdm.simulation import AX, AY, HEADING, NUM_STEPS, STATE_DIM
 # (version, our key -> NAVSIM column (score last), NAVSIM's token of the average row)
 CSV_VERSIONS = (("v1", V1_COLUMNS, "average"), ("v2", V2_COLUMNS, "average_all_frames"))
 SUMMARY_METRICS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
-RECORD_METRICS = (*SUMMARY_METRICS, "ep_v1", "ttc_v1")  # + v1's own EP / TTC, for the v1 csv
+RECORD_METRICS = (*SUMMARY_METRICS, "ep_v1", "ttc_v1", "ddc_v1")  # + v1's own sub-scores (v1 csv)
 BASELINE_ROWS = ("constant_velocity", "human")
 OMEGA_ROW = re.compile(r"^(?P<name>.+)@omega=(?P<omega>[-+0-9.eE]+)$")
 STATES_DIR = "states"

@@ -16,13 +16,14 @@ V2_COLUMNS: dict[str, str] = {
     "epdms": "score",
 }
 
-# v1 (PDMS) csv columns: v1's own EP and TTC (no human filter, TTC on every step), as navsim 1.1.
+# v1 (PDMS) csv columns, in navsim 1.1's order: v1's own EP, TTC and DDC (weight 0 in the score).
 V1_COLUMNS: dict[str, str] = {
     "nc": "no_at_fault_collisions",
     "dac": "drivable_area_compliance",
     "ep_v1": "ego_progress",
     "ttc_v1": "time_to_collision_within_bound",
     "comfort": "comfort",
+    "ddc_v1": "driving_direction_compliance",
     "pdms": "score",
 }
 

@@ -100,11 +100,14 @@ def traffic_light_compliance(g: SceneGeometry) -> np.ndarray:
     return np.where(g.red_light, 0.0, 1.0)
 
 
-def driving_direction_compliance(g: SceneGeometry, cfg: MetricConfig = METRICS) -> np.ndarray:
-    """DDC: max distance driven against traffic within any 1 s window (intersections excluded)."""
+def driving_direction_compliance(
+    g: SceneGeometry, cfg: MetricConfig = METRICS, exclude_intersections: bool = True
+) -> np.ndarray:
+    """DDC: max distance driven against traffic within any 1 s window (v2 excludes intersections, v1 not)."""
     step = np.zeros(g.center.shape[:-1])
     step[..., 1:] = np.linalg.norm(g.center[..., 1:, :] - g.center[..., :-1, :], axis=-1)
-    step[~g.oncoming | g.center_in_intersection] = 0.0
+    against = g.oncoming & ~g.center_in_intersection if exclude_intersections else g.oncoming
+    step[~against] = 0.0
     horizon = int(cfg.driving_direction_horizon / DT)
     c = np.concatenate([np.zeros(step.shape[:-1] + (1,)), np.cumsum(step, axis=-1)], axis=-1)
     idx = np.arange(step.shape[-1])

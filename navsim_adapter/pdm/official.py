@@ -100,6 +100,27 @@ def _detections(ctx: ScoringContext, steps: int):
     return out
 
 
+def map_parts(ctx: ScoringContext):
+    """(PDMDrivableMap, PDMPath centreline) of `ctx` with the navsim classes importable here (v1.1 or 2.x)."""
+    from navsim.planning.simulation.planner.pdm_planner.observation.pdm_occupancy_map import PDMDrivableMap
+    from navsim.planning.simulation.planner.pdm_planner.utils.pdm_path import PDMPath
+    from nuplan.common.actor_state.state_representation import StateSE2
+    from nuplan.common.maps.maps_datatypes import SemanticMapLayer
+
+    drivable = PDMDrivableMap(
+        list(ctx.map_ids),
+        [SemanticMapLayer[layer] for layer in ctx.map_layers],
+        np.array(ctx.map_polygons, dtype=object),
+    )
+    return drivable, PDMPath([StateSE2(*p) for p in ctx.centerline])
+
+
+def reference_trajectory(ctx: ScoringContext):
+    """PDM-Closed reference stamped exactly at NAVSIM's query times, so sampling returns our poses."""
+    t0 = int(ctx.timestamp_us)
+    return _pose_trajectory(ctx.reference_poses, t0 + sample_times_us(t0), np.zeros(11))
+
+
 def to_metric_cache(ctx: ScoringContext):
     """The official NAVSIM v2 MetricCache describing the same scene as `ctx`."""
     require_official("converting a ScoringContext to a NAVSIM MetricCache")
@@ -107,11 +128,8 @@ def to_metric_cache(ctx: ScoringContext):
     from navsim.common.enums import SceneFrameType
     from navsim.planning.metric_caching.metric_cache import MapParameters, MetricCache
     from navsim.planning.simulation.planner.pdm_planner.observation.pdm_observation import PDMObservation
-    from navsim.planning.simulation.planner.pdm_planner.observation.pdm_occupancy_map import PDMDrivableMap
-    from navsim.planning.simulation.planner.pdm_planner.utils.pdm_path import PDMPath
-    from nuplan.common.actor_state.state_representation import StateSE2, TimePoint
+    from nuplan.common.actor_state.state_representation import TimePoint
     from nuplan.common.maps.maps_datatypes import (
-        SemanticMapLayer,
         TrafficLightStatusData,
         TrafficLightStatusType,
     )
@@ -122,9 +140,7 @@ def to_metric_cache(ctx: ScoringContext):
     sampling = TrajectorySampling(num_poses=NUM_STEPS, interval_length=DT)
     ego = _ego_state(ctx.ego_state, t0)
 
-    # PDM-Closed reference stamped exactly at NAVSIM's query times, so sampling returns our poses.
-    ref_times = t0 + sample_times_us(t0)
-    reference = _pose_trajectory(ctx.reference_poses, ref_times, np.zeros(11))
+    reference = reference_trajectory(ctx)
 
     detections = _detections(ctx, steps)
     route_dict = {
@@ -143,12 +159,7 @@ def to_metric_cache(ctx: ScoringContext):
     )
     observation.update_detections_tracks(detections, lights, route_dict, compute_traffic_light_data=True)
 
-    drivable = PDMDrivableMap(
-        list(ctx.map_ids),
-        [SemanticMapLayer[layer] for layer in ctx.map_layers],
-        np.array(ctx.map_polygons, dtype=object),
-    )
-    centerline = PDMPath([StateSE2(*p) for p in ctx.centerline])
+    drivable, centerline = map_parts(ctx)
 
     past = None
     if ctx.past_states is not None and len(ctx.past_states):

@@ -37,8 +37,8 @@ FILTERED = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "lk", "hc")
 class PDMResult:
     """Scores [B, N] per sub-metric. `ec` is NaN when no previous-frame states were given (then
     EPDMS re-normalises without it, as NAVSIM does). `pdms` is NAVSIM v1's score, `epdms` v2's;
-    `ep_v1` / `ttc_v1` are v1's own EP and TTC (no human filter, v1 normalisation, TTC on every step),
-    the ones `pdms` is made of."""
+    `ep_v1` / `ttc_v1` / `ddc_v1` are v1's own EP, TTC and DDC (no human filter, v1 normalisation, TTC on
+    every step, DDC also inside intersections; DDC has weight 0 in v1)."""
 
     nc: np.ndarray
     dac: np.ndarray
@@ -54,6 +54,7 @@ class PDMResult:
     epdms: np.ndarray
     ep_v1: np.ndarray
     ttc_v1: np.ndarray
+    ddc_v1: np.ndarray
     valid: np.ndarray
     simulated_states: np.ndarray | None
     progress: np.ndarray  # raw centreline progress [m]
@@ -74,6 +75,7 @@ class PDMResult:
         "epdms",
         "ep_v1",
         "ttc_v1",
+        "ddc_v1",
     )
 
     def as_dict(self) -> dict[str, np.ndarray]:
@@ -189,7 +191,7 @@ def _scene_chunks(contexts: list[ScoringContext], rows_per_scene: int):
 def _row_scores(contexts, states: np.ndarray, timings: dict[str, float]) -> dict[str, np.ndarray]:
     """Unnormalised sub-scores and raw progress [B, K] of every simulated row (K = N + 2)."""
     b, k = states.shape[:2]
-    keys = ("nc", "dac", "ddc", "tlc", "ttc", "ttc_v1", "lk", "progress")
+    keys = ("nc", "dac", "ddc", "ddc_v1", "tlc", "ttc", "ttc_v1", "lk", "progress")
     out = {key: np.empty((b, k)) for key in keys}
     for lo, hi in _scene_chunks(contexts, k):
         t1 = time.perf_counter()
@@ -200,6 +202,7 @@ def _row_scores(contexts, states: np.ndarray, timings: dict[str, float]) -> dict
         out["nc"][lo:hi] = M.no_at_fault_collision(batch, st, g)
         out["dac"][lo:hi] = M.drivable_area_compliance(g)
         out["ddc"][lo:hi] = M.driving_direction_compliance(g)
+        out["ddc_v1"][lo:hi] = M.driving_direction_compliance(g, exclude_intersections=False)
         out["tlc"][lo:hi] = M.traffic_light_compliance(g)
         out["ttc"][lo:hi] = M.time_to_collision(batch, st, g)
         # v1 has no human filter, no DDC/TLC and evaluates TTC on all steps.
@@ -252,7 +255,7 @@ def _aggregate(contexts, rows, n, human_filter, c, hc, ec) -> dict[str, np.ndarr
             multi_c * weighted / (W_EP + W_TTC + W_LK + W_HC),
             multi_c * (weighted + W_EC * ec) / (W_EP + W_TTC + W_LK + W_HC + W_EC),
         )
-    v1 = {"ep_v1": ep_v1, "ttc_v1": rows["ttc_v1"][:, :n]}
+    v1 = {"ep_v1": ep_v1, "ttc_v1": rows["ttc_v1"][:, :n], "ddc_v1": rows["ddc_v1"][:, :n]}
     return {**s, "comfort": c, "ec": ec, "pdms": pdms, "epdms": epdms, **v1}
 
 

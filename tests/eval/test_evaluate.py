@@ -20,7 +20,7 @@ from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 ROWS = ["constant_velocity", "human", "dipole@omega=0", "dipole@omega=1"]
 CSV_STEMS = ["constant_velocity", "human", "dipole_omega0", "dipole_omega1"]
-# NAVSIM's csv headers (shared/docs/navsim.md §3; v2 = run_pdm_score_one_stage's PDMResults columns + EC)
+# NAVSIM's csv headers (v1 = navsim 1.1's run_pdm_score, v2 = run_pdm_score_one_stage's PDMResults columns + EC)
 NAVSIM_V1 = [
     "token",
     "valid",
@@ -29,6 +29,7 @@ NAVSIM_V1 = [
     "ego_progress",
     "time_to_collision_within_bound",
     "comfort",
+    "driving_direction_compliance",
     "score",
 ]
 NAVSIM_V2 = [

@@ -3,6 +3,9 @@ constant velocity and the human agent, and require our evaluator's per-token num
 
 - v2 one-stage (navtest EPDMS): navsim 2.0.0 `run_pdm_score_one_stage`, log-replay traffic, EC from
   adjacent frames. The metric cache is written with navsim's classes from the same scenes.
+- v1 (navtest PDMS): navsim 1.1 `run_pdm_score`, from its install folder put first on the path of a
+  subprocess (`make install-navsim` installs it into `.venv/navsim-v1.1`; `NAVSIM_V1_PATH` overrides),
+  on a v1.1 metric cache written with navsim 1.1's classes in such a subprocess.
 
 The human agent is privileged: navsim builds the whole Scene for it, whose constructor opens the
 nuPlan map of the log. The synthetic world has no nuPlan map and the human agent reads none (it
@@ -22,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from navsim_adapter.eval_report import csv_name, omega_row
-from navsim_adapter.pdm.columns import V2_COLUMNS
+from navsim_adapter.pdm.columns import V1_COLUMNS, V2_COLUMNS
 
 pytestmark = pytest.mark.navsim
 
@@ -36,6 +39,11 @@ AGENTS = {
     "constant_velocity": (["agent=constant_velocity_agent"], "constant_velocity"),
     "human": (["agent=human_agent"], "human"),
 }
+
+
+def official_overrides(agent: str, checkpoint: Path) -> list[str]:
+    overrides, _ = AGENTS[agent]
+    return [*overrides, f"agent.checkpoint_path={checkpoint}"] if agent == "dipole" else overrides
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +109,11 @@ def our_one_stage(eval_cmd, eval_main, split_cache, tmp_path_factory) -> Path:
 def test_v2_one_stage_script_agrees_with_our_evaluator_per_token(
     agent, tiny_bc_policy, synthetic_root, split_cache, our_one_stage, tmp_path
 ):
-    overrides, row = AGENTS[agent]
-    if agent == "dipole":
-        overrides = [*overrides, f"agent.checkpoint_path={tiny_bc_policy}"]
     run_navsim_script(
         "navsim.planning.script.run_pdm_score_one_stage",
         [
             HYDRA_SEARCHPATH,
-            *overrides,
+            *official_overrides(agent, tiny_bc_policy),
             f"train_test_split={SPLIT}",
             "train_test_split.scene_filter.frame_interval=1",
             f"metric_cache_path={split_cache}",
@@ -120,7 +125,7 @@ def test_v2_one_stage_script_agrees_with_our_evaluator_per_token(
         preamble=NO_MAP if agent == "human" else "",
     )
     official = {r["token"]: r for r in one_csv(tmp_path / "official")}
-    with (our_one_stage / csv_name(row, "v2")).open() as f:
+    with (our_one_stage / csv_name(AGENTS[agent][1], "v2")).open() as f:
         ours = {r["token"]: r for r in csv.DictReader(f)}
     assert set(official) == set(ours) and len(ours) > 10
     assert all(r["valid"] == "True" for r in official.values())
@@ -129,5 +134,57 @@ def test_v2_one_stage_script_agrees_with_our_evaluator_per_token(
         assert_rows_equal(official[token], ours[token], columns, (agent, token))
     with_ec = [t for t, r in official.items() if not math.isnan(value(r["two_frame_extended_comfort"]))]
     assert len(with_ec) >= len(official) - 3  # frames adjacent: EC scored for all but each log's first
+    scores = {round(value(r["score"]), 6) for r in official.values()}
+    assert agent == "human" or len(scores) > 2, f"{agent}: scores too uniform to tell agents apart: {scores}"
+
+
+@pytest.fixture(scope="module")
+def navsim_v1(split_cache) -> dict[str, str]:
+    """Environment of a navsim 1.1 subprocess: its install folder first on PYTHONPATH."""
+    folder = Path(os.environ.get("NAVSIM_V1_PATH", Path(sys.prefix) / "navsim-v1.1"))
+    if not (folder / "navsim").is_dir():
+        pytest.skip(f"navsim 1.1 not installed in {folder} (make install-navsim; or set NAVSIM_V1_PATH)")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)}
+
+
+@pytest.fixture(scope="module")
+def v1_cache(navsim_v1, synthetic_root, tmp_path_factory) -> Path:
+    """A navsim 1.1 metric cache of the frames `eval_run` scores (every second one)."""
+    out = tmp_path_factory.mktemp("metric_cache_v1")
+    args = ["--data-root", str(synthetic_root), "--split", SPLIT, "--out", str(out), "--frame-interval", "2"]
+    run_navsim_script("navsim_adapter.pdm.official_v1", args, navsim_v1)
+    return out
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+def test_v1_script_agrees_with_our_evaluator_per_token(
+    agent, navsim_v1, v1_cache, tiny_bc_policy, synthetic_root, eval_run, tmp_path
+):
+    """navsim 1.1's run_pdm_score (the navtest PDMS leaderboard) on the frames of our `eval_run`."""
+    run_navsim_script(
+        "navsim.planning.script.run_pdm_score",
+        [
+            HYDRA_SEARCHPATH,
+            *official_overrides(agent, tiny_bc_policy),
+            f"train_test_split={SPLIT}",
+            "train_test_split.scene_filter.frame_interval=2",
+            f"metric_cache_path={v1_cache}",
+            f"output_dir={tmp_path / 'official'}",
+            "experiment_name=judge",
+            "worker=sequential",
+        ],
+        {**navsim_v1, "OPENSCENE_DATA_ROOT": str(synthetic_root), "NAVSIM_EXP_ROOT": str(tmp_path)},
+        preamble=NO_MAP if agent == "human" else "",
+    )
+    rows = one_csv(tmp_path / "official")
+    official = {r["token"]: r for r in rows}
+    with (eval_run / csv_name(AGENTS[agent][1], "v1")).open() as f:
+        reader = csv.DictReader(f)
+        ours = {r["token"]: r for r in reader}
+    assert reader.fieldnames == [c for c in rows[0] if c]  # navsim 1.1's columns, in its order
+    assert set(official) == set(ours) and "average" in ours and len(ours) > 5
+    assert all(r["valid"] == "True" for r in official.values())
+    for token in official:  # every token, and the "average" row
+        assert_rows_equal(official[token], ours[token], list(V1_COLUMNS.values()), (agent, token))
     scores = {round(value(r["score"]), 6) for r in official.values()}
     assert agent == "human" or len(scores) > 2, f"{agent}: scores too uniform to tell agents apart: {scores}"
