@@ -26,7 +26,6 @@ import torch
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from data_prep.shard_format import read_manifest
 from vla_dipole.data import collate
 from vla_dipole.training import policy_io
 from vla_dipole.training.checkpoint import (
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     set_seed(cfg.seed)
     policy = policy_io.build_policy(cfg)
     if not cfg.init_from:  # a fresh policy normalises trajectories with the training data's statistics
-        policy.set_trajectory_stats(read_manifest(shard_dirs(cfg.data.shards)[0])["traj_stats"])
+        policy_io.set_trajectory_stats(policy, shard_dirs(cfg.data.shards))
     module = policy_io.TrainModule(policy, cfg.stage, zero3=zero_stage(accelerator) == 3)
     params = [p for p in module.parameters() if p.requires_grad]
     num_trainable = sum(p.numel() for p in params)
