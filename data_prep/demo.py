@@ -1,14 +1,18 @@
-"""`make demo`: the whole vla-dipole pipeline on the built-in synthetic NAVSIM world.
+"""`make demo`: the whole vla-dipole pipeline on the built-in synthetic NAVSIM world, with fair baselines.
 
-synthesize (train + held-out test split) -> scored shards -> BC (tiny preset) -> DIPOLE with an
-online round -> AWR baseline -> PDM-score evaluation on the test split at several omegas.
-Each stage is run as the command a user would type (printed before it runs), so the demo doubles
-as a tour of the CLI. Re-running skips finished stages and resumes an interrupted one.
+synthesize (train / validation / held-out test splits) -> scored shards -> BC (demo preset) ->
+from the BC policy, each with the same data, online round and samples: DIPOLE and AWR for every
+beta of one grid, and a beta = 0 control (DIPOLE's loss with uniform weights on the same
+candidates) -> every choice (DIPOLE's beta and omega, AWR's beta) on the validation split -> the
+test split evaluated once. Each stage is run as the command a user would type (printed before it
+runs), so the demo doubles as a tour of the CLI. Re-running skips finished stages.
 
-    python -m data_prep.demo --out demo_out [--scale small|demo] [--docs docs]
+    python -m data_prep.demo --out demo_out [--scale small|demo] [--seed 0]
+    python -m data_prep.demo --out demo_out --seeds 0,1,2 --docs docs   # the README's table
 
-`--docs DIR` also writes DIR/demo_results.md (the table, timings, the regenerating command) and
-DIR/demo_omega_curve.png, the files the README shows.
+`--seeds` runs one pipeline per seed (world, shards, training and sampling all re-seeded) and, with
+`--docs DIR`, writes DIR/demo_results.md (mean +- std over seeds, per-seed rows, the validation
+choices, wall time), DIR/demo_omega_curve.png and the README's table (data_prep.demo_report).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import dataclasses
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -32,55 +35,58 @@ REPO = Path(__file__).resolve().parents[1]
 class DemoScale:
     """Sizes of one demo run; every stage reads its lengths from here."""
 
-    train_logs: int
-    test_logs: int  # >= 8 so the held-out split holds every scenario family
+    train_logs: int  # 3 per family: both curve directions, every junction exit (left / straight / right)
+    val_logs: int
+    test_logs: int  # >= 8 so each evaluation split holds every scenario family
     frames: int
     driver_noise: float  # the logged driver's flaws: the headroom RL has above imitation
     candidates: str  # offline candidates per scene (build_shards --num-candidates)
     bc_samples: int
-    dipole_samples: int  # offline phase (round 0)
+    rl_samples: int  # offline phase (round 0) of every RL stage
     round_samples: int  # the online round, on the current policy's own samples
     round_candidates: int  # policy samples per scene in the online round
-    awr_samples: int
-    dipole_beta: float  # w+ = sigmoid(beta * A): 4 separates pi+ / pi- on group-standardised advantages
+    betas: tuple[float, ...]  # the one grid AWR and DIPOLE each pick their beta from (on validation)
     omegas: str
-    eval_frame_interval: int  # a test scene every N frames
+    eval_frame_interval: int  # a test / validation scene every N frames
 
 
-# the outcome test's configuration (tests/demo): minutes on 2 cores
 SMALL = DemoScale(
-    train_logs=8,
+    train_logs=24,
+    val_logs=8,
     test_logs=8,
     frames=40,
     driver_noise=3.0,
     candidates="vocab:8,perturb:8",
-    bc_samples=6144,
-    dipole_samples=3072,
+    bc_samples=32768,
+    rl_samples=3072,
     round_samples=1024,
     round_candidates=8,
-    awr_samples=3072,
-    dipole_beta=4.0,
+    betas=(1.0, 4.0),
     omegas="0,1,2,4",
     eval_frame_interval=4,
 )
 SCALES = {
-    "small": SMALL,
-    # `make demo` (at most ~15 minutes on 2 cores) trains like "small" and evaluates twice as many
-    # held-out scenes at the issue's five omegas. 16 training logs with the same training lengths gave
-    # DIPOLE +5.5 at omega 0 but a falling omega curve (pi- saw each scene half as often).
+    # the outcome test: one beta in the grid (one DIPOLE and one AWR run besides the control)
+    "small": dataclasses.replace(SMALL, betas=(4.0,)),
+    # `make demo`: a grid of two betas and twice as many evaluated scenes, at five omegas
     "demo": dataclasses.replace(SMALL, omegas="0,0.5,1,2,4", eval_frame_interval=2),
 }
+SPLIT_SEED_OFFSET = {"train": 0, "val": 500, "test": 1000}  # each split its own world seed
 
-# Settings shared by every training stage: the tiny backbone is frozen, so its features are computed
-# once (feature cache) and only the heads train; one micro-batch per step and a head-sized LR.
+# Settings shared by every training stage: the backbone is frozen, so its features are computed once
+# (feature cache) and only the heads train; EMA weights are what gets sampled.
 TRAIN_OVERRIDES = (
-    "model=tiny",
+    "model=demo",
     "feature_cache.enabled=true",
     "schedule.global_batch=32",
     "schedule.micro_batch=32",
     "optim.lr=1e-3",
     "schedule.warmup_samples=256",
+    "ema.enabled=true",
+    "ema.decay=0.995",
+    "logging.tensorboard=false",
 )
+CONTROL = "control"  # the beta = 0 run: uniform weights, so pi+ = pi- and omega does nothing
 
 
 def stage_env() -> dict[str, str]:
@@ -94,29 +100,55 @@ def stage_env() -> dict[str, str]:
     }
 
 
+def _printable(cmd: list[str]) -> str:
+    return " ".join(shlex.quote(c) for c in cmd).replace(sys.executable, "python")
+
+
 def run(cmd: list[str], log: Path) -> None:
     """Run one stage like a user would, echoing the command; fail loudly naming the stage."""
-    printable = " ".join(shlex.quote(c) for c in cmd).replace(sys.executable, "python")
-    print(f"\n$ {printable}", flush=True)
+    run_parallel([cmd], log, jobs=1)
+
+
+def run_parallel(cmds: list[list[str]], log: Path, jobs: int) -> None:
+    """Independent stages, `jobs` at a time (one thread each); output of parallel ones goes to files."""
+    pending, running = list(cmds), []
     t0 = time.time()
-    with log.open("a") as f:
-        f.write(f"\n$ {printable}\n")
-    proc = subprocess.run(cmd, cwd=REPO, env=stage_env())
-    if proc.returncode != 0:
-        raise SystemExit(f"stage failed (exit {proc.returncode}): {printable}")
-    with log.open("a") as f:
-        f.write(f"# done in {time.time() - t0:.0f}s\n")
-    print(f"  done in {time.time() - t0:.0f}s", flush=True)
+    while pending or running:
+        while pending and len(running) < jobs:
+            cmd = pending.pop(0)
+            printable = _printable(cmd)
+            print(f"\n$ {printable}", flush=True)
+            with log.open("a") as f:
+                f.write(f"\n$ {printable}\n")
+            out = None if jobs == 1 else open(f"{log}.{len(cmds) - len(pending)}.out", "w")  # noqa: SIM115
+            proc = subprocess.Popen(cmd, cwd=REPO, env=stage_env(), stdout=out, stderr=out)
+            running.append((proc, printable, out))
+        proc, printable, out = running[0]
+        for item in running:
+            if item[0].poll() is not None:
+                proc, printable, out = item
+                break
+        proc.wait()
+        running.remove((proc, printable, out))
+        if out is not None:
+            out.close()
+        if proc.returncode != 0:
+            for other, *_ in running:
+                other.terminate()
+            hint = f" (output in {out.name})" if out is not None else ""
+            raise SystemExit(f"stage failed (exit {proc.returncode}): {printable}{hint}")
+        with log.open("a") as f:
+            f.write(f"# done: {printable[:80]}... ({time.time() - t0:.0f}s since the batch started)\n")
+        print(f"  done in {time.time() - t0:.0f}s: {printable[:100]}", flush=True)
 
 
 def synthesize_splits(s: DemoScale, data: Path, seed: int, log: Path) -> None:
-    """Train and held-out test split: same world and driver, different seeds (so different scenes)."""
-    py = sys.executable
-    for split, logs, split_seed in (("train", s.train_logs, seed), ("test", s.test_logs, seed + 1000)):
+    """Train, validation and test split: same world and driver, each split its own seed."""
+    for split, logs in (("train", s.train_logs), ("val", s.val_logs), ("test", s.test_logs)):
         if len(list((data / "navsim_logs" / split).glob("*.pkl"))) < logs:
             run(
                 [
-                    py,
+                    sys.executable,
                     "-m",
                     "data_prep.synthesize",
                     "--out",
@@ -126,11 +158,13 @@ def synthesize_splits(s: DemoScale, data: Path, seed: int, log: Path) -> None:
                     "--logs",
                     str(logs),
                     "--seed",
-                    str(split_seed),
+                    str(seed + SPLIT_SEED_OFFSET[split]),
                     "--frames",
                     str(s.frames),
                     "--driver-noise",
                     str(s.driver_noise),
+                    "--cameras",
+                    "CAM_F0",
                 ],
                 log,
             )
@@ -202,6 +236,8 @@ def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, l
             str(out / "vocabulary"),
             "--shard-size",
             "64",
+            "--history-frames",
+            "4",  # the demo preset reads the last 4 ego states
             "--seed",
             str(seed),
         ],
@@ -210,113 +246,208 @@ def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, l
     run([py, "-m", "data_prep.validate", str(shards)], log)
 
 
-def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path) -> None:
-    """BC, then DIPOLE (offline + one online round) and AWR, both starting from the BC policy."""
-    base = [sys.executable, "vla_dipole/train.py", *TRAIN_OVERRIDES, f"data.shards={shards}", f"seed={seed}"]
+def beta_name(stage: str, beta: float) -> str:
+    return f"{stage}_b{beta:g}"
+
+
+def rl_stages(s: DemoScale, runs: Path) -> dict[str, list[str]]:
+    """Every stage after BC: same data, same samples, one online round each (K policy samples per scene)."""
     init = f"init_from={runs / 'bc' / 'policy'}"
-    stages = {
-        "bc": ["stage=bc", f"schedule.total_samples={s.bc_samples}"],
-        "dipole": [
-            "stage=dipole",
-            init,
-            f"schedule.total_samples={s.dipole_samples}",
-            f"dipole.beta={s.dipole_beta}",
-            "dipole.rounds=1",
-            f"dipole.round_samples={s.round_samples}",
-            f"dipole.samples_per_scene={s.round_candidates}",
-        ],
-        "awr": ["stage=awr", init, f"schedule.total_samples={s.awr_samples}"],
+    common = [
+        init,
+        f"schedule.total_samples={s.rl_samples}",
+        "dipole.rounds=1",
+        f"dipole.round_samples={s.round_samples}",
+        f"dipole.samples_per_scene={s.round_candidates}",
+    ]
+    stages: dict[str, list[str]] = {}
+    for beta in s.betas:
+        stages[beta_name("dipole", beta)] = ["stage=dipole", *common, f"dipole.beta={beta}", "dipole.omega=1"]
+        # AWR trains pi+ only, so its online candidates are sampled at omega 0
+        stages[beta_name("awr", beta)] = ["stage=awr", *common, f"awr.beta={beta}", "dipole.omega=0"]
+    stages[CONTROL] = ["stage=dipole", *common, "dipole.beta=0", "dipole.omega=1"]
+    return stages
+
+
+def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path, jobs: int) -> None:
+    """BC, then every RL stage from the BC policy (independent of each other: `jobs` at a time)."""
+    base = [sys.executable, "vla_dipole/train.py", *TRAIN_OVERRIDES, f"data.shards={shards}", f"seed={seed}"]
+
+    def cmd(name: str, args: list[str]) -> list[str]:
+        return [*base, *args, f"output_dir={runs / name}", "logging.progress=false"]
+
+    def todo(name: str) -> bool:
+        return not (runs / name / "policy" / "training_meta.json").is_file()  # finished runs are skipped
+
+    if todo("bc"):
+        run(cmd("bc", ["stage=bc", f"schedule.total_samples={s.bc_samples}"]), log)
+    rest = [cmd(n, a) for n, a in rl_stages(s, runs).items() if todo(n)]
+    run_parallel(rest, log, jobs)
+
+
+def evaluate_cmd(
+    s: DemoScale,
+    data: Path,
+    split: str,
+    out: Path,
+    seed: int,
+    checkpoint: Path,
+    name: str,
+    compare: dict[str, Path],
+    bc: Path | None = None,
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "navsim_adapter.evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--name",
+        name,
+        "--data-root",
+        str(data),
+        "--split",
+        split,
+        "--frame-interval",
+        str(s.eval_frame_interval),
+        "--omega",
+        s.omegas,
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--threads",
+        "1",
+    ]
+    if bc is not None:
+        cmd += ["--bc-checkpoint", str(bc)]
+    for row, path in compare.items():
+        cmd += ["--compare", f"{row}={path}"]
+    return cmd
+
+
+def choose_on_validation(s: DemoScale, val: Path) -> dict:
+    """DIPOLE's (beta, omega) and AWR's beta with the best validation PDMS (ties: the smaller value)."""
+    from navsim_adapter.eval_report import omega_row
+
+    omegas = [float(w) for w in s.omegas.split(",")]
+    dipole, awr = [], []
+    for beta in s.betas:
+        table = json.loads((val / beta_name("dipole", beta) / "summary.json").read_text())
+        dipole += [(table[omega_row("dipole", w)]["pdms"], -beta, -w) for w in omegas]
+        awr.append((table[omega_row("awr", 0.0)]["pdms"], -beta))
+    best_d, best_a = max(dipole), max(awr)
+    return {
+        "dipole_beta": -best_d[1],
+        "omega": -best_d[2],
+        "awr_beta": -best_a[1],
+        "val_pdms": {"dipole": best_d[0], "awr": best_a[0]},
     }
-    for name, args in stages.items():
-        if not (runs / name / "policy" / "training_meta.json").is_file():  # finished runs are skipped
-            run([*base, *args, f"output_dir={runs / name}"], log)
 
 
-def write_docs(docs: Path, scale: str, seed: int, ev: Path, minutes: float) -> Path:
-    """The README's demo results: the generated table, the omega curve and how to regenerate both."""
-    docs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ev / "omega_curve.png", docs / "demo_omega_curve.png")
-    table = (ev / "summary.md").read_text().split("\n\n")[1]
-    settings = json.loads((ev / "settings.json").read_text())
-    command = (
-        f"python -m data_prep.demo --scale {scale} --seed {seed} --docs docs"  # output paths do not matter
-    )
-    text = (
-        "# What `make demo` shows\n\n"
-        f"Generated by `{command}` ({minutes:.1f} min here; `make demo` runs `--scale demo` without `--docs`).\n\n"
-        f"Held-out synthetic test split, {settings['scenes']} scenes, every scenario family; scores x100, "
-        "PDMS = NAVSIM v1 PDM score, EPDMS = v2 (extended comfort not computed). Rows: constant velocity, "
-        "the logged (imperfect) human driver, BC, AWR (exp-weighted regression on the same candidates) and "
-        "DIPOLE at each guidance omega.\n\n"
-        f"{table}\n\n![PDMS over omega](demo_omega_curve.png)\n"
-    )
-    (docs / "demo_results.md").write_text(text)
-    return docs / "demo_results.md"
+def run_seed(s: DemoScale, out: Path, seed: int, jobs: int) -> dict:
+    """The whole pipeline for one seed; returns (and writes to OUT/demo_summary.json) its test results."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "demo_commands.log"
+    data, shards, runs = out / "data", out / "shards", out / "runs"
+    t_start = time.time()
+    synthesize_splits(s, data, seed, log)
+    scene_pictures(out, data, log)
+    build_shards(s, out, data, shards, seed, log)
+    train_stages(s, shards, runs, seed, log, jobs)
+
+    # validation: one evaluation per beta (DIPOLE at every omega, AWR at omega 0)
+    val = out / "eval_val"
+    cmds = [
+        evaluate_cmd(
+            s,
+            data,
+            "val",
+            val / beta_name("dipole", beta),
+            seed,
+            runs / beta_name("dipole", beta) / "policy",
+            "dipole",
+            {"awr": runs / beta_name("awr", beta) / "policy"},
+        )
+        for beta in s.betas
+        if not (val / beta_name("dipole", beta) / "summary.json").is_file()
+    ]
+    run_parallel(cmds, log, jobs)
+    choice = choose_on_validation(s, val)
+
+    # the test split, read once, with the choices made above
+    test = out / "eval_test"
+    if not (test / "summary.json").is_file():
+        run(
+            evaluate_cmd(
+                s,
+                data,
+                "test",
+                test,
+                seed,
+                runs / beta_name("dipole", choice["dipole_beta"]) / "policy",
+                "dipole",
+                {
+                    "awr": runs / beta_name("awr", choice["awr_beta"]) / "policy",
+                    CONTROL: runs / CONTROL / "policy",
+                },
+                bc=runs / "bc" / "policy",
+            ),
+            log,
+        )
+    table = json.loads((test / "summary.json").read_text())
+    previous = out / "demo_summary.json"  # a resumed run adds its time to the earlier runs'
+    before = json.loads(previous.read_text())["minutes"] if previous.is_file() else 0.0
+    summary = {
+        "seed": seed,
+        "minutes": round(before + (time.time() - t_start) / 60, 2),
+        "choice": choice,
+        "table": table,
+    }
+    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
-def main(argv: list[str] | None = None) -> Path:
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--seeds expects comma-separated integers, got {text!r}") from err
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds: expected at least one seed")
+    return seeds
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(prog="python -m data_prep.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--scale", choices=sorted(SCALES), default="demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="one run with this seed")
+    p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (overrides --seed)")
+    p.add_argument("--jobs", type=int, default=2, help="independent training / evaluation stages at a time")
+    p.add_argument("--docs", type=Path, default=None, help="write demo_results.md + the omega curve here")
     p.add_argument(
-        "--docs", type=Path, default=None, help="also write demo_results.md + the omega curve here"
+        "--readme", type=Path, default=REPO / "README.md", help="README whose table --docs updates"
     )
     a = p.parse_args(argv)
     s = SCALES[a.scale]
+    seeds = a.seeds if a.seeds is not None else [a.seed]
     out = a.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "demo_commands.log"
-    data, shards, runs, ev = out / "data", out / "shards", out / "runs", out / "eval"
-    t_start = time.time()
+    t0 = time.time()
+    results = []
+    for seed in seeds:
+        seed_out = out if len(seeds) == 1 else out / f"seed-{seed}"
+        results.append(run_seed(s, seed_out, seed, a.jobs))
+    minutes = max((time.time() - t0) / 60, sum(r["minutes"] for r in results))
 
-    synthesize_splits(s, data, a.seed, log)
-    scene_pictures(out, data, log)
-    build_shards(s, out, data, shards, a.seed, log)
-    train_stages(s, shards, runs, a.seed, log)
-    run(
-        [
-            sys.executable,
-            "-m",
-            "navsim_adapter.evaluate",
-            "--checkpoint",
-            str(runs / "dipole" / "policy"),
-            "--bc-checkpoint",
-            str(runs / "bc" / "policy"),
-            "--compare",
-            f"awr={runs / 'awr' / 'policy'}",
-            "--data-root",
-            str(data),
-            "--split",
-            "test",
-            "--frame-interval",
-            str(s.eval_frame_interval),
-            "--omega",
-            s.omegas,
-            "--out",
-            str(ev),
-            "--seed",
-            str(a.seed),
-            "--threads",
-            "1",
-        ],
-        log,
-    )
+    from data_prep import demo_report
 
-    summary = json.loads((ev / "summary.json").read_text())
-    table = (ev / "summary.md").read_text().split("\n\n")[1]
-    minutes = (time.time() - t_start) / 60
-    print(f"\n{table}\n\nvla-dipole demo ({a.scale}) finished in {minutes:.1f} min. Outputs in {out}:")
-    print(
-        f"  summary table  {ev / 'summary.md'}\n  omega curve    {ev / 'omega_curve.png'}\n"
-        f"  worst scenes   {ev / 'worst'}/\n  scene pictures {out / 'scenes'}/\n  commands       {log}"
-    )
-    (out / "demo_summary.json").write_text(
-        json.dumps({"scale": a.scale, "minutes": round(minutes, 2), "table": summary}, indent=2)
-    )
+    print("\n" + demo_report.results_markdown(results, a.scale, minutes))
+    print(f"vla-dipole demo ({a.scale}, seeds {seeds}) finished in {minutes:.1f} min. Outputs in {out}")
     if a.docs is not None:
-        print(f"  docs           {write_docs(a.docs, a.scale, a.seed, ev, minutes)}")
-    return ev / "summary.json"
+        page = demo_report.write_docs(a.docs, results, a.scale, seeds, minutes, readme=a.readme)
+        print(f"  docs           {page}")
+    return results
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class LogJob:
     image_size: tuple[int, int]
     cameras: tuple[str, ...]
     driver_noise: float
+    variant: int = 0  # fixes the family's curve direction / junction exit (scenarios.build_scenario)
 
     @property
     def map_name(self) -> str:
@@ -75,7 +76,7 @@ def ground_truth_path(out: str | os.PathLike, split: str, log_name: str) -> Path
 def generate_log(job: LogJob) -> Path:
     """Simulate, render and write one log; returns the pickle's path."""
     rng = np.random.default_rng([job.seed, job.index, zlib.crc32(job.split.encode())])
-    scenario = build_scenario(job.family, rng, duration=job.frames * LOG_EVERY * SIM_DT)
+    scenario = build_scenario(job.family, rng, duration=job.frames * LOG_EVERY * SIM_DT, variant=job.variant)
     style = sample_style(rng, job.driver_noise)
     origin = np.array([rng.uniform(3e5, 7e5), rng.uniform(3.5e6, 4.5e6), rng.uniform(-np.pi, np.pi)])
     start_us = int(1_600_000_000_000_000 + rng.integers(0, 10**14))
@@ -115,6 +116,7 @@ def generate_log(job: LogJob) -> Path:
         "log_name": job.log_name,
         "map_name": job.map_name,
         "family": job.family,
+        "variant": job.variant,
         "scenario": scenario.info,
         "driver_style": style.as_dict(),
         "route_roadblock_ids": scenario.route_roadblocks,
@@ -180,10 +182,14 @@ def synthesize(
     """Write `num_logs` synthetic logs of `split` under `out`; returns the log pickles in index order.
 
     Log i plays scenario family `families[i % len(families)]`, so any split of at least
-    `len(families)` logs contains every family. `driver_noise` scales the logged driver's flaws.
+    `len(families)` logs contains every family. Its variant (curve direction, junction exit) is
+    `i // len(families)` plus a per-family offset drawn from (split, seed): consecutive logs of a
+    family take consecutive variants, so a split of `3 * len(families)` logs drives both curve
+    directions and every exit (left / straight / right) of both junction families. `driver_noise` scales the logged driver's flaws.
     """
     cameras, families, image_size = tuple(cameras), tuple(families), tuple(int(v) for v in image_size)
     _check_options(split, num_logs, frames_per_log, image_size, cameras, driver_noise, families)
+    offsets = np.random.default_rng([int(seed), zlib.crc32(split.encode()), 7]).integers(0, 6, len(families))
     jobs = [
         LogJob(
             str(out),
@@ -195,6 +201,7 @@ def synthesize(
             image_size,
             cameras,
             float(driver_noise),
+            int(offsets[i % len(families)]) + i // len(families),
         )
         for i in range(num_logs)
     ]

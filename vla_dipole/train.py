@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ObservationMismatch as err:
         raise ConfigError(f"config field 'data.shards': {err}") from None
     if not cfg.init_from:  # a fresh policy normalises trajectories with the training data's statistics
-        policy.set_trajectory_stats(next(iter(manifests.values()))["traj_stats"])
+        policy_io.set_trajectory_stats(policy, shard_dirs(cfg.data.shards))
     module = policy_io.TrainModule(policy, cfg.stage, zero3=zero_stage(accelerator) == 3)
     params = [p for p in module.parameters() if p.requires_grad]
     num_trainable = sum(p.numel() for p in params)

@@ -96,14 +96,20 @@ def _roadside(
     return out
 
 
-def _corridor(family: str, rng: np.random.Generator, duration: float) -> Scenario:
+def _variant_choice(options: list, drawn, variant: int | None):
+    """`drawn` (the random pick, always drawn so the random stream stays the same) unless a variant fixes it."""
+    return drawn if variant is None else options[variant % len(options)]
+
+
+def _corridor(family: str, rng: np.random.Generator, duration: float, variant: int | None) -> Scenario:
     speed = float(rng.choice(SPEED_LIMITS))
     width = float(rng.uniform(3.4, 3.8))
     nf = 2 if family == "stopped_obstacle" and rng.random() < 0.6 else int(rng.integers(1, 3))
     nb = int(rng.integers(1, 3))
     curvature = 0.0
     if family in ("lane_follow_curve", "oncoming_traffic"):
-        curvature = float(rng.choice([-1, 1]) * rng.uniform(1 / 120, 1 / 45))
+        sign = _variant_choice([1, -1], rng.choice([-1, 1]), variant)  # +1 curves left
+        curvature = float(sign * rng.uniform(1 / 120, 1 / 45))
     s_start = 30.0
     length = s_start + speed * 1.15 * duration + 120.0
     net = build_corridor(
@@ -206,7 +212,7 @@ def _corridor(family: str, rng: np.random.Generator, duration: float) -> Scenari
     return Scenario(family, net, plan, ego, agents, list(road.fwd_blocks), duration, info)
 
 
-def _junction(family: str, rng: np.random.Generator, duration: float) -> Scenario:
+def _junction(family: str, rng: np.random.Generator, duration: float, variant: int | None) -> Scenario:
     speed = float(rng.choice(SPEED_LIMITS[:2]))
     width = float(rng.uniform(3.4, 3.7))
     nf, nb = int(rng.integers(1, 3)), int(rng.integers(1, 3))
@@ -214,11 +220,12 @@ def _junction(family: str, rng: np.random.Generator, duration: float) -> Scenari
     exit_length = speed * duration + 40.0
     arm_length = {"S": to_junction + 40.0, "N": exit_length, "E": exit_length, "W": exit_length}
     net = build_junction(arm_length, nf, nb, width, speed)
-    out_arm = (
-        str(rng.choice(["W", "N", "E"]))
-        if family == "intersection_turn"
-        else str(rng.choice(["N", "N", "W", "E"]))
-    )
+    # exit arm W / N / E = left / straight / right; with a variant the two junction families take
+    # complementary exits, so any two consecutive variants drive all three commands
+    if family == "intersection_turn":
+        out_arm = str(_variant_choice(["W", "N", "E"], rng.choice(["W", "N", "E"]), variant))
+    else:
+        out_arm = str(_variant_choice(["N", "E", "W"], rng.choice(["N", "N", "W", "E"]), variant))
     turn = turn_of("S", out_arm)
     conns = net.connectors[("S", out_arm)]
     conn_id, i, j = conns[int(rng.integers(len(conns)))]
@@ -306,10 +313,17 @@ def _junction(family: str, rng: np.random.Generator, duration: float) -> Scenari
     return Scenario(family, net, plan, ego, agents, route, duration, info)
 
 
-def build_scenario(family: str, rng: np.random.Generator, duration: float) -> Scenario:
-    """A fresh random instance of `family` lasting `duration` seconds."""
+def build_scenario(
+    family: str, rng: np.random.Generator, duration: float, variant: int | None = None
+) -> Scenario:
+    """A fresh random instance of `family` lasting `duration` seconds.
+
+    `variant` (an integer) fixes the family's discrete choice instead of drawing it: the curve
+    direction (even: left, odd: right) and the junction exit (intersection_turn: left / straight /
+    right; red_light: straight / right / left), so a split can cover every direction and command.
+    """
     if family not in FAMILIES:
         raise ValueError(f"unknown scenario family {family!r}; expected one of {FAMILIES}")
     if family in ("intersection_turn", "red_light"):
-        return _junction(family, rng, duration)
-    return _corridor(family, rng, duration)
+        return _junction(family, rng, duration, variant)
+    return _corridor(family, rng, duration, variant)

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from vla_dipole.model.policy import DipolePolicy
+
 
 def test_end_to_end_shapes(tiny_policy, batch):
     cond = tiny_policy.encode(batch)
@@ -179,3 +181,35 @@ def test_per_observation_generators_make_samples_batch_independent(tiny_policy, 
     torch.testing.assert_close(full[1:], part, rtol=1e-4, atol=1e-3)
     again = tiny_policy.sample(batch, [0.0, 2.0], num_steps=3, generator=gens([99, 11, 12]))
     assert not torch.allclose(again[0], full[0]) and torch.equal(again[1:], full[1:])
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_prediction_type_sets_the_regression_target(tiny_config, batch, kind):
+    import dataclasses
+
+    cfg = dataclasses.replace(
+        tiny_config, diffusion=dataclasses.replace(tiny_config.diffusion, prediction_type=kind)
+    )
+    torch.manual_seed(0)
+    policy = DipolePolicy(cfg)
+    assert policy.sample_scheduler.config.prediction_type == kind
+    cond = policy.encode(batch)
+    actions = policy.processor.trajectory_to_actions(batch["human"])[:, None]
+    g = torch.Generator().manual_seed(0)
+    noise, t = torch.randn(actions.shape, generator=g), torch.full(actions.shape[:2], 60)
+    out = policy.head_pos(
+        policy.train_scheduler.add_noise(actions, noise, t), t, cond.tokens, cond.mask, cond.proprio
+    )
+    target = {
+        "epsilon": noise,
+        "sample": actions,
+        "v_prediction": policy.train_scheduler.get_velocity(actions, noise, t),
+    }[kind]
+    err = policy.bc_error(cond, actions, noise=noise, timesteps=t)
+    torch.testing.assert_close(err, (out - target).pow(2).mean(dim=(-1, -2)))
+    traj = policy.sample(cond, [0.0, 1.0], num_steps=3, generator=g)
+    assert traj.shape == (actions.shape[0], 2, 8, 3) and torch.isfinite(traj).all()
+    with pytest.raises(ValueError, match="prediction_type"):
+        type(cfg).from_dict(
+            {**cfg.to_dict(), "diffusion": {**cfg.to_dict()["diffusion"], "prediction_type": "x"}}
+        )

@@ -37,6 +37,29 @@ def test_trajectory_round_trip_and_heading_wrap():
         norm.set_stats({"mean": [0, 0], "std": [0, 1]})
 
 
+def test_residual_per_waypoint_actions_round_trip():
+    # residual: the constant-velocity rollout maps to x = 0; per-waypoint stats standardise each pose
+    norm = TrajectoryNormalizer(horizon=8, residual=True)
+    t = 0.5 * torch.arange(1, 9)
+    speed = torch.tensor([4.0, 10.0])
+    cv = torch.stack([speed[:, None] * t, torch.zeros(2, 8), torch.zeros(2, 8)], -1)
+    torch.testing.assert_close(norm.normalize(cv, speed)[..., 0], torch.zeros(2, 8))
+    g = torch.Generator().manual_seed(0)
+    traj = cv + torch.randn(2, 8, 3, generator=g) * torch.tensor([0.5, 0.3, 0.05]) * t[:, None]
+    norm.fit(traj.repeat(4, 1, 1), speed.repeat(4))
+    actions = norm.normalize(traj, speed)
+    torch.testing.assert_close(actions[..., :2].mean(0), torch.zeros(8, 2), atol=1e-5, rtol=0)
+    assert bool((norm.std[:, 0] > 0).all()) and norm.std[0, 0] < norm.std[-1, 0]  # grows with the horizon
+    torch.testing.assert_close(norm.denormalize(actions, speed), traj, atol=1e-5, rtol=0)
+    # candidates [B, K, L, 3] share their observation's speed [B]
+    cands = traj[:, None].expand(2, 3, 8, 3)
+    torch.testing.assert_close(
+        norm.denormalize(norm.normalize(cands, speed), speed), cands, atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="speed"):
+        norm.normalize(traj)
+
+
 def test_batch_and_single_sample_agree(tiny_config, tokenizer, batch_factory):
     proc = processor_for(tiny_config, tokenizer)
     batch = batch_factory(batch_size=2)

@@ -18,7 +18,7 @@ def test_round_trip_is_exact(tiny_policy, batch, tmp_path):
     a, b = tiny_policy.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert loaded.config == tiny_policy.config
-    torch.testing.assert_close(loaded.normalizer.std, torch.tensor([6.0, 1.5]))
+    torch.testing.assert_close(loaded.normalizer.std[:, :2], torch.tensor([6.0, 1.5]).expand(8, 2))
 
     def sample(p):
         return p.sample(batch, [0.0, 2.0], num_steps=3, generator=torch.Generator().manual_seed(5))

@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from vla_dipole.model.backbone_config import BackboneConfig
 from vla_dipole.model.obs_encoder import proprio_dim
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 
 
@@ -70,6 +71,15 @@ class DiffusionConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     solver: str = "ddim"  # ddim | dpmsolver++ | ddpm
     num_inference_steps: int = 10
+    prediction_type: str = "epsilon"  # what the heads predict: epsilon | v_prediction | sample
+
+
+@dataclass
+class ActionConfig:
+    """How trajectories become the diffusion model's actions (``processor.TrajectoryNormalizer``)."""
+
+    residual: bool = False  # predict the deviation from the constant-velocity rollout
+    per_waypoint_stats: bool = False  # fit [8, 4] mean / std on the training shards (else manifest x, y)
 
 
 @dataclass
@@ -94,6 +104,7 @@ class PolicyConfig:
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
     branch_lora: BranchLoraConfig = field(default_factory=BranchLoraConfig)
 
     # ---- (de)serialisation -----------------------------------------------------------------------
@@ -114,6 +125,7 @@ class PolicyConfig:
             observation=ObservationConfig,
             head=HeadConfig,
             diffusion=DiffusionConfig,
+            action=ActionConfig,
             branch_lora=BranchLoraConfig,
         )
         schema = OmegaConf.create(
@@ -197,6 +209,11 @@ class PolicyConfig:
                 "diffusion.solver",
                 self.diffusion.solver in ("ddim", "dpmsolver++", "ddpm"),
                 "one of ddim, dpmsolver++, ddpm",
+            ),
+            (
+                "diffusion.prediction_type",
+                self.diffusion.prediction_type in PREDICTION_TYPES,
+                f"one of {', '.join(PREDICTION_TYPES)}",
             ),
         ]
         for name, ok, expected in checks:

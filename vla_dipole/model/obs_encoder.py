@@ -61,6 +61,12 @@ def ego_features(
     return torch.cat([frames.flatten(1), driving_command[:, -1].float()], dim=-1)
 
 
+def current_speed(proprio: torch.Tensor, ego_history: int) -> torch.Tensor:
+    """The current speed [B] back from an ``ego_features`` vector [B, P] (its last frame's velocity)."""
+    last = FEATURES_PER_FRAME * (ego_history - 1)
+    return proprio[:, last + 4 : last + 6].float().norm(dim=-1) * VELOCITY_SCALE
+
+
 class ProprioEncoder(nn.Module):
     """Proprio vector [N, P] -> token [N, width] (two-layer MLP)."""
 

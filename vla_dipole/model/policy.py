@@ -39,6 +39,7 @@ from vla_dipole.model.head import (
     stack_heads,
 )
 from vla_dipole.model.lora import copy_adapter, set_active_adapter
+from vla_dipole.model.obs_encoder import current_speed
 from vla_dipole.model.observation_spec import require_complete
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
@@ -91,11 +92,12 @@ class DipolePolicy(nn.Module):
         d, p = self.backbone.hidden_size, config.observation.proprio_dim
         self.head_pos = DiffusionTrajectoryHead(config.head, d, p)
         self.head_neg = DiffusionTrajectoryHead(config.head, d, p)
-        self.normalizer = TrajectoryNormalizer()
+        self.normalizer = TrajectoryNormalizer(config.head.horizon, residual=config.action.residual)
         self.processor = DrivingProcessor(config, tokenizer or build_tokenizer(config), self.normalizer)
         dc = config.diffusion
-        self.train_scheduler = build_scheduler("ddpm", dc.num_train_timesteps, dc.beta_schedule)
-        self.sample_scheduler = build_scheduler(dc.solver, dc.num_train_timesteps, dc.beta_schedule)
+        pred = dc.prediction_type
+        self.train_scheduler = build_scheduler("ddpm", dc.num_train_timesteps, dc.beta_schedule, pred)
+        self.sample_scheduler = build_scheduler(dc.solver, dc.num_train_timesteps, dc.beta_schedule, pred)
 
     @classmethod
     def from_config(cls, config: PolicyConfig | str) -> DipolePolicy:
@@ -166,7 +168,17 @@ class DipolePolicy(nn.Module):
             timesteps = torch.randint(0, n, (b, k), generator=generator, device=actions.device)
         timesteps = torch.as_tensor(timesteps, device=actions.device).expand(b, k)
         x_t = self.train_scheduler.add_noise(actions.flatten(0, 1), noise.flatten(0, 1), timesteps.flatten())
-        return x_t.view_as(actions), noise, timesteps
+        return x_t.view_as(actions), self._target(actions, noise, timesteps), timesteps
+
+    def _target(self, actions: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the heads regress (``diffusion.prediction_type``): the noise, v, or the clean actions."""
+        kind = self.config.diffusion.prediction_type
+        if kind == "epsilon":
+            return noise
+        if kind == "sample":
+            return actions
+        v = self.train_scheduler.get_velocity(actions.flatten(0, 1), noise.flatten(0, 1), timesteps.flatten())
+        return v.view_as(actions)
 
     def branch_errors(
         self,
@@ -176,17 +188,19 @@ class DipolePolicy(nn.Module):
         timesteps: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample eps-MSE of pi+ and pi- on the same noised actions [B, K, 8, 4]: ([B, K], [B, K]).
+        """Per-sample MSE of pi+ and pi- on the same noised actions [B, K, 8, 4]: ([B, K], [B, K]).
+
+        The regression target is ``diffusion.prediction_type``'s (eps, v or x0; "eps" below).
 
         K candidates per observation share its conditioning; both heads run in one batched call. The
         DIPOLE weights w+ / w- (``vla_dipole.losses``) multiply these outside.
         """
-        x_t, noise, timesteps = self._noised(actions, noise, timesteps, generator)
+        x_t, target, timesteps = self._noised(actions, noise, timesteps, generator)
         heads = (self.head_pos, self.head_neg)
         params = stack_heads(heads)
         memory = prepare_branches(self.head_pos, params, cond.tokens, cond.mask, cond.proprio)
         eps = denoise_branches(self.head_pos, params, x_t, timesteps, memory)
-        err = (eps - noise.unsqueeze(0)).pow(2).mean(dim=(-1, -2))
+        err = (eps - target.unsqueeze(0)).pow(2).mean(dim=(-1, -2))
         return err[0], err[1]
 
     def bc_error(
@@ -197,10 +211,10 @@ class DipolePolicy(nn.Module):
         timesteps: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Behaviour cloning: per-sample eps-MSE [B, K] of ``head_pos`` alone."""
-        x_t, noise, timesteps = self._noised(actions, noise, timesteps, generator)
+        """Behaviour cloning: per-sample MSE [B, K] of ``head_pos`` alone."""
+        x_t, target, timesteps = self._noised(actions, noise, timesteps, generator)
         eps = self.head_pos(x_t, timesteps, cond.branch(0), cond.mask, cond.proprio)  # pos adapter tokens
-        return (eps - noise).pow(2).mean(dim=(-1, -2))
+        return (eps - target).pow(2).mean(dim=(-1, -2))
 
     # ---- sampling -------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -256,7 +270,8 @@ class DipolePolicy(nn.Module):
             for rows, part in parts.items():
                 actions[list(rows)] = part
         # actions [O, B, N, L, 4]
-        traj = self.normalizer.denormalize(actions.float()).permute(1, 0, 2, 3, 4)  # [B, O, N, L, 3]
+        speed = current_speed(cond.proprio, self.config.observation.ego_history)
+        traj = self.normalizer.denormalize(actions.float().permute(1, 0, 2, 3, 4), speed)  # [B, O, N, L, 3]
         if best_of == 1:
             return traj[:, :, 0]
         scores = torch.as_tensor(score_fn(traj.reshape(b, n_om * best_of, horizon, 3)), device=traj.device)

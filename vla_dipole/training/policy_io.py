@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig
@@ -23,6 +24,7 @@ from torch import nn
 
 from vla_dipole.model.config import PolicyConfig
 from vla_dipole.model.policy import Conditioning, DipolePolicy
+from vla_dipole.model.processor import batch_speed
 from vla_dipole.training.config import ConfigError
 from vla_dipole.training.distributed import gathered_params
 from vla_dipole.training.objective import Noise
@@ -81,6 +83,22 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
     return policy
 
 
+def set_trajectory_stats(policy: DipolePolicy, dirs: list[Path]) -> None:
+    """A fresh policy's action statistics: fitted per waypoint on the shards' human trajectories
+    (``action.per_waypoint_stats``), else the x, y statistics of the first manifest."""
+    from data_prep.shard_format import read_manifest
+    from vla_dipole.training.indexed_data import IndexedShards
+
+    if not policy.config.action.per_waypoint_stats:
+        policy.set_trajectory_stats(read_manifest(dirs[0])["traj_stats"])
+        return
+    data = IndexedShards(dirs, decode_images=False)
+    samples = [data[i] for i in range(len(data))]
+    human = torch.as_tensor(np.stack([s["human"] for s in samples]))
+    speed = torch.as_tensor(np.stack([s["ego_velocity"][-1] for s in samples])).float().norm(dim=-1)
+    policy.normalizer.fit(human, speed)
+
+
 def backbone_frozen(policy: DipolePolicy) -> bool:
     return not any(p.requires_grad for p in policy.backbone.parameters())
 
@@ -132,9 +150,13 @@ def forward_inputs(
 ) -> dict[str, Any]:
     """Keyword arguments of `TrainModule.forward` for one micro-batch."""
     device = policy.device
-    to_actions = policy.processor.trajectory_to_actions
+    speed = batch_speed(batch).to(device)
+
+    def to_actions(traj: torch.Tensor) -> torch.Tensor:
+        return policy.processor.trajectory_to_actions(traj.to(device), speed)
+
     kw: dict[str, Any] = {
-        "human": to_actions(batch["human"].to(device)).unsqueeze(1),
+        "human": to_actions(batch["human"]).unsqueeze(1),
         "noise_h": noise.human.to(device).unsqueeze(1),
         "t_h": noise.human_t.to(device).unsqueeze(1),
     }
@@ -143,7 +165,7 @@ def forward_inputs(
     else:
         kw["batch"] = batch
     if noise.candidates is not None:
-        kw["candidates"] = to_actions(batch["candidates"].to(device))
+        kw["candidates"] = to_actions(batch["candidates"])
         kw["noise_c"] = noise.candidates.to(device)
         kw["t_c"] = noise.candidates_t.to(device)
     return kw
