@@ -123,12 +123,11 @@ def run_parallel(cmds: list[list[str]], log: Path, jobs: int) -> None:
             out = None if jobs == 1 else open(f"{log}.{len(cmds) - len(pending)}.out", "w")  # noqa: SIM115
             proc = subprocess.Popen(cmd, cwd=REPO, env=stage_env(), stdout=out, stderr=out)
             running.append((proc, printable, out))
-        proc, printable, out = running[0]
-        for item in running:
-            if item[0].poll() is not None:
-                proc, printable, out = item
-                break
-        proc.wait()
+        done = [item for item in running if item[0].poll() is not None]
+        if not done:
+            time.sleep(0.5)
+            continue
+        proc, printable, out = done[0]
         running.remove((proc, printable, out))
         if out is not None:
             out.close()

@@ -251,8 +251,10 @@ def validate(cfg: DictConfig) -> None:
         f"a multiple of schedule.micro_batch={s.micro_batch}",
         s.global_batch,
     )
-    if cfg.dipole.rounds > 0:
-        _require(cfg.stage == "dipole", "stage", "'dipole' when dipole.rounds > 0", cfg.stage)
+    if cfg.dipole.rounds > 0:  # online rounds resample the candidates of a candidate-weighted stage
+        _require(
+            cfg.stage in ("dipole", "awr"), "stage", "'dipole' or 'awr' when dipole.rounds > 0", cfg.stage
+        )
 
 
 def save_config(cfg: DictConfig, path: Path) -> None:
