@@ -45,6 +45,7 @@ def test_a_changed_readme_command_changes_or_fails_the_check(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~5 min on 2 idle cores (8 CLI stages, 2 DeepSpeed launches); more on a busy box
 @pytest.mark.skipif(importlib.util.find_spec("navsim") is None, reason="official navsim not installed")
 def test_real_path_runs_end_to_end(tmp_path):
     out = crp.main(["--out", str(tmp_path / "real_path")])
