@@ -156,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from navsim_adapter.pdm import SCORER_VERSION, score
 
-    trajs = load_trajectories(args.trajectories, args.pickle_may_execute_code) if args.trajectories else None
+    try:
+        trajs = (
+            load_trajectories(args.trajectories, args.pickle_may_execute_code) if args.trajectories else None
+        )
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
     if trajs is not None and args.tokens is None:
         args.tokens = list(trajs)
     contexts = _contexts(args)
