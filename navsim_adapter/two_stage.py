@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from navsim_adapter.pdm.columns import V2_COLUMNS
 from navsim_adapter.scene import Annotations, Camera, Cameras, EgoStatus, Frame, Scene, SceneMetadata
 
 DELAY_FRAMES = 8  # the second stage starts 4 s later, where the first stage's plan ends
@@ -33,18 +34,8 @@ HISTORY, STAGE_ONE_FUTURE, SYNTHETIC_FUTURE = 4, 8, 10
 SIGMA_SQUARED = 0.1  # navsim's pseudo-closed-loop Gaussian kernel
 OFFSETS = (0.0, 0.5, -1.0)  # lateral ego displacements [m] of the second-stage scenes
 SCENES_DIR, CONFIG_DIR = "synthetic_scene_pickles", "config"
-# v2 sub-scores (our key -> navsim column) in the order navsim writes them, EC and score last
-METRICS = {
-    "nc": "no_at_fault_collisions",
-    "dac": "drivable_area_compliance",
-    "ddc": "driving_direction_compliance",
-    "tlc": "traffic_light_compliance",
-    "ep": "ego_progress",
-    "ttc": "time_to_collision_within_bound",
-    "lk": "lane_keeping",
-    "hc": "history_comfort",
-    "ec": "two_frame_extended_comfort",
-}
+# v2 sub-scores (our key -> navsim column) in the order navsim writes them, EC last ("score" apart)
+METRICS = {k: v for k, v in V2_COLUMNS.items() if k != "epdms"}
 AGGREGATE_ROWS = (
     "extended_pdm_score_stage_one",
     "extended_pdm_score_stage_two",

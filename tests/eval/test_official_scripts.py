@@ -6,6 +6,9 @@ constant velocity and the human agent, and require our evaluator's per-token num
 - v1 (navtest PDMS): navsim 1.1 `run_pdm_score`, from its install folder put first on the path of a
   subprocess (`make install-navsim` installs it into `.venv/navsim-v1.1`; `NAVSIM_V1_PATH` overrides),
   on a v1.1 metric cache written with navsim 1.1's classes in such a subprocess.
+- v2 two-stage (navhard EPDMS): navsim 2.0.0 `run_pdm_score` on a navhard_two_stage-format split written
+  by `navsim_adapter.two_stage` (synthetic second-stage scenes, stage mapping), log-replay traffic in
+  both stages; compared with `navsim_adapter.two_stage.score_two_stage` (per token and aggregates).
 
 The human agent is privileged: navsim builds the whole Scene for it, whose constructor opens the
 nuPlan map of the log. The synthetic world has no nuPlan map and the human agent reads none (it
@@ -188,3 +191,68 @@ def test_v1_script_agrees_with_our_evaluator_per_token(
         assert_rows_equal(official[token], ours[token], list(V1_COLUMNS.values()), (agent, token))
     scores = {round(value(r["score"]), 6) for r in official.values()}
     assert agent == "human" or len(scores) > 2, f"{agent}: scores too uniform to tell agents apart: {scores}"
+
+
+@pytest.fixture(scope="module")
+def two_stage(split_cache, tiny_bc_policy, synthetic_root, tmp_path_factory):
+    """A navhard_two_stage-format split of the synthetic test split, its navsim 2.x metric cache and our
+    scores of it, all through `python -m navsim_adapter.two_stage` (in-process)."""
+    from navsim_adapter import two_stage
+
+    out = tmp_path_factory.mktemp("two_stage")
+    root = ["--data-root", str(synthetic_root)]
+    two_stage.main(
+        ["write", *root, "--split", SPLIT, "--out", str(out / "split"), "--metric-cache", str(out / "cache")]
+    )
+    config = out / "split" / "config" / "train_test_split" / "synthetic_two_stage.yaml"
+    split = two_stage.TwoStageSplit.load(config, out / "split" / two_stage.SCENES_DIR)
+    args = ["--config", str(config), "--scenes", str(split.scenes_path), "--checkpoint", str(tiny_bc_policy)]
+    two_stage.main(["score", *root, *args, "--omega", "1", "--steps", "2", "--out", str(out / "ours")])
+    return split, out / "cache", out / "split", out / "ours"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", list(AGENTS))
+def test_v2_two_stage_script_agrees_with_our_two_stage_scores(
+    agent, two_stage, tiny_bc_policy, synthetic_root, tmp_path
+):
+    """navsim 2.0.0's run_pdm_score (navhard two-stage EPDMS) with log-replay traffic in both stages (its
+    reactive IDM traffic needs nuPlan maps). navsim opens the nuPlan map of every synthetic scene it
+    loads, so the map loader is replaced for every agent here (scoring never reads it)."""
+    from navsim_adapter.two_stage import AGGREGATE_ROWS
+
+    split, cache, folder, our_csvs = two_stage
+    run_navsim_script(
+        "navsim.planning.script.run_pdm_score",
+        [
+            HYDRA_SEARCHPATH[:-1] + f",file://{folder / 'config'}]",
+            *official_overrides(agent, tiny_bc_policy),
+            f"train_test_split={split.name}",
+            f"metric_cache_path={cache}",
+            f"synthetic_scenes_path={split.scenes_path}",
+            f"synthetic_sensor_path={synthetic_root / 'sensor_blobs' / SPLIT}",
+            "traffic_agents_policy.reactive._target_="
+            "navsim.traffic_agents_policies.log_replay_traffic_agents.LogReplayTrafficAgents",
+            "~traffic_agents_policy.reactive.idm_agents_observation",
+            f"output_dir={tmp_path / 'official'}",
+            "experiment_name=judge",
+            "worker=sequential",
+        ],
+        {"OPENSCENE_DATA_ROOT": str(synthetic_root), "NAVSIM_EXP_ROOT": str(tmp_path)},
+        preamble=NO_MAP,
+    )
+    rows = one_csv(tmp_path / "official")
+    official = {r["token"]: r for r in rows}
+    with (our_csvs / csv_name(AGENTS[agent][1], "two_stage")).open() as f:
+        reader = csv.DictReader(f)
+        ours = {r["token"]: r for r in reader}
+    assert reader.fieldnames == [c for c in rows[0] if c]  # navsim's columns, in its order
+    assert set(official) == set(ours) == {*split.stage_one, *split.stage_two, *AGGREGATE_ROWS}
+    assert all(r["valid"] == "True" for r in official.values())
+    columns = [c for c in rows[0] if c not in ("", "token", "valid")]
+    for token, theirs in official.items():  # every token of both stages, and the three aggregate rows
+        assert_rows_equal(theirs, ours[token], columns, (agent, token))
+    distinct = {tuple(round(value(official[t][c]), 6) for c in columns) for t in split.stage_two}
+    assert agent == "human" or len(distinct) > 2, (
+        f"{agent}: stage-two rows too uniform to tell agents apart: {distinct}"
+    )
