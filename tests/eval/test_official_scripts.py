@@ -208,6 +208,8 @@ def two_stage(split_cache, tiny_bc_policy, synthetic_root, tmp_path_factory):
     split = two_stage.TwoStageSplit.load(config, out / "split" / two_stage.SCENES_DIR)
     args = ["--config", str(config), "--scenes", str(split.scenes_path), "--checkpoint", str(tiny_bc_policy)]
     two_stage.main(["score", *root, *args, "--omega", "1", "--steps", "2", "--out", str(out / "ours")])
+    cached = ["--metric-cache", str(out / "cache"), "--out", str(out / "ours_cached")]
+    two_stage.main(["score", *root, *args, "--omega", "1", "--steps", "2", *cached])
     return split, out / "cache", out / "split", out / "ours"
 
 
@@ -247,6 +249,9 @@ def test_v2_two_stage_script_agrees_with_our_two_stage_scores(
         reader = csv.DictReader(f)
         ours = {r["token"]: r for r in reader}
     assert reader.fieldnames == [c for c in rows[0] if c]  # navsim's columns, in its order
+    cached = our_csvs.parent / "ours_cached" / csv_name(AGENTS[agent][1], "two_stage")
+    with cached.open() as f:  # the real-data path: contexts from the same metric cache navsim reads
+        assert [r["score"] for r in csv.DictReader(f)] == [r["score"] for r in ours.values()]
     assert set(official) == set(ours) == {*split.stage_one, *split.stage_two, *AGGREGATE_ROWS}
     assert all(r["valid"] == "True" for r in official.values())
     columns = [c for c in rows[0] if c not in ("", "token", "valid")]
