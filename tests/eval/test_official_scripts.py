@@ -11,8 +11,9 @@ constant velocity and the human agent, and require our evaluator's per-token num
   both stages; compared with `navsim_adapter.two_stage.score_two_stage` (per token and aggregates).
 
 The human agent is privileged: navsim builds the whole Scene for it, whose constructor opens the
-nuPlan map of the log. The synthetic world has no nuPlan map and the human agent reads none (it
-returns the logged future), so its run replaces navsim's map loader with one returning None.
+nuPlan map of the log, and navsim's loader of synthetic (second-stage) scenes opens it for every agent.
+The synthetic world has no nuPlan map and log-replay scoring reads none (the human agent returns the
+logged future), so those runs replace navsim's map loader with one returning None.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.navsim
 
 SPLIT = "test"
 HYDRA_SEARCHPATH = "hydra.searchpath=[pkg://navsim.planning.script.config.common,pkg://navsim_adapter.config]"
-# navsim's Scene opens the nuPlan map of the log; the human agent never reads it (see module doc)
+# navsim's Scene opens the nuPlan map of the log; log-replay scoring never reads it (see module doc)
 NO_MAP = "import navsim.common.dataclasses as d; d.Scene._build_map_api = classmethod(lambda cls, name: None)"
 # (navsim agent overrides, our evaluator's row)
 AGENTS = {
