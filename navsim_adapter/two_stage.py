@@ -328,9 +328,14 @@ def write_metric_cache(split: TwoStageSplit, data_root: Path, out: Path) -> Path
 
 
 def score_two_stage(
-    split: TwoStageSplit, data_root: Path, planners: dict[str, Callable[[list[Scene]], np.ndarray]]
+    split: TwoStageSplit,
+    data_root: Path,
+    planners: dict[str, Callable[[list[Scene]], np.ndarray]],
+    metric_cache: Path | None = None,
 ) -> dict[str, list[dict]]:
-    """Rows (one list per planner) as navsim's two-stage csv: per token, then the three aggregates."""
+    """Rows (one list per planner) as navsim's two-stage csv: per token, then the three aggregates.
+
+    Contexts come from navsim's `metric_cache` of both stages when given (real data), else from the scenes."""
     from navsim_adapter import eval_report as report
     from navsim_adapter.geometry import local_to_global
     from navsim_adapter.pdm import score
@@ -338,7 +343,13 @@ def score_two_stage(
 
     scenes = load_scenes(split, data_root)
     stage_two = set(split.stage_two)
-    ctxs = contexts_of(scenes, stage_two)
+    if metric_cache is None:
+        ctxs = contexts_of(scenes, stage_two)
+    else:
+        from navsim_adapter.pdm.metric_cache import MetricCacheIndex
+
+        index = MetricCacheIndex(metric_cache, "two-stage scoring")
+        ctxs = {t: index.context(t, s.metadata.log_name) for t, s in scenes.items()}
     tokens = list(scenes)
     out = {}
     for name, plan in planners.items():
@@ -455,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--checkpoint", type=Path, default=None)
     s.add_argument("--omega", type=float, default=1.0)
     s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--metric-cache", type=Path, default=None, help="navsim metric cache of both stages")
     s.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     if a.cmd == "write":
@@ -466,9 +478,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     from navsim_adapter.eval_report import csv_name
 
-    for row, rows in score_two_stage(
-        split, a.data_root, planners_for(a.checkpoint, a.omega, a.steps)
-    ).items():
+    planners = planners_for(a.checkpoint, a.omega, a.steps)
+    for row, rows in score_two_stage(split, a.data_root, planners, a.metric_cache).items():
         write_csv(rows, a.out / csv_name(row, "two_stage"))
 
 

@@ -11,8 +11,9 @@ constant velocity and the human agent, and require our evaluator's per-token num
   both stages; compared with `navsim_adapter.two_stage.score_two_stage` (per token and aggregates).
 
 The human agent is privileged: navsim builds the whole Scene for it, whose constructor opens the
-nuPlan map of the log. The synthetic world has no nuPlan map and the human agent reads none (it
-returns the logged future), so its run replaces navsim's map loader with one returning None.
+nuPlan map of the log, and navsim's loader of synthetic (second-stage) scenes opens it for every agent.
+The synthetic world has no nuPlan map and log-replay scoring reads none (the human agent returns the
+logged future), so those runs replace navsim's map loader with one returning None.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.navsim
 
 SPLIT = "test"
 HYDRA_SEARCHPATH = "hydra.searchpath=[pkg://navsim.planning.script.config.common,pkg://navsim_adapter.config]"
-# navsim's Scene opens the nuPlan map of the log; the human agent never reads it (see module doc)
+# navsim's Scene opens the nuPlan map of the log; log-replay scoring never reads it (see module doc)
 NO_MAP = "import navsim.common.dataclasses as d; d.Scene._build_map_api = classmethod(lambda cls, name: None)"
 # (navsim agent overrides, our evaluator's row)
 AGENTS = {
@@ -208,6 +209,8 @@ def two_stage(split_cache, tiny_bc_policy, synthetic_root, tmp_path_factory):
     split = two_stage.TwoStageSplit.load(config, out / "split" / two_stage.SCENES_DIR)
     args = ["--config", str(config), "--scenes", str(split.scenes_path), "--checkpoint", str(tiny_bc_policy)]
     two_stage.main(["score", *root, *args, "--omega", "1", "--steps", "2", "--out", str(out / "ours")])
+    cached = ["--metric-cache", str(out / "cache"), "--out", str(out / "ours_cached")]
+    two_stage.main(["score", *root, *args, "--omega", "1", "--steps", "2", *cached])
     return split, out / "cache", out / "split", out / "ours"
 
 
@@ -247,6 +250,9 @@ def test_v2_two_stage_script_agrees_with_our_two_stage_scores(
         reader = csv.DictReader(f)
         ours = {r["token"]: r for r in reader}
     assert reader.fieldnames == [c for c in rows[0] if c]  # navsim's columns, in its order
+    cached = our_csvs.parent / "ours_cached" / csv_name(AGENTS[agent][1], "two_stage")
+    with cached.open() as f:  # the real-data path: contexts from the same metric cache navsim reads
+        assert [r["score"] for r in csv.DictReader(f)] == [r["score"] for r in ours.values()]
     assert set(official) == set(ours) == {*split.stage_one, *split.stage_two, *AGGREGATE_ROWS}
     assert all(r["valid"] == "True" for r in official.values())
     columns = [c for c in rows[0] if c not in ("", "token", "valid")]
