@@ -130,3 +130,28 @@ def test_swapped_branches_fail_the_floors(small_demo, tmp_path):
     assert failures, (
         f"swapped branches still pass: {swapped['table'][omega_row('dipole', omega)]['pdms']:.1f}"
     )
+
+
+def test_docs_and_readme_table_are_generated(tmp_path):
+    # the --seeds --docs path on hand-made summaries: mean +- std, per-seed rows, README between markers
+    def seed_summary(seed: int, bc: float, dipole: float) -> dict:
+        row = {m: 50.0 for m in SUMMARY_METRICS} | {"n_valid": 56, "n_invalid": 0}
+        table = {name: dict(row) for name in ("constant_velocity", "human")}
+        for name in ("bc", "awr", "control"):
+            table[omega_row(name, 0)] = dict(row)
+        table[omega_row("bc", 0)]["pdms"] = bc
+        for w in (0.0, 1.0):
+            table[omega_row("dipole", w)] = dict(row) | {"pdms": dipole - 2 + 2 * w}
+        choice = {"dipole_beta": 4.0, "awr_beta": 1.0, "omega": 1.0}
+        return {"seed": seed, "minutes": 1.0, "choice": choice, "table": table}
+
+    results = [seed_summary(0, 40.0, 55.0), seed_summary(1, 42.0, 57.0)]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{demo_report.README_BEGIN}\nold\n{demo_report.README_END}\nrest\n")
+    page = demo_report.write_docs(tmp_path / "docs", results, "small", [0, 1], 2.0, readme=readme)
+    text = page.read_text()
+    assert "| BC | " in text and "41.0 ± 1.4" in text  # BC PDMS mean and sample std over the two seeds
+    assert "| 1 | 50.0 | 50.0 | 42.0 | 50.0 | 50.0 | 57.0 | +15.0 | 4 / 1 | 1 |" in text
+    assert (tmp_path / "docs" / "demo_omega_curve.png").stat().st_size > 1000
+    new = readme.read_text()
+    assert "old" not in new and demo_report.mean_table(results) in new and new.endswith("rest\n")
