@@ -3,8 +3,8 @@
 The whole pipeline runs once per session (module fixture, several minutes: marked slow); the tests
 then read its held-out test evaluation, with DIPOLE's beta and omega chosen on the validation split:
 BC clearly above constant velocity, DIPOLE above BC and above the beta = 0 control (the floors of
-data_prep.demo_report.outcome_failures), and a broken DIPOLE (pi+ and pi- swapped, i.e. the sign of
-the guidance flipped) failing the same floors.
+data_prep.demo_report.outcome_failures), and a broken DIPOLE (trained with w+ and w- swapped, the
+same data and budget) failing the DIPOLE floors.
 """
 
 from __future__ import annotations
@@ -106,30 +106,30 @@ def test_bc_clears_constant_velocity(small_demo):
 
 
 @pytest.mark.slow
-def test_swapped_branches_fail_the_floors(small_demo, tmp_path):
-    # the broken variant: pi+ and pi- exchanged (the guidance pushes towards low reward)
-    from vla_dipole.model.policy import DipolePolicy
+def test_swapped_weights_fail_the_floors(small_demo, tmp_path, monkeypatch):
+    # the broken variant: DIPOLE retrained with w+ and w- swapped, same data, round and budget
+    import torch
 
+    from vla_dipole import train
+    from vla_dipole.training import objective
+
+    right = objective.dipole_weights
+    monkeypatch.setattr(objective, "dipole_weights", lambda adv, beta, k: right(adv, beta=beta, k=k)[::-1])
+    torch.set_num_threads(1)
     summary = json.loads((small_demo / "demo_summary.json").read_text())
     beta, omega = summary["choice"]["dipole_beta"], summary["choice"]["omega"]
-    policy = DipolePolicy.from_pretrained(small_demo / "runs" / demo.beta_name("dipole", beta) / "policy")
-    pos, neg = policy.head_pos.state_dict(), policy.head_neg.state_dict()
-    policy.head_pos.load_state_dict(neg)
-    policy.head_neg.load_state_dict(pos)
-    broken = policy.save_pretrained(tmp_path / "swapped")
     s = demo.SCALES["small"]
-    cmd = demo.evaluate_cmd(s, small_demo / "data", "test", tmp_path / "eval", 0, broken, "dipole", {})
+    args = demo.rl_stages(s, small_demo / "runs")[demo.beta_name("dipole", beta)]
+    cmd = demo.stage_cmd(small_demo / "shards", small_demo / "runs", 0, "", args, out=tmp_path / "swapped")
+    train.main(cmd[2:])  # in-process, so the swapped weights are used
+    ckpt = tmp_path / "swapped" / "policy"
+    cmd = demo.evaluate_cmd(s, small_demo / "data", "test", tmp_path / "eval", 0, ckpt, "dipole", {})
     cmd[cmd.index("--omega") + 1] = f"{omega:g}"
-    subprocess.run(cmd, check=True, env=demo.stage_env(), cwd=demo.REPO, stdout=sys.stderr)
-    table = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    swapped = {
-        **summary,
-        "table": {**summary["table"], omega_row("dipole", omega): table[omega_row("dipole", omega)]},
-    }
-    failures = demo_report.outcome_failures(swapped)
-    assert failures, (
-        f"swapped branches still pass: {swapped['table'][omega_row('dipole', omega)]['pdms']:.1f}"
-    )
+    subprocess.run(cmd, env=demo.stage_env(), check=True, cwd=demo.REPO, stdout=sys.stderr)
+    row = json.loads((tmp_path / "eval" / "summary.json").read_text())[omega_row("dipole", omega)]
+    swapped = {**summary, "table": {**summary["table"], omega_row("dipole", omega): row}}
+    failures = demo_report.outcome_failures(swapped, (demo_report.FLOOR_DIPOLE, demo_report.FLOOR_CONTROL))
+    assert failures, f"swapped weights still pass: DIPOLE {row['pdms']:.1f}"
 
 
 def test_docs_and_readme_table_are_generated(tmp_path):
