@@ -268,19 +268,23 @@ def rl_stages(s: DemoScale, runs: Path) -> dict[str, list[str]]:
     return stages
 
 
+def stage_cmd(
+    shards: Path, runs: Path, seed: int, name: str, args: list[str], out: Path | None = None
+) -> list[str]:
+    """The train.py command of one stage (output in RUNS/NAME unless `out` is given)."""
+    base = [sys.executable, "vla_dipole/train.py", *TRAIN_OVERRIDES, f"data.shards={shards}", f"seed={seed}"]
+    return [*base, *args, f"output_dir={out or runs / name}", "logging.progress=false"]
+
+
 def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path, jobs: int) -> None:
     """BC, then every RL stage from the BC policy (independent of each other: `jobs` at a time)."""
-    base = [sys.executable, "vla_dipole/train.py", *TRAIN_OVERRIDES, f"data.shards={shards}", f"seed={seed}"]
-
-    def cmd(name: str, args: list[str]) -> list[str]:
-        return [*base, *args, f"output_dir={runs / name}", "logging.progress=false"]
 
     def todo(name: str) -> bool:
         return not (runs / name / "policy" / "training_meta.json").is_file()  # finished runs are skipped
 
     if todo("bc"):
-        run(cmd("bc", ["stage=bc", f"schedule.total_samples={s.bc_samples}"]), log)
-    rest = [cmd(n, a) for n, a in rl_stages(s, runs).items() if todo(n)]
+        run(stage_cmd(shards, runs, seed, "bc", ["stage=bc", f"schedule.total_samples={s.bc_samples}"]), log)
+    rest = [stage_cmd(shards, runs, seed, n, a) for n, a in rl_stages(s, runs).items() if todo(n)]
     run_parallel(rest, log, jobs)
 
 
