@@ -120,6 +120,9 @@ def test_usr1_checkpoints_requeues_and_resumes_without_lost_samples(
     deadline = time.time() + 120
     while time.time() < deadline and slurm_cluster.job_state(job).get("JobState") != "PENDING":
         time.sleep(0.5)
+    # slurmd revoked the first run's credential at requeue, with one-second resolution: a new start in the
+    # same second is refused ("Job credential revoked") and the job fails, so start it two seconds later
+    time.sleep(2.0)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_cluster.env)
     info = slurm_cluster.wait(
         job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600, stable_for=5.0
