@@ -58,7 +58,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow and not slurm and not distributed" tests
 
 demo: install
-	$(PY) -m data_prep.demo --out $(DEMO_OUT)
+	$(PY) -m vla_dipole.demo --out $(DEMO_OUT)
 
 # Each module prints its own tables; a missing optional one is reported, not fatal.
 BENCH_MODULES := data_prep.world.bench navsim_adapter.bench_scenes navsim_adapter.pdm.bench data_prep.bench \
@@ -73,7 +73,7 @@ bench: install install-navsim
 # The README's "Each stage on real NAVSIM data" commands, read from README.md and run on synthetic data
 # with openvla-7b at tiny widths (tests/demo/test_real_path.py runs the same in `make test`).
 check-real-path: install install-navsim
-	$(PY) -m data_prep.check_real_path --out $(DEMO_OUT)/real_path
+	$(PY) -m vla_dipole.demo.real_path --out $(DEMO_OUT)/real_path
 
 # Per-GPU memory and training FLOPs of openvla-7b for the shipped DeepSpeed configs (the README's table).
 hardware: install
