@@ -211,7 +211,11 @@ def run_agent(out: Path, split: str = "test", omega: float = 1.0, scenes: int = 
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m vla_dipole.demo.real_path",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", type=Path, default=Path("real_path_out"))
     p.add_argument("--readme", type=Path, default=REPO / "README.md")
     p.add_argument("--plan", action="store_true", help="print the rewritten commands and stop")
