@@ -30,14 +30,9 @@ import numpy as np
 from tqdm import tqdm
 
 from navsim_adapter import eval_report as report
-from navsim_adapter.observation import (
-    PolicyRunner,
-    consensus_scores,
-    constant_velocity,
-    scene_observation,
-    set_threads,
-    to_numpy,
-)
+from navsim_adapter.baselines import constant_velocity
+from vla_dipole.data.observation import scene_observation
+from vla_dipole.inference import PolicyRunner, consensus_scores, set_threads, to_numpy
 
 log = logging.getLogger("navsim_adapter.evaluate")
 SETTINGS_FILE = "settings.json"
@@ -186,9 +181,9 @@ class Evaluator:
         )
         self.runners: dict[str, PolicyRunner] = {}
         if s.checkpoint is not None:
-            self.runners[s.name] = PolicyRunner(s.checkpoint, s.steps, s.device, s.seed)
+            self.runners[s.name] = PolicyRunner.from_checkpoint(s.checkpoint, s.steps, s.device, s.seed)
         for name, ckpt in s.compare.items():
-            self.runners[name] = PolicyRunner(ckpt, s.steps, s.device, s.seed)
+            self.runners[name] = PolicyRunner.from_checkpoint(ckpt, s.steps, s.device, s.seed)
         self.rows = ["constant_velocity", "human"]
         for name in self.runners:
             omegas = s.omegas if name == s.name else (0.0,)

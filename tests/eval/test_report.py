@@ -10,7 +10,7 @@ import pytest
 
 from navsim_adapter import eval_report as report
 from navsim_adapter.evaluate import RecordWriter, chunk_tokens
-from navsim_adapter.observation import consensus_scores, observation_seed
+from vla_dipole.inference import consensus_scores, observation_seed
 
 
 def rec(row: str, token: str, pdms: float | None, valid: bool = True) -> dict:

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +99,6 @@ def set_trajectory_stats(policy: DipolePolicy, dirs: list[Path]) -> None:
     human = torch.as_tensor(np.stack([s["human"] for s in samples]))
     speed = torch.as_tensor(np.stack([s["ego_velocity"][-1] for s in samples])).float().norm(dim=-1)
     policy.normalizer.fit(human, speed)
-
-
-def backbone_frozen(policy: DipolePolicy) -> bool:
-    return not any(p.requires_grad for p in policy.backbone.parameters())
 
 
 class TrainModule(nn.Module):
@@ -202,22 +200,56 @@ def finish_step(accelerator: Accelerator, model: nn.Module, optimizer: Any, grad
     return float(norm)
 
 
-def export(accelerator: Accelerator, policy: DipolePolicy, ema: Any, directory: Path, stage: str) -> Path:
-    """save_pretrained the policy (full weights gathered under ZeRO-3; EMA weights if enabled), rank 0 writes."""
-    directory = Path(directory)
+@contextlib.contextmanager
+def _published_weights(accelerator: Accelerator, policy: DipolePolicy, ema: Any, what: str) -> Iterator[bool]:
+    """The weights a round or an export publishes, in place for the body: gathered under ZeRO-3, the EMA
+    weights when enabled, checked finite; restored after. Yields whether this is the main process
+    (the only one that should read them)."""
     params = list(policy.parameters())
     with gathered_params(accelerator, params):
-        if accelerator.is_main_process:
-            trainable = [p for p in params if p.requires_grad]
-            backup = [p.detach().clone() for p in trainable] if ema is not None else None
-            if ema is not None:
+        main = accelerator.is_main_process
+        trainable = [p for p in params if p.requires_grad]
+        backup = [p.detach().clone() for p in trainable] if (main and ema is not None) else None
+        try:
+            if backup is not None:
                 ema.copy_to(trainable)
-            check_finite_weights(policy, f"policy export to {directory}")
-            policy.save_pretrained(directory)
-            (directory / TRAINING_META).write_text(json.dumps({"stage": stage, "ema": ema is not None}))
+            if main:
+                check_finite_weights(policy, what)
+            yield main
+        finally:
             if backup is not None:
                 with torch.no_grad():
                     for p, b in zip(trainable, backup, strict=True):
                         p.copy_(b)
     accelerator.wait_for_everyone()
+
+
+def export(accelerator: Accelerator, policy: DipolePolicy, ema: Any, directory: Path, stage: str) -> Path:
+    """save_pretrained the policy (full weights gathered under ZeRO-3; EMA weights if enabled), rank 0 writes."""
+    directory = Path(directory)
+    with _published_weights(accelerator, policy, ema, f"policy export to {directory}") as main:
+        if main:
+            policy.save_pretrained(directory)
+            (directory / TRAINING_META).write_text(json.dumps({"stage": stage, "ema": ema is not None}))
     return directory
+
+
+def inference_copy(
+    accelerator: Accelerator, policy: DipolePolicy, ema: Any, what: str
+) -> DipolePolicy | None:
+    """On rank 0, a CPU copy of the policy as `export` would save it (EMA weights, gathered), without the
+    disk: what an online round samples its candidates from. None on the other ranks."""
+    state = None
+    with _published_weights(accelerator, policy, ema, what) as main:
+        if main:
+            state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    if state is None:
+        return None
+    # built like DipolePolicy.from_pretrained builds it: the same modules, then every tensor loaded
+    if policy.config.pretrained_backbone is None:
+        copy = DipolePolicy(policy.config, tokenizer=policy.processor.tokenizer)
+    else:
+        copy = DipolePolicy.from_config(policy.config)
+        copy.processor.tokenizer = policy.processor.tokenizer
+    copy.load_state_dict(state)
+    return copy.eval()
