@@ -30,6 +30,7 @@ from vla_dipole.model.processor import batch_speed
 from vla_dipole.training.config import ConfigError
 from vla_dipole.training.distributed import gathered_params
 from vla_dipole.training.objective import Noise
+from vla_dipole.training.stages import STAGES, get_stage
 
 TRAINING_META = "training_meta.json"
 
@@ -63,6 +64,7 @@ def check_finite_weights(module: nn.Module, what: str) -> None:
 
 def build_policy(cfg: DictConfig) -> DipolePolicy:
     """A fresh policy from `model`, or `init_from` (a save_pretrained dir); sets trainability for the stage."""
+    stage = get_stage(cfg.stage)
     if cfg.init_from:
         path = Path(cfg.init_from)
         if not path.is_dir():
@@ -72,15 +74,16 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
         policy = DipolePolicy.from_pretrained(path)
         meta_file = path / TRAINING_META
         init_stage = json.loads(meta_file.read_text()).get("stage") if meta_file.is_file() else None
-        if cfg.stage == "dipole" and init_stage != "dipole":
+        if stage.trains_neg and not (init_stage in STAGES and STAGES[init_stage].trains_neg):
             policy.copy_pos_to_neg()  # pi+ and pi- both start from the BC (or AWR) head
     else:
-        if cfg.stage == "dipole":
+        if stage.trains_neg:
             print(
-                "[train] warning: stage=dipole without init_from starts pi+/pi- from random heads", flush=True
+                f"[train] warning: stage={cfg.stage} without init_from starts pi+/pi- from random heads",
+                flush=True,
             )
         policy = DipolePolicy.from_config(PolicyConfig.from_dict(cfg.model, source="config field 'model'"))
-    if cfg.stage in ("bc", "awr"):
+    if not stage.trains_neg:
         policy.head_neg.requires_grad_(False)
     return policy
 
@@ -107,7 +110,7 @@ class TrainModule(nn.Module):
     def __init__(self, policy: DipolePolicy, stage: str, zero3: bool = False) -> None:
         super().__init__()
         self.policy = policy
-        self.stage = stage
+        self.stage = get_stage(stage)
         if zero3:
             import deepspeed
 
@@ -129,18 +132,7 @@ class TrainModule(nn.Module):
         """Actions are normalised [B, K, 8, 4]; `cond` (cached features) replaces running the backbone."""
         if cond is None:
             cond = self.policy.encode(batch)
-        out: dict[str, torch.Tensor] = {}
-        if self.stage == "bc":
-            out["human_pos"] = self.policy.bc_error(cond, human, noise_h, t_h)[:, 0]
-            return out
-        if self.stage == "dipole":
-            pos, neg = self.policy.branch_errors(cond, candidates, noise_c, t_c)
-            out["cand_pos"], out["cand_neg"] = pos, neg
-            hp, hn = self.policy.branch_errors(cond, human, noise_h, t_h)
-            out["human_pos"], out["human_neg"] = hp[:, 0], hn[:, 0]
-            return out
-        out["cand_pos"] = self.policy.bc_error(cond, candidates, noise_c, t_c)
-        return out
+        return self.stage.errors(self.policy, cond, human, noise_h, t_h, candidates, noise_c, t_c)
 
 
 def forward_inputs(
