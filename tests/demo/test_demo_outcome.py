@@ -18,7 +18,7 @@ import pytest
 
 from data_prep import demo, demo_report
 from data_prep.world.scenarios import FAMILIES
-from navsim_adapter.eval_report import SUMMARY_METRICS, omega_row
+from navsim_adapter.evaluation.report import SUMMARY_METRICS, omega_row
 
 
 def test_scales_cover_the_issue_settings():
