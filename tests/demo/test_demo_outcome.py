@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.world.scenarios import FAMILIES
-from navsim_adapter.eval_report import SUMMARY_METRICS, omega_row
+from navsim_adapter.evaluation.report import SUMMARY_METRICS, omega_row
 from vla_dipole.demo import cli as demo
 from vla_dipole.demo import report as demo_report
 

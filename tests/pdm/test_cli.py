@@ -1,4 +1,4 @@
-"""`python -m navsim_adapter.score`, trajectory files, the bench, and the no-navsim error path."""
+"""`python -m navsim_adapter.evaluation.score`, trajectory files, the bench, and the no-navsim error path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from navsim_adapter import score as cli
+from navsim_adapter.evaluation import score as cli
 from navsim_adapter.pdm import bench, official
 
 

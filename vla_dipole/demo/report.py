@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navsim_adapter.eval_report import SUMMARY_METRICS, omega_row
+from navsim_adapter.evaluation.report import SUMMARY_METRICS, omega_row
 from navsim_adapter.pdm.columns import LABELS
 
 AGENTS = ("constant_velocity", "human", "bc", "awr", "control", "dipole")
