@@ -61,8 +61,8 @@ demo: install
 	$(PY) -m vla_dipole.demo --out $(DEMO_OUT)
 
 # Each module prints its own tables; a missing optional one is reported, not fatal.
-BENCH_MODULES := data_prep.world.bench navsim_adapter.bench_scenes navsim_adapter.pdm.bench data_prep.bench \
-	vla_dipole.model.bench_backbone vla_dipole.model.bench_policy vla_dipole.training.bench navsim_adapter.bench_eval
+BENCH_MODULES := benchmarks.world benchmarks.scenes benchmarks.pdm benchmarks.shards \
+	benchmarks.backbone benchmarks.policy benchmarks.training benchmarks.evaluation
 
 bench: install install-navsim
 	@for m in $(BENCH_MODULES); do \

@@ -1,6 +1,6 @@
 """Evaluator throughput: scenes per second for one omega vs an 8-omega sweep, with a per-stage split.
 
-    python -m navsim_adapter.bench_eval [--checkpoint C --data-root D --split S] [--scenes 16] [--steps N]
+    python -m benchmarks.evaluation [--checkpoint C --data-root D --split S] [--scenes 16] [--steps N]
 
 Without `--data-root` a small synthetic split is generated in a temp dir; without `--checkpoint` an
 untrained `tiny` policy is saved there (speed does not depend on the weights). Each case is a fresh
@@ -102,9 +102,7 @@ def print_table(rows: Sequence[dict]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.bench_eval", description=__doc__.split("\n\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m benchmarks.evaluation", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=None, help="default: an untrained tiny policy")
     p.add_argument("--data-root", type=Path, default=None, help="default: a generated 2-log synthetic split")
     p.add_argument("--split", default=None)
