@@ -34,23 +34,6 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep import candidates as cands
-from data_prep.shard_format import (
-    JPEG_QUALITY,
-    NUM_POSES,
-    SCHEMA_VERSION,
-    SCORE_NAMES,
-    SOURCES,
-    Sample,
-    TrajStatsAccumulator,
-    decode_jpeg,
-    encode_jpeg,
-    read_manifest,
-    sha256_file,
-    shard_name,
-    source_codes,
-    write_manifest,
-    write_shard,
-)
 from data_prep.vocabulary import (
     VOCAB_ARRAY,
     fit_vocabulary,
@@ -61,6 +44,25 @@ from data_prep.vocabulary import (
     vocabulary_hash,
 )
 from data_prep.worker_guard import die_with_parent
+from vla_dipole.data.shard_format import (
+    JPEG_QUALITY,
+    NUM_POSES,
+    SCHEMA_VERSION,
+    SCORE_NAMES,
+    SOURCES,
+    Sample,
+    decode_jpeg,
+    encode_jpeg,
+    source_codes,
+)
+from vla_dipole.data.shard_io import (
+    TrajStatsAccumulator,
+    read_manifest,
+    sha256_file,
+    shard_name,
+    write_manifest,
+    write_shard,
+)
 
 BUILD_DIR = ".build"
 MAX_HISTORY = 4  # NAVSIM scenes have 4 history frames

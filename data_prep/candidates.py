@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.shard_format import NUM_POSES
+from vla_dipole.data.shard_format import NUM_POSES
 
 DT = 0.5  # seconds between poses
 VOCAB_MODES = ("nearest", "sample", "mixed")

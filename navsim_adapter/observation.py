@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.shard_format import JPEG_QUALITY
 from navsim_adapter.scene import Scene
+from vla_dipole.data.shard_format import JPEG_QUALITY
 
 OBSERVATION_FILE = "observation.json"  # image size of a policy never trained on shards
 DEFAULT_IMAGE_SIZE = (224, 224)  # data_prep.build_shards' default stored size
@@ -91,7 +91,7 @@ def agent_input_observation(agent_input: Any, spec: ObservationSpec) -> dict[str
     bit for bit: the last `history_frames` frames, each camera resized + JPEG round-tripped like the
     shard builder does, ego status as float32 (what navsim's EgoStatus and the shards hold).
     """
-    from data_prep.shard_format import decode_jpeg, encode_jpeg
+    from vla_dipole.data.shard_format import decode_jpeg, encode_jpeg
 
     h = spec.history_frames
     images = []

@@ -26,8 +26,9 @@ import torch
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from data_prep.shard_format import SampleFormatError, read_manifest
-from vla_dipole.data import collate
+from vla_dipole.data.collate import collate
+from vla_dipole.data.shard_format import SampleFormatError
+from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.model.observation_spec import ObservationMismatch, bind_to_shards
 from vla_dipole.training import policy_io
 from vla_dipole.training.checkpoint import (

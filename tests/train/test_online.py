@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from data_prep.build_shards import build_shards
-from data_prep.shard_format import SOURCES, read_manifest
 from data_prep.synthesize import synthesize
+from vla_dipole.data.shard_format import SOURCES
+from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.train import main
 from vla_dipole.training.indexed_data import IndexedShards
 from vla_dipole.training.online import _build_args, run_online_round

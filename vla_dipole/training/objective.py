@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from data_prep.shard_format import SCORE_NAMES
+from vla_dipole.data.shard_format import SCORE_NAMES
 from vla_dipole.losses import advantages, awr_weights, dichotomous_loss, dipole_weights, weighted_loss
 
 ADVANTAGE_MODE = {

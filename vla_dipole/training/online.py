@@ -18,7 +18,7 @@ from typing import Any
 from accelerate import Accelerator
 from omegaconf import DictConfig
 
-from data_prep import shard_format
+from vla_dipole.data import shard_io
 from vla_dipole.training.indexed_data import shard_dirs
 
 
@@ -68,7 +68,7 @@ def run_online_round(accelerator: Accelerator, cfg: DictConfig, policy: Any, ema
     out = rdir / "shards"
     if accelerator.is_main_process:
         source = shard_dirs(cfg.data.shards)[0]
-        args = _build_args(shard_format.read_manifest(source), source)
+        args = _build_args(shard_io.read_manifest(source), source)
         print(
             f"[train] online round {round_}: sampling {cfg.dipole.samples_per_scene} candidates/scene "
             f"at omega={cfg.dipole.omega} from {policy_dir}",

@@ -86,7 +86,7 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
 def set_trajectory_stats(policy: DipolePolicy, dirs: list[Path]) -> None:
     """A fresh policy's action statistics: fitted per waypoint on the shards' human trajectories
     (``action.per_waypoint_stats``), else the x, y statistics of the first manifest."""
-    from data_prep.shard_format import read_manifest
+    from vla_dipole.data.shard_io import read_manifest
     from vla_dipole.training.indexed_data import IndexedShards
 
     if not policy.config.action.per_waypoint_stats:
