@@ -9,8 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from navsim_adapter import eval_report as report
-from navsim_adapter import evaluate
+from navsim_adapter.evaluation import evaluate, report
 from navsim_adapter.pdm.metrics import extended_comfort
 from navsim_adapter.pdm.simulation import AX, HEADING, NUM_STEPS, STATE_DIM
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from navsim_adapter import eval_report as report
-from navsim_adapter.evaluate import RecordWriter, chunk_tokens
+from navsim_adapter.evaluation import report
+from navsim_adapter.evaluation.evaluate import RecordWriter, chunk_tokens
 from vla_dipole.inference import consensus_scores, observation_seed
 
 

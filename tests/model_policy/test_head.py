@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vla_dipole.model.bench_policy import counted_flops
+from vla_dipole.model.flops import counted_flops
 from vla_dipole.model.config import HeadConfig
 from vla_dipole.model.head import (
     DiffusionTrajectoryHead,

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from navsim_adapter.evaluation.visualize import plot_scene
 from navsim_adapter.scene import DRIVING_COMMANDS
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
-from navsim_adapter.visualize import plot_scene
 
 synthesize = pytest.importorskip("data_prep.synthesize", reason="data_prep.synthesize not available")
 

@@ -24,7 +24,7 @@ the time embedding and all adaLN projections run on B rows and broadcast over th
 Cost. Both branches read twice the weight bytes and do twice the FLOPs per step; batching them
 removes only the per-op overhead of a second call. So both-batched ~= one where that overhead binds
 (small heads, GPUs) and ~2x where weight streaming or FLOPs bind (the CPU rows of
-``bench_policy``; docs/model.md).
+``benchmarks/policy.py``; docs/model.md).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ try:
     from navsim.common.dataclasses import AgentInput, SensorConfig, Trajectory
 except ImportError as _err:  # pragma: no cover - exercised by the no-navsim test in a subprocess
     raise ImportError(
-        "navsim_adapter.agent needs the official navsim and nuplan-devkit packages "
+        "navsim_adapter.evaluation.agent needs the official navsim and nuplan-devkit packages "
         f"({_err}). Install them with `pip install 'vla-dipole[navsim]'` (from their git repositories) "
         "or, offline, from wheels: `make install-navsim`."
     ) from _err

@@ -1,8 +1,8 @@
 """Score trajectories with the vectorised PDM engine and print a NAVSIM-style table.
 
-    python -m navsim_adapter.score --split test --data-root DIR --agent human
-    python -m navsim_adapter.score --split test --data-root DIR --trajectories preds.npz [--csv out.csv]
-    python -m navsim_adapter.score --metric-cache CACHE --agent constant_velocity
+    python -m navsim_adapter.evaluation.score --split test --data-root DIR --agent human
+    python -m navsim_adapter.evaluation.score --split test --data-root DIR --trajectories preds.npz [--csv out.csv]
+    python -m navsim_adapter.evaluation.score --metric-cache CACHE --agent constant_velocity
 
 Trajectory files: `.npz` with `tokens` [B] and `trajectories` [B, 8, 3] or [B, N, 8, 3] (local to
 each scene's current rear axle, 0.5 s steps). A pickle of {token: array} (or NAVSIM's submission dict
@@ -130,7 +130,7 @@ def _contexts(args) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.score",
+        prog="python -m navsim_adapter.evaluation.score",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

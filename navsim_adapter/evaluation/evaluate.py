@@ -1,6 +1,6 @@
 """PDM-score evaluation of a checkpoint on any split we can read, with an omega sweep.
 
-    python -m navsim_adapter.evaluate --checkpoint C --data-root D --split S --omega 0,0.5,1,2,4 \
+    python -m navsim_adapter.evaluation.evaluate --checkpoint C --data-root D --split S --omega 0,0.5,1,2,4 \
         [--steps N] [--best-of N [--selection consensus|oracle]] [--bc-checkpoint B] [--compare awr=A] \
         [--frame-interval 1] [--chunk i/N | --merge DIR...] [--threads 1] [--out DIR]
 
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from navsim_adapter import eval_report as report
 from navsim_adapter.baselines import constant_velocity
+from navsim_adapter.evaluation import report
 from vla_dipole.data.observation import scene_observation
 from vla_dipole.inference import PolicyRunner, consensus_scores, set_threads, to_numpy
 
-log = logging.getLogger("navsim_adapter.evaluate")
+log = logging.getLogger("navsim_adapter.evaluation.evaluate")
 SETTINGS_FILE = "settings.json"
 EC_NOTE = (
     "EC (two-frame extended comfort) compares each token's simulated plan with the same agent's plan "
@@ -193,7 +193,7 @@ class Evaluator:
         self.specs = list(
             dict.fromkeys(r.spec for r in self.runners.values())
         )  # observations built per scene
-        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (bench_eval)
+        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (benchmarks/evaluation.py)
         self._cache = None
         if s.metric_cache is not None:
             from navsim_adapter.pdm.metric_cache import MetricCacheIndex
@@ -373,9 +373,9 @@ def write_report(
 
 
 def _worst_pictures(out: Path, records, table, loader, k: int, name: str) -> None:
+    from navsim_adapter.evaluation.visualize import render_scene
     from navsim_adapter.geometry import global_to_local
     from navsim_adapter.pdm import build_context
-    from navsim_adapter.visualize import render_scene
 
     rows = [r for r in table if r.startswith(f"{name}@")]
     if not rows:
@@ -402,7 +402,7 @@ def _worst_pictures(out: Path, records, table, loader, k: int, name: str) -> Non
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.evaluate", description=__doc__.split("\n\n")[0]
+        prog="python -m navsim_adapter.evaluation.evaluate", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--checkpoint", type=Path, help="policy checkpoint (save_pretrained dir)")
     p.add_argument("--name", default="dipole", help="row name of --checkpoint in the tables")

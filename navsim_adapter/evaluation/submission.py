@@ -1,8 +1,8 @@
 """NAVSIM leaderboard submission pickles from a checkpoint, and a validator for them.
 
-    python -m navsim_adapter.submission --checkpoint C --data-root D --split navtest --omega 1.0 \
+    python -m navsim_adapter.evaluation.submission --checkpoint C --data-root D --split navtest --omega 1.0 \
         --team-name T --authors "A B" --email E --institution I --country C [--out submission.pkl]
-    python -m navsim_adapter.submission --validate submission.pkl [--data-root D --split navtest]
+    python -m navsim_adapter.evaluation.submission --validate submission.pkl [--data-root D --split navtest]
 
 v1 (navtest): `{"team_name", "authors", "email", "institution", "country / region",
 "predictions": [{token: Trajectory}]}`. v2 two-stage splits (`--second-stage-split S2`) write
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
 
-log = logging.getLogger("navsim_adapter.submission")
+log = logging.getLogger("navsim_adapter.evaluation.submission")
 META_KEYS = ("team_name", "authors", "email", "institution", "country / region")
 STAGES = ("predictions", "first_stage_predictions", "second_stage_predictions")
 NUM_POSES, INTERVAL = 8, 0.5
@@ -98,7 +98,7 @@ def create_submission(
         import navsim  # noqa: F401
     except ImportError:
         warnings.warn(
-            "navsim is not installed: trajectories are pickled as navsim_adapter.submission.LocalTrajectory, "
+            "navsim is not installed: trajectories are pickled as navsim_adapter.evaluation.submission.LocalTrajectory, "
             "which the leaderboard cannot read. Install vla-dipole[navsim] for a real submission.",
             stacklevel=2,
         )
@@ -182,7 +182,7 @@ def expected_tokens(
 def main(argv: Sequence[str] | None = None) -> Path | dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.submission", description=__doc__.split("\n\n")[0]
+        prog="python -m navsim_adapter.evaluation.submission", description=__doc__.split("\n\n")[0]
     )
     p.add_argument(
         "--validate", type=Path, default=None, help="check an existing pickle instead of creating one"
