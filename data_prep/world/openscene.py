@@ -1,6 +1,6 @@
 """Turn a simulated log into OpenScene frame dicts (the on-disk format NAVSIM reads).
 
-Keys follow ../shared/docs/navsim.md §2: token, timestamp (µs), log_name, map_location,
+Keys NAVSIM's scene loader reads (also listed in docs/synthetic_world.md, "Frame dicts"): token, timestamp (µs), log_name, map_location,
 roadblock_ids, traffic_lights, ego2global_translation / ego2global_rotation (w, x, y, z),
 ego_dynamic_state [vx, vy, ax, ay] (ego frame), driving_command one-hot (left, straight, right,
 unknown), lidar_path, cams{CAM_xx: data_path, sensor2lidar_*, cam_intrinsic, distortion} and

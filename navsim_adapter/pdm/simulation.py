@@ -1,7 +1,7 @@
 """Closed-loop simulation of candidate trajectories: NAVSIM's LQR tracker + kinematic bicycle model.
 
 Everything runs on flat batches [K, ...] of float64 numpy arrays (K = all candidates of all scenes),
-with the constants of ../shared/docs/navsim.md §3. Re-derived, not copied: the 10-step lateral
+with the constants of NAVSIM's LQR tracker and bicycle model (`TrackerConfig`). Re-derived, not copied: the 10-step lateral
 LQR prediction is accumulated in closed form (the step matrices are unit upper-triangular), and the
 velocity least-squares normal matrix does not depend on the poses, so it is factorised once.
 """
