@@ -384,9 +384,7 @@ def _backbone_overrides(config: PolicyConfig) -> dict[str, Any]:
     return {k: bb[k] for k in keys}
 
 
-def _load_strict(
-    module: nn.Module, state: dict[str, torch.Tensor], file: Path, partial: bool = False
-):
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, partial: bool = False):
     own = module.state_dict()
     if module.__class__ is DipolePolicy:
         own = {k: v for k, v in own.items() if not k.startswith("backbone.")}
