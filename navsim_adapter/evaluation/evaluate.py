@@ -126,7 +126,7 @@ class Evaluator:
         self.specs = list(
             dict.fromkeys(r.spec for r in self.runners.values())
         )  # observations built per scene
-        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (benchmarks/evaluation.py)
+        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (benchmarks)
         self._cache = None
         if s.metric_cache is not None:
             from navsim_adapter.pdm.metric_cache import MetricCacheIndex
