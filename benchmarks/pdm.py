@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from navsim_adapter.pdm.scorer import score
 from tests.pdm.toy_road import ROUTE_Y, toy_candidates, toy_context
 
-# Issue 3's targets: candidates per CPU-second vs the official scorer, and the single-core rate.
+# The engine's targets: candidates per CPU-second vs the official scorer, and the single-core rate.
 TARGET_SPEEDUP = 50.0
 TARGET_RATE_256 = 2000.0
 

@@ -43,7 +43,6 @@ from vla_dipole.model.head import (
 from vla_dipole.model.policy import DipolePolicy
 
 SWEEP = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0]
-PREPARE_ONLY = ("cond_proj.", "proprio.", ".kv_cross.")  # head parameters read once per observation
 
 
 def synthetic_batch(config: PolicyConfig, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -85,11 +84,9 @@ def timed(fns: Mapping[str, Callable[[], object]], repeats: int, rounds: int = 5
 # ---- what a step needs, and what the machine can do -------------------------------------------------
 def step_weight_bytes(head: DiffusionTrajectoryHead) -> int:
     """Bytes of one branch's parameters a denoising step reads (the memory projections are cached)."""
-    return sum(
-        p.numel() * p.element_size()
-        for name, p in head.named_parameters()
-        if not any(s in f".{name}" for s in PREPARE_ONLY)
-    )
+    once = (head.cond_proj, head.proprio, *(block["kv_cross"] for block in head.blocks))  # per observation
+    skip = {id(p) for module in once for p in module.parameters()}
+    return sum(p.numel() * p.element_size() for p in head.parameters() if id(p) not in skip)
 
 
 def counted_calls(fn: Callable[[], object]) -> int:

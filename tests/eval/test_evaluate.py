@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from navsim_adapter.evaluation import evaluate
-from navsim_adapter.evaluation.report import read_records
+from navsim_adapter.evaluation.records import read_records
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 ROWS = ["constant_velocity", "human", "dipole@omega=0", "dipole@omega=1"]

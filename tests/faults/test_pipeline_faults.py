@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from data_prep.validate import validate
-from navsim_adapter.evaluation.report import read_records
+from navsim_adapter.evaluation.records import read_records
 from vla_dipole.model.policy import HEADS_FILE, DipolePolicy
 
 from .conftest import ENV, REPO, run

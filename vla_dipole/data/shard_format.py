@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from navsim_adapter.pdm.columns import SCORE_NAMES  # the score columns, defined with the PDM engine
+
 SCHEMA_VERSION = 1
-SCORE_NAMES = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
 SOURCES = ("vocab", "perturb", "policy")
 NUM_POSES = 8
 JPEG_QUALITY = 90
