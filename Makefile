@@ -58,11 +58,11 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow and not slurm and not distributed" tests
 
 demo: install
-	$(PY) -m data_prep.demo --out $(DEMO_OUT)
+	$(PY) -m vla_dipole.demo --out $(DEMO_OUT)
 
 # Each module prints its own tables; a missing optional one is reported, not fatal.
-BENCH_MODULES := data_prep.world.bench navsim_adapter.bench_scenes navsim_adapter.pdm.bench data_prep.bench \
-	vla_dipole.model.bench_backbone vla_dipole.model.bench_policy vla_dipole.training.bench navsim_adapter.bench_eval
+BENCH_MODULES := benchmarks.world benchmarks.scenes benchmarks.pdm benchmarks.shards \
+	benchmarks.backbone benchmarks.policy benchmarks.training benchmarks.evaluation
 
 bench: install install-navsim
 	@for m in $(BENCH_MODULES); do \
@@ -73,7 +73,7 @@ bench: install install-navsim
 # The README's "Each stage on real NAVSIM data" commands, read from README.md and run on synthetic data
 # with openvla-7b at tiny widths (tests/demo/test_real_path.py runs the same in `make test`).
 check-real-path: install install-navsim
-	$(PY) -m data_prep.check_real_path --out $(DEMO_OUT)/real_path
+	$(PY) -m vla_dipole.demo.real_path --out $(DEMO_OUT)/real_path
 
 # Per-GPU memory and training FLOPs of openvla-7b for the shipped DeepSpeed configs (the README's table).
 hardware: install

@@ -20,7 +20,6 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from slurm.render import render
@@ -43,14 +42,6 @@ def default_accelerate_config(nodes: int, gpus_per_node: int) -> str:
     if nodes > 1:
         return "configs/accelerate/multinode.yaml"
     return "configs/accelerate/gpu_1.yaml" if gpus_per_node == 1 else "configs/accelerate/gpu_multi.yaml"
-
-
-@dataclass
-class Job:
-    stage: str
-    script: Path
-    depends_on: list[str]
-    job_id: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from navsim_adapter.baselines import constant_velocity
 from navsim_adapter.evaluation import report
 from navsim_adapter.evaluation.records import (
     RECORDS_FILE,
@@ -39,14 +40,8 @@ from navsim_adapter.evaluation.records import (
     read_records,
     scored_records,
 )
-from navsim_adapter.observation import (
-    PolicyRunner,
-    consensus_scores,
-    constant_velocity,
-    scene_observation,
-    set_threads,
-    to_numpy,
-)
+from vla_dipole.data.observation import scene_observation
+from vla_dipole.inference import PolicyRunner, consensus_scores, set_threads, to_numpy
 
 log = logging.getLogger("navsim_adapter.evaluation.evaluate")
 
@@ -119,9 +114,9 @@ class Evaluator:
         )
         self.runners: dict[str, PolicyRunner] = {}
         if s.checkpoint is not None:
-            self.runners[s.name] = PolicyRunner(s.checkpoint, s.steps, s.device, s.seed)
+            self.runners[s.name] = PolicyRunner.from_checkpoint(s.checkpoint, s.steps, s.device, s.seed)
         for name, ckpt in s.compare.items():
-            self.runners[name] = PolicyRunner(ckpt, s.steps, s.device, s.seed)
+            self.runners[name] = PolicyRunner.from_checkpoint(ckpt, s.steps, s.device, s.seed)
         self.rows = ["constant_velocity", "human"]
         for name in self.runners:
             omegas = s.omegas if name == s.name else (0.0,)
@@ -131,7 +126,7 @@ class Evaluator:
         self.specs = list(
             dict.fromkeys(r.spec for r in self.runners.values())
         )  # observations built per scene
-        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (bench_eval)
+        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (benchmarks)
         self._cache = None
         if s.metric_cache is not None:
             from navsim_adapter.pdm.metric_cache import MetricCacheIndex

@@ -56,7 +56,8 @@ def make_trajectory(poses: np.ndarray):
 
 def _predict(runner, loader, omega: float, batch_size: int, best_of: int = 1) -> dict:
     """{token: Trajectory} for every scene of `loader`, from cameras + ego status only (non-privileged)."""
-    from navsim_adapter.observation import consensus_scores, scene_observation
+    from vla_dipole.data.observation import scene_observation
+    from vla_dipole.inference import consensus_scores
 
     out = {}
     tokens = loader.tokens
@@ -85,8 +86,8 @@ def create_submission(
     best_of: int = 1,
 ) -> Path:
     """Predict every scene of `split` (and `second_stage_split` for the v2 two-stage format) and pickle it."""
-    from navsim_adapter.observation import PolicyRunner
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+    from vla_dipole.inference import PolicyRunner
 
     missing = [k for k in META_KEYS if not meta.get(k)]
     if missing:
@@ -101,7 +102,7 @@ def create_submission(
             "which the leaderboard cannot read. Install vla-dipole[navsim] for a real submission.",
             stacklevel=2,
         )
-    runner = PolicyRunner(checkpoint, steps, device)
+    runner = PolicyRunner.from_checkpoint(checkpoint, steps, device)
     first = SceneLoader(split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1))
     sub: dict = dict(meta)
     if second_stage_split is None:
@@ -215,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     a = p.parse_args(argv)
-    from navsim_adapter.observation import set_threads
     from navsim_adapter.paths import openscene_data_root
+    from vla_dipole.inference import set_threads
 
     set_threads(a.threads)
     if a.validate is not None:

@@ -427,15 +427,17 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 def planners_for(checkpoint: Path | None, omega: float, steps: int | None, seed: int = 0) -> dict:
     """constant velocity, the logged human and (with a checkpoint) the policy at `omega`, as DipoleAgent samples it."""
+    from navsim_adapter.baselines import constant_velocity
     from navsim_adapter.evaluation.report import omega_row
-    from navsim_adapter.observation import PolicyRunner, constant_velocity, scene_observation
+    from vla_dipole.data.observation import scene_observation
+    from vla_dipole.inference import PolicyRunner
 
     planners = {
         "constant_velocity": lambda scenes: np.stack([constant_velocity(s) for s in scenes]),
         "human": lambda scenes: np.stack([s.get_future_trajectory(8) for s in scenes]),
     }
     if checkpoint is not None:
-        runner = PolicyRunner(checkpoint, steps, seed=seed)
+        runner = PolicyRunner.from_checkpoint(checkpoint, steps, seed=seed)
         planners[omega_row("dipole", omega)] = lambda scenes: runner.sample(
             [scene_observation(s, runner.spec) for s in scenes], [omega]
         )[:, 0]

@@ -1,9 +1,9 @@
-"""`make demo`'s expected outcome, on the "small" scale of data_prep.demo (the same stages and CLIs).
+"""`make demo`'s expected outcome, on the "small" scale of vla_dipole.demo (the same stages and CLIs).
 
 The whole pipeline runs once per session (module fixture, several minutes: marked slow); the tests
 then read its held-out test evaluation, with DIPOLE's beta and omega chosen on the validation split:
 BC clearly above constant velocity, DIPOLE above BC and above the beta = 0 control (the floors of
-data_prep.demo_report.outcome_failures), and a broken DIPOLE (trained with w+ and w- swapped, the
+vla_dipole.demo.report.outcome_failures), and a broken DIPOLE (trained with w+ and w- swapped, the
 same data and budget) failing the DIPOLE floors.
 """
 
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import demo, demo_report
 from data_prep.world.scenarios import FAMILIES
 from navsim_adapter.evaluation.report import omega_row
 from navsim_adapter.pdm.columns import SCORE_NAMES
+from vla_dipole.demo import cli as demo
+from vla_dipole.demo import report as demo_report
 
 
 def test_scales_cover_the_issue_settings():

@@ -93,7 +93,7 @@ def test_navsim_agent_input_gives_our_observation_bit_for_bit(navsim, synthetic_
     """One conversion: 4 history frames of navsim's AgentInput and of our scene give identical arrays."""
     from navsim.common.dataclasses import SensorConfig
 
-    from navsim_adapter.observation import ObservationSpec, agent_input_observation, scene_observation
+    from vla_dipole.data.observation import ObservationSpec, agent_input_observation, scene_observation
 
     _, AgentInput, _ = navsim
     spec = ObservationSpec(cameras=("cam_f0",), image_size=(64, 36), history_frames=4)
@@ -121,7 +121,7 @@ def test_agent_inside_navsim_returns_the_evaluators_trajectory_bit_for_bit(
 
     from navsim_adapter.evaluation.evaluate import EvalSettings, Evaluator
     from navsim_adapter.evaluation.report import omega_row
-    from navsim_adapter.observation import scene_observation
+    from vla_dipole.data.observation import scene_observation
 
     _, AgentInput, Trajectory = navsim
     agent = compose_agent(tiny_bc_policy, "agent.omega=1.0", "agent.num_steps=2")

@@ -10,8 +10,8 @@ import pytest
 
 from navsim_adapter.evaluation import report
 from navsim_adapter.evaluation.records import RecordWriter, chunk_tokens, latest_records
-from navsim_adapter.observation import consensus_scores, observation_seed
 from navsim_adapter.pdm.columns import SCORE_NAMES
+from vla_dipole.inference import consensus_scores, observation_seed
 
 
 def rec(row: str, token: str, pdms: float | None, valid: bool = True) -> dict:

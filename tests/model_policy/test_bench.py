@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from vla_dipole.model.bench_policy import (
+from benchmarks.policy import (
     Machine,
     bench_preset,
     counted_calls,
-    counted_flops,
     estimate_openvla_7b,
     format_tables,
     step_weight_bytes,
 )
 from vla_dipole.model.config import HeadConfig
+from vla_dipole.model.flops import counted_flops
 from vla_dipole.model.head import denoise_branches, prepare_branches, stack_heads
 
 

@@ -8,8 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
+from benchmarks import pdm as bench
 from navsim_adapter.evaluation import score as cli
-from navsim_adapter.pdm import bench, official
+from navsim_adapter.pdm import official
 
 
 def test_cli_scores_human_agent(pdm_world, tmp_path, capsys):

@@ -14,7 +14,7 @@ import pytest
 
 from navsim_adapter.pdm import metrics as M
 from navsim_adapter.pdm import score
-from navsim_adapter.pdm.toy import toy_candidates, toy_context
+from tests.pdm.toy_road import toy_candidates, toy_context
 
 pytestmark = (
     pytest.mark.navsim

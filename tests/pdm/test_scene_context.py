@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from navsim_adapter.evaluation.score import agent_trajectory
+from navsim_adapter.geometry import local_to_global
 from navsim_adapter.pdm import build_context, score
 from navsim_adapter.pdm.context import AGENT_STEPS
 from navsim_adapter.pdm.scene_context import past_states
-from navsim_adapter.pdm.simulation import local_to_global
 
 
 @pytest.fixture(scope="module")

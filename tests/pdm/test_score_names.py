@@ -13,7 +13,7 @@ from navsim_adapter.evaluation import report
 from navsim_adapter.evaluation.records import RESULT_SCORES as RECORD_SCORES
 from navsim_adapter.pdm import PDMResult, score
 from navsim_adapter.pdm.columns import LABELS, RESULT_SCORES, SCORE_NAMES, V1_COLUMNS, V2_COLUMNS
-from navsim_adapter.pdm.toy import toy_candidates, toy_context
+from tests.pdm.toy_road import toy_candidates, toy_context
 
 NOT_SCORES = {"valid", "simulated_states", "progress", "timings"}
 
@@ -30,7 +30,7 @@ def test_every_csv_column_and_label_names_a_result_score():
 
 
 def test_shards_and_records_use_the_same_names():
-    for module in ("data_prep.shard_format", "vla_dipole.data"):
+    for module in ("vla_dipole.data.shard_format",):
         assert importlib.import_module(module).SCORE_NAMES is SCORE_NAMES, module
     assert RECORD_SCORES is RESULT_SCORES
 

@@ -358,12 +358,11 @@ class DipolePolicy(nn.Module):
         else:
             policy = cls.from_config(config)
             policy.processor.tokenizer = tokenizer
-        _load_strict(policy, load_checked(directory / HEADS_FILE), directory / HEADS_FILE, prefix="")
+        _load_strict(policy, load_checked(directory / HEADS_FILE), directory / HEADS_FILE)
         _load_strict(
             policy.backbone,
             load_checked(directory / BACKBONE_FILE),
             directory / BACKBONE_FILE,
-            prefix="",
             partial=not meta["backbone_complete"],
         )
         return policy.to(device)
@@ -385,9 +384,7 @@ def _backbone_overrides(config: PolicyConfig) -> dict[str, Any]:
     return {k: bb[k] for k in keys}
 
 
-def _load_strict(
-    module: nn.Module, state: dict[str, torch.Tensor], file: Path, prefix: str, partial: bool = False
-):
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, partial: bool = False):
     own = module.state_dict()
     if module.__class__ is DipolePolicy:
         own = {k: v for k, v in own.items() if not k.startswith("backbone.")}
