@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from navsim_adapter.evaluate import EvalSettings, Evaluator
-from navsim_adapter.observation import OBSERVATION_FILE, set_threads
+from navsim_adapter.evaluation.evaluate import EvalSettings, Evaluator
+from vla_dipole.inference import OBSERVATION_FILE, set_threads
 
 SWEEP = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 BENCH_IMAGE_SIZE = (64, 36)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.shard_format import read_manifest
+from vla_dipole.data.shard_io import read_manifest
 
 
 def _table(title: str, header: Sequence[str], rows: list[Sequence]) -> str:

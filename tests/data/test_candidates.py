@@ -91,5 +91,9 @@ def test_vocab_candidates_nearest_and_sampled():
 
 
 def test_policy_source_without_checkpoint_fails_clearly(tmp_path):
-    with pytest.raises((NotImplementedError, FileNotFoundError), match="policy"):
-        C.PolicySampler(tmp_path / "no_such_ckpt", omega=1.0)
+    from data_prep.build_shards import build_shards
+
+    with pytest.raises(
+        FileNotFoundError, match=r"--policy .*no_such_ckpt: policy checkpoint directory does not exist"
+    ):
+        build_shards(tmp_path, "unit", tmp_path / "out", sources="policy", policy=tmp_path / "no_such_ckpt")

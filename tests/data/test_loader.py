@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.shard_format import (
-    SampleFormatError,
-    encode_sample,
-    read_manifest,
-    sha256_file,
-    shard_name,
-    shard_writer,
-    write_manifest,
-)
-from vla_dipole.data import TrajectoryStats
+from vla_dipole.data.normalize import TrajectoryStats
+from vla_dipole.data.shard_format import SampleFormatError, encode_sample
+from vla_dipole.data.shard_io import ShardWriter, read_manifest, sha256_file, shard_name, write_manifest
 from vla_dipole.training.config import ConfigError
 from vla_dipole.training.indexed_data import DamagedShardError, IndexedShards, _index_tar, read_batch
 
@@ -60,7 +53,7 @@ def test_sample_with_missing_member_is_named_when_read(tmp_path):
     manifest = read_manifest(root)
     path = root / shard_name("unit", 1)
     rng = np.random.default_rng(9)
-    with open(path, "wb") as fh, shard_writer(fh) as writer:
+    with open(path, "wb") as fh, ShardWriter(fh) as writer:
         for i in range(4):
             raw = encode_sample(make_sample(f"feedbeef000000{i:02d}", rng))
             if i == 2:

@@ -1,9 +1,9 @@
-"""`make demo`'s expected outcome, on the "small" scale of data_prep.demo (the same stages and CLIs).
+"""`make demo`'s expected outcome, on the "small" scale of vla_dipole.demo (the same stages and CLIs).
 
 The whole pipeline runs once per session (module fixture, several minutes: marked slow); the tests
 then read its held-out test evaluation, with DIPOLE's beta and omega chosen on the validation split:
 BC clearly above constant velocity, DIPOLE above BC and above the beta = 0 control (the floors of
-data_prep.demo_report.outcome_failures), and a broken DIPOLE (trained with w+ and w- swapped, the
+vla_dipole.demo.report.outcome_failures), and a broken DIPOLE (trained with w+ and w- swapped, the
 same data and budget) failing the DIPOLE floors.
 """
 
@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import demo, demo_report
 from data_prep.world.scenarios import FAMILIES
-from navsim_adapter.eval_report import SUMMARY_METRICS, omega_row
+from navsim_adapter.evaluation.report import omega_row
+from navsim_adapter.pdm.columns import SCORE_NAMES
+from vla_dipole.demo import cli as demo
+from vla_dipole.demo import report as demo_report
 
 
 def test_scales_cover_the_issue_settings():
@@ -78,7 +80,7 @@ def test_summary_has_every_agent_and_column(small_demo):
     for agent in demo_report.AGENTS:
         row = demo_report.agent_row(summary, agent)
         assert row["n_valid"] >= 40 and row["n_invalid"] == 0, agent
-        assert all(metric in row for metric in SUMMARY_METRICS), agent
+        assert all(metric in row for metric in SCORE_NAMES), agent
     choice = summary["choice"]
     s = demo.SCALES["small"]
     assert choice["dipole_beta"] in s.betas and choice["awr_beta"] in s.betas
@@ -135,7 +137,7 @@ def test_swapped_weights_fail_the_floors(small_demo, tmp_path, monkeypatch):
 def test_docs_and_readme_table_are_generated(tmp_path):
     # the --seeds --docs path on hand-made summaries: mean +- std, per-seed rows, README between markers
     def seed_summary(seed: int, bc: float, dipole: float) -> dict:
-        row = {m: 50.0 for m in SUMMARY_METRICS} | {"n_valid": 56, "n_invalid": 0}
+        row = {m: 50.0 for m in SCORE_NAMES} | {"n_valid": 56, "n_invalid": 0}
         table = {name: dict(row) for name in ("constant_velocity", "human")}
         for name in ("bc", "awr", "control"):
             table[omega_row(name, 0)] = dict(row)

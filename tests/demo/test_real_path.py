@@ -12,7 +12,7 @@ import pickle
 
 import pytest
 
-from data_prep import check_real_path as crp
+from vla_dipole.demo import real_path as crp
 
 
 def _readme(tmp_path, old: str, new: str):

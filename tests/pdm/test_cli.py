@@ -1,4 +1,4 @@
-"""`python -m navsim_adapter.score`, trajectory files, the bench, and the no-navsim error path."""
+"""`python -m navsim_adapter.evaluation.score`, trajectory files, the bench, and the no-navsim error path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import pdm as bench
-from navsim_adapter import score as cli
+from navsim_adapter.evaluation import score as cli
 from navsim_adapter.pdm import official
 
 

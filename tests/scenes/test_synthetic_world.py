@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from data_prep import synthesize
+from navsim_adapter.evaluation.visualize import plot_scene
 from navsim_adapter.scene import DRIVING_COMMANDS
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
-from navsim_adapter.visualize import plot_scene
 
 FAMILIES = ("lane_follow_curve", "intersection_turn", "pedestrian_crossing")
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from data_prep.shard_format import SCORE_NAMES
+from vla_dipole.data.shard_format import SCORE_NAMES
 from vla_dipole.training.config import config_root
-from vla_dipole.training.objective import sample_noise, stage_loss
+from vla_dipole.training.objective import sample_noise
+from vla_dipole.training.stages import stage_loss
 
 
 def _cfg(**dipole):

@@ -1,6 +1,6 @@
 """`make check-real-path`: the README's "Each stage on real NAVSIM data" commands, run on synthetic data.
 
-    python -m data_prep.check_real_path --out real_path_out [--plan]
+    python -m vla_dipole.demo.real_path --out real_path_out [--plan]
 
 The commands are read from README.md, not copied: each one runs as the README writes it, after a fixed
 list of rewrites that only swap what a CPU box cannot have (every rewrite must apply, so a README edit
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECTION = "## Each stage on real NAVSIM data"
 ENV_VARS = ("OPENSCENE_DATA_ROOT", "NUPLAN_MAPS_ROOT", "NUPLAN_MAP_VERSION", "NAVSIM_EXP_ROOT")
 # what every README command must be, in order (a command added or dropped there fails the plan)
@@ -41,8 +41,8 @@ STAGES = (
     "data_prep.validate",
     "train.py stage=bc",
     "train.py stage=dipole",
-    "navsim_adapter.evaluate",
-    "navsim_adapter.submission",
+    "navsim_adapter.evaluation.evaluate",
+    "navsim_adapter.evaluation.submission",
 )
 TRAIN_LENGTH = (
     "schedule.total_samples=96 schedule.global_batch=8 schedule.micro_batch=2 schedule.warmup_samples=8 "
@@ -190,7 +190,7 @@ def run_agent(out: Path, split: str = "test", omega: float = 1.0, scenes: int = 
     from navsim.common.dataloader import SceneLoader
 
     checkpoint = out / "runs" / "dipole" / "policy"
-    with initialize_config_module(config_module="navsim_adapter.config", version_base=None):
+    with initialize_config_module(config_module="navsim_adapter.evaluation.config", version_base=None):
         cfg = compose(
             overrides=["+agent=dipole_agent", f"agent.checkpoint_path={checkpoint}", f"agent.omega={omega}"]
         )
@@ -211,7 +211,11 @@ def run_agent(out: Path, split: str = "test", omega: float = 1.0, scenes: int = 
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m vla_dipole.demo.real_path",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", type=Path, default=Path("real_path_out"))
     p.add_argument("--readme", type=Path, default=REPO / "README.md")
     p.add_argument("--plan", action="store_true", help="print the rewritten commands and stop")

@@ -7,12 +7,12 @@ candidates) -> every choice (DIPOLE's beta and omega, AWR's beta) on the validat
 test split evaluated once. Each stage is run as the command a user would type (printed before it
 runs), so the demo doubles as a tour of the CLI. Re-running skips finished stages.
 
-    python -m data_prep.demo --out demo_out [--scale small|demo] [--seed 0]
-    python -m data_prep.demo --out demo_out --seeds 0,1,2 --docs docs   # the README's table
+    python -m vla_dipole.demo --out demo_out [--scale small|demo] [--seed 0]
+    python -m vla_dipole.demo --out demo_out --seeds 0,1,2 --docs docs   # the README's table
 
 `--seeds` runs one pipeline per seed (world, shards, training and sampling all re-seeded) and, with
 `--docs DIR`, writes DIR/demo_results.md (mean +- std over seeds, per-seed rows, the validation
-choices, wall time), DIR/demo_omega_curve.png and the README's table (data_prep.demo_report).
+choices, wall time), DIR/demo_omega_curve.png and the README's table (vla_dipole.demo.report).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def scene_pictures(out: Path, data: Path, log: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "navsim_adapter.visualize",
+                "navsim_adapter.evaluation.visualize",
                 "--data-root",
                 str(data),
                 "--split",
@@ -302,7 +302,7 @@ def evaluate_cmd(
     cmd = [
         sys.executable,
         "-m",
-        "navsim_adapter.evaluate",
+        "navsim_adapter.evaluation.evaluate",
         "--checkpoint",
         str(checkpoint),
         "--name",
@@ -331,7 +331,7 @@ def evaluate_cmd(
 
 def choose_on_validation(s: DemoScale, val: Path) -> dict:
     """DIPOLE's (beta, omega) and AWR's beta with the best validation PDMS (ties: the smaller value)."""
-    from navsim_adapter.eval_report import omega_row
+    from navsim_adapter.evaluation.report import omega_row
 
     omegas = [float(w) for w in s.omegas.split(",")]
     dipole, awr = [], []
@@ -422,7 +422,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m data_prep.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m vla_dipole.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--scale", choices=sorted(SCALES), default="demo")
     p.add_argument("--seed", type=int, default=0, help="one run with this seed")
@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results.append(run_seed(s, seed_out, seed, a.jobs))
     minutes = max((time.time() - t0) / 60, sum(r["minutes"] for r in results))
 
-    from data_prep import demo_report
+    from vla_dipole.demo import report as demo_report
 
     print("\n" + demo_report.results_markdown(results, a.scale, minutes))
     print(f"vla-dipole demo ({a.scale}, seeds {seeds}) finished in {minutes:.1f} min. Outputs in {out}")

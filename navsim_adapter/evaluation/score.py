@@ -1,8 +1,8 @@
 """Score trajectories with the vectorised PDM engine and print a NAVSIM-style table.
 
-    python -m navsim_adapter.score --split test --data-root DIR --agent human
-    python -m navsim_adapter.score --split test --data-root DIR --trajectories preds.npz [--csv out.csv]
-    python -m navsim_adapter.score --metric-cache CACHE --agent constant_velocity
+    python -m navsim_adapter.evaluation.score --split test --data-root DIR --agent human
+    python -m navsim_adapter.evaluation.score --split test --data-root DIR --trajectories preds.npz [--csv out.csv]
+    python -m navsim_adapter.evaluation.score --metric-cache CACHE --agent constant_velocity
 
 Trajectory files: `.npz` with `tokens` [B] and `trajectories` [B, 8, 3] or [B, N, 8, 3] (local to
 each scene's current rear axle, 0.5 s steps). A pickle of {token: array} (or NAVSIM's submission dict
@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from navsim_adapter.pdm.columns import LABELS, V2_COLUMNS
+from navsim_adapter.pdm.columns import LABELS, SCORE_NAMES, V2_COLUMNS
 from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
 
 AGENTS = ("human", "constant_velocity")
-TABLE_KEYS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
 
 
 def load_trajectories(path: str | Path, pickle_may_execute_code: bool = False) -> dict[str, np.ndarray]:
@@ -82,7 +81,7 @@ def _mean(values: np.ndarray) -> float:
 def format_table(result, tokens: list[str]) -> str:
     """Mean of each sub-score over scenes (first candidate), NAVSIM-style."""
     lines = [f"{'metric':<8}{'column':<34}{'mean':>8}", "-" * 50]
-    for key in TABLE_KEYS:
+    for key in SCORE_NAMES:
         mean = _mean(getattr(result, key)[:, 0])
         lines.append(
             f"{LABELS[key]:<8}{V2_COLUMNS.get(key, 'score (v1)' if key == 'pdms' else key):<34}{mean:>8.4f}"
@@ -95,7 +94,7 @@ def write_csv(path: str | Path, result, tokens: list[str]) -> None:
     """Per-token rows with NAVSIM's column names plus an `average` row (first candidate)."""
     import csv
 
-    keys = [k for k in TABLE_KEYS if k != "comfort"]
+    keys = [k for k in SCORE_NAMES if k != "comfort"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
@@ -130,7 +129,7 @@ def _contexts(args) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.score",
+        prog="python -m navsim_adapter.evaluation.score",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
