@@ -30,7 +30,7 @@ from torch import nn
 
 from vla_dipole.model.backbone import PrismaticBackbone
 from vla_dipole.model.checked_safetensors import load_checked, save_checked
-from vla_dipole.model.config import PolicyConfig
+from vla_dipole.model.config import CONFIG_FILE, PolicyConfig
 from vla_dipole.model.head import (
     DiffusionTrajectoryHead,
     denoise_branches,
@@ -44,7 +44,6 @@ from vla_dipole.model.observation_spec import require_complete
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
 
-CONFIG_FILE = "policy_config.yaml"
 HEADS_FILE = "heads.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 META_FILE = "policy_meta.json"
