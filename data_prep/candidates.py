@@ -1,5 +1,5 @@
-"""Candidate trajectory sources for the shards: `vocab` (k-means vocabulary), `perturb` (edited human
-trajectory) and `policy` (samples of a DIPOLE checkpoint at a guidance weight omega).
+"""Candidate trajectory sources for the shards: `vocab` (k-means vocabulary) and `perturb` (edited human
+trajectory); the third, `policy`, samples a `vla_dipole.inference.PolicyRunner` (data_prep.shard_scoring).
 
 Every trajectory is (8, 3) local (x, y, heading) at t = 0.5 .. 4.0 s. Randomness comes from a
 numpy Generator the caller seeds per scene, so results do not depend on worker scheduling.
@@ -7,13 +7,10 @@ numpy Generator the caller seeds per scene, so results do not depend on worker s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 
-from data_prep.shard_format import NUM_POSES
+from navsim_adapter.geometry import rotate
+from vla_dipole.data.shard_format import NUM_POSES
 
 DT = 0.5  # seconds between poses
 VOCAB_MODES = ("nearest", "sample", "mixed")
@@ -101,12 +98,10 @@ def lateral_offset(traj: np.ndarray, offset: float, ramp_s: float) -> np.ndarray
     return _headings_from_motion(poses, fallback=traj)
 
 
-def rotate(traj: np.ndarray, angle: float) -> np.ndarray:
-    """Rotate the whole trajectory about the current pose (heading noise)."""
-    c, s = np.cos(angle), np.sin(angle)
-    poses = np.asarray(traj, dtype=np.float64).copy()
-    xy = poses[:, :2] @ np.array([[c, s], [-s, c]])
-    return np.concatenate([xy, poses[:, 2:] + angle], axis=1)
+def turn(traj: np.ndarray, angle: float) -> np.ndarray:
+    """Heading noise: the whole trajectory rotated by `angle` about the current pose."""
+    poses = np.asarray(traj, dtype=np.float64)
+    return np.concatenate([rotate(poses[:, :2], angle), poses[:, 2:] + angle], axis=1)
 
 
 def _headings_from_motion(poses: np.ndarray, fallback: np.ndarray, min_step: float = 0.2) -> np.ndarray:
@@ -130,7 +125,7 @@ def random_perturbation(human: np.ndarray, rng: np.random.Generator) -> np.ndarr
         elif kind == "lateral":
             traj = lateral_offset(traj, rng.choice([-1, 1]) * rng.uniform(0.3, 3.0), rng.uniform(1.0, 4.0))
         elif kind == "heading":
-            traj = rotate(traj, rng.normal(0.0, 0.1))
+            traj = turn(traj, rng.normal(0.0, 0.1))
         else:  # early (start 0-2) or late (start 4-7) braking
             start = int(rng.integers(0, 3) if rng.random() < 0.5 else rng.integers(4, NUM_POSES))
             traj = brake(traj, start, rng.uniform(1.0, 6.0))
@@ -144,42 +139,3 @@ def perturb_candidates(human: np.ndarray, n: int, rng: np.random.Generator) -> n
         .astype(np.float32)
         .reshape(n, NUM_POSES, 3)
     )
-
-
-# ------------------------------------------------------------------------------------------ policy
-
-
-class PolicySampler:
-    """Source (c): trajectories sampled from a DIPOLE checkpoint at guidance weight omega.
-
-    Used by the online DIPOLE rounds. `sample` takes decoded shard samples (the loader's format,
-    images included) and returns (B, n, 8, 3).
-    """
-
-    def __init__(self, checkpoint: str | Path, omega: float = 0.0, num_steps: int | None = None):
-        if not Path(checkpoint).exists():
-            raise FileNotFoundError(f"--policy {checkpoint}: policy checkpoint directory does not exist")
-        try:
-            from vla_dipole.model.policy import DipolePolicy
-        except ImportError as exc:
-            raise NotImplementedError(
-                f"candidate source 'policy' needs vla_dipole.model.policy.DipolePolicy, which is not available ({exc})"
-            ) from exc
-        self.checkpoint, self.omega, self.num_steps = str(checkpoint), float(omega), num_steps
-        self.policy = DipolePolicy.from_pretrained(checkpoint).eval()
-
-    def config(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint, "omega": self.omega, "num_steps": self.num_steps}
-
-    def sample(self, samples: Sequence[dict[str, Any]], n: int, seed: int) -> np.ndarray:
-        """(B, n, 8, 3) samples at omega for decoded samples (the loader's per-sample dicts)."""
-        import torch
-
-        from vla_dipole.data.collate import collate
-
-        generator = torch.Generator().manual_seed(int(seed))
-        with torch.no_grad():
-            trajs = self.policy.sample(
-                collate(list(samples)), omegas=[self.omega] * n, num_steps=self.num_steps, generator=generator
-            )
-        return trajs.detach().cpu().numpy().astype(np.float32)

@@ -20,14 +20,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.shard_format import (
-    SCORE_NAMES,
-    SOURCES,
-    SampleFormatError,
-    decode_sample,
-    read_manifest,
-    sha256_file,
-)
+from vla_dipole.data.shard_format import SCORE_NAMES, SOURCES, SampleFormatError, decode_sample
+from vla_dipole.data.shard_io import read_manifest, sha256_file
 
 BINS = np.linspace(0.0, 1.0, 11)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.shard_format import NUM_POSES
+from vla_dipole.data.shard_format import NUM_POSES
 
 VOCAB_ARRAY = "vocabulary.npy"
 VOCAB_CONFIG = "vocabulary.json"

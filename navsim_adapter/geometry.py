@@ -1,4 +1,4 @@
-"""Vectorised SE(2) helpers for NAVSIM poses (x, y, heading).
+"""The one SE(2) module: angles, rotations and frame changes of NAVSIM poses (x, y, heading).
 
 OpenScene stores ego orientation as a quaternion (w, x, y, z) in the global frame; NAVSIM works
 with 2-D poses whose heading is the quaternion's yaw. Everything here takes and returns numpy
@@ -11,8 +11,18 @@ import numpy as np
 
 
 def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
-    """Wrap angles to [-pi, pi) so headings compare across the +-pi seam."""
+    """Angles wrapped by modulo to [-pi, pi) (nuPlan's `principal_value`): headings compare across the seam."""
     return (np.asarray(angle, dtype=np.float64) + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def normalize_angle(angle: np.ndarray | float) -> np.ndarray:
+    """Angles mapped by atan2 to [-pi, pi] (NAVSIM's `normalize_angle`).
+
+    Not `wrap_angle`: the two differ at +-pi and in the last bits, and the PDM engine follows NAVSIM's
+    choice per call site so its scores match the official scorer.
+    """
+    a = np.asarray(angle, dtype=np.float64)
+    return np.arctan2(np.sin(a), np.cos(a))
 
 
 def quaternion_to_yaw(quaternion: np.ndarray) -> np.ndarray:
@@ -37,45 +47,65 @@ def yaw_to_quaternion(yaw: np.ndarray | float) -> np.ndarray:
     return np.stack([np.cos(half), zeros, zeros, np.sin(half)], axis=-1)
 
 
-def _rotation(heading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.cos(heading), np.sin(heading)
+def rotate(vectors: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
+    """Rotate 2-D vectors (..., 2) counter-clockwise by `angle` (broadcast over the leading shape).
+
+    Vectors have no position: a velocity in the ego frame is `rotate(v, heading)` in the global frame,
+    and a global one is `rotate(v, -heading)` in the ego frame.
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim == 0 or v.shape[-1] != 2:
+        raise ValueError(f"vectors must have last dimension 2 (x, y), got shape {v.shape}")
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]], axis=-1)
 
 
-def global_to_local(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """Express global poses (..., 3) or points (..., 2) in the frame of `origin` (x, y, heading).
+def global_to_local(poses: np.ndarray, origin: np.ndarray, wrap=wrap_angle) -> np.ndarray:
+    """Express global poses (..., 3) or points (..., 2) in the frame of `origin` (..., 3) (x, y, heading).
 
     This is NAVSIM's "relative to the current rear axle" transform: the origin pose maps to (0, 0, 0).
+    `origin`'s leading shape broadcasts against the poses' (one origin (3,) for all, or one per row);
+    `wrap` maps the heading difference back to one turn (`wrap_angle` or NAVSIM's `normalize_angle`).
     """
-    poses = np.asarray(poses, dtype=np.float64)
-    origin = np.asarray(origin, dtype=np.float64)
-    _check_pose_array(poses, "poses")
-    c, s = _rotation(origin[2])
-    dx = poses[..., 0] - origin[0]
-    dy = poses[..., 1] - origin[1]
-    out = np.empty_like(poses)
-    out[..., 0] = c * dx + s * dy
-    out[..., 1] = -s * dx + c * dy
+    poses, origin = _check_pose_array(poses, "poses"), _check_origin(origin)
+    c, s = np.cos(origin[..., 2]), np.sin(origin[..., 2])
+    dx = poses[..., 0] - origin[..., 0]
+    dy = poses[..., 1] - origin[..., 1]
+    out = [c * dx + s * dy, -s * dx + c * dy]
     if poses.shape[-1] == 3:
-        out[..., 2] = wrap_angle(poses[..., 2] - origin[2])
-    return out
+        out.append(wrap(poses[..., 2] - origin[..., 2]))
+    return _stack(out, poses)
 
 
-def local_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
+def local_to_global(poses: np.ndarray, origin: np.ndarray, wrap=wrap_angle) -> np.ndarray:
     """Inverse of `global_to_local`: local poses (..., 3) or points (..., 2) back to global."""
-    poses = np.asarray(poses, dtype=np.float64)
-    origin = np.asarray(origin, dtype=np.float64)
-    _check_pose_array(poses, "poses")
-    c, s = _rotation(origin[2])
-    out = np.empty_like(poses)
-    out[..., 0] = origin[0] + c * poses[..., 0] - s * poses[..., 1]
-    out[..., 1] = origin[1] + s * poses[..., 0] + c * poses[..., 1]
+    poses, origin = _check_pose_array(poses, "poses"), _check_origin(origin)
+    c, s = np.cos(origin[..., 2]), np.sin(origin[..., 2])
+    out = [
+        origin[..., 0] + c * poses[..., 0] - s * poses[..., 1],
+        origin[..., 1] + s * poses[..., 0] + c * poses[..., 1],
+    ]
     if poses.shape[-1] == 3:
-        out[..., 2] = wrap_angle(poses[..., 2] + origin[2])
-    return out
+        out.append(wrap(poses[..., 2] + origin[..., 2]))
+    return _stack(out, poses)
 
 
-def _check_pose_array(poses: np.ndarray, name: str) -> None:
+def _stack(parts: list[np.ndarray], poses: np.ndarray) -> np.ndarray:
+    shape = np.broadcast_shapes(*(np.shape(p) for p in parts), poses.shape[:-1])
+    return np.stack([np.broadcast_to(p, shape) for p in parts], axis=-1)
+
+
+def _check_origin(origin: np.ndarray) -> np.ndarray:
+    origin = np.asarray(origin, dtype=np.float64)
+    if origin.ndim == 0 or origin.shape[-1] != 3:
+        raise ValueError(f"origin must have last dimension 3 (x, y, heading), got shape {origin.shape}")
+    return origin
+
+
+def _check_pose_array(poses: np.ndarray, name: str) -> np.ndarray:
+    poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim == 0 or poses.shape[-1] not in (2, 3):
         raise ValueError(
             f"{name} must have last dimension 2 (x, y) or 3 (x, y, heading), got shape {poses.shape}"
         )
+    return poses

@@ -17,7 +17,7 @@ UNSAFE_FLAG = "--pickle-may-execute-code"
 ALLOWED = {
     ("navsim.common.dataclasses", "Trajectory"),
     ("nuplan.planning.simulation.trajectory.trajectory_sampling", "TrajectorySampling"),
-    ("navsim_adapter.submission", "LocalTrajectory"),
+    ("navsim_adapter.evaluation.submission", "LocalTrajectory"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),

@@ -20,7 +20,6 @@ from navsim_adapter.geometry import global_to_local
 if TYPE_CHECKING:
     from navsim_adapter.maps.base import MapAPI
 
-NAVSIM_INTERVAL_LENGTH = 0.5  # seconds between frames
 CAMERA_NAMES = ("cam_f0", "cam_l0", "cam_l1", "cam_l2", "cam_r0", "cam_r1", "cam_r2", "cam_b0")
 DRIVING_COMMANDS = ("left", "straight", "right", "unknown")
 

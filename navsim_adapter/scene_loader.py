@@ -197,7 +197,7 @@ def _read_traffic_lights(r: _FrameReader) -> list[tuple[str, bool]]:
 
 
 def frame_from_dict(raw: dict, sensor_root: Path, source: Path, index: int) -> Frame:
-    """Convert one OpenScene frame dict (keys in shared/docs/navsim.md §2) into a `Frame`.
+    """Convert one OpenScene frame dict (keys: docs/synthetic_world.md, "Frame dicts") into a `Frame`.
 
     Raises `MalformedLogError` naming `source`, `index` and the offending key.
     """

@@ -1,6 +1,6 @@
 """A throw-away single-node SLURM cluster (slurmctld + slurmd + munged) for testing our sbatch scripts.
 
-Recipe verified on Debian 12's slurm-wlm 22.05 (see docs/slurm.md). Everything lives in one
+Recipe verified on Debian 12's slurm-wlm 22.05 (`make install-slurm` installs the packages). Everything lives in one
 directory: config, state, spool, logs and pid files, so stopping it is exact: we only ever kill the
 daemons this object started, by the pids in their pid files.
 """

@@ -20,7 +20,6 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from slurm.render import render
@@ -43,14 +42,6 @@ def default_accelerate_config(nodes: int, gpus_per_node: int) -> str:
     if nodes > 1:
         return "configs/accelerate/multinode.yaml"
     return "configs/accelerate/gpu_1.yaml" if gpus_per_node == 1 else "configs/accelerate/gpu_multi.yaml"
-
-
-@dataclass
-class Job:
-    stage: str
-    script: Path
-    depends_on: list[str]
-    job_id: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="prep: a scene the metric cache lacks fails the build (error) or is left out (skip)",
     )
     p.add_argument("--prep-args", default="", help="extra options for data_prep.build_shards")
-    p.add_argument("--eval-args", default="", help="extra options for navsim_adapter.evaluate")
+    p.add_argument("--eval-args", default="", help="extra options for navsim_adapter.evaluation.evaluate")
     p.add_argument("--checkpoint", default=None, help="eval: checkpoint dir (pipeline: the trained one)")
     p.add_argument("--omega", default="0,0.5,1,2,4", help="eval omegas")
     p.add_argument("--shards", default=None, help="train: shard dir (pipeline: the prep output)")

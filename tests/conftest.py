@@ -22,10 +22,55 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# The official navsim / nuplan-devkit packages are optional extras: plain `pytest` skips the tests that
+# need them (marker `navsim`). `make test` installs them and sets REQUIRE_OFFICIAL, under which such a
+# skip is a failure: the suite cannot pass while the official judge is silently absent.
+REQUIRE_OFFICIAL = "VLA_DIPOLE_REQUIRE_OFFICIAL"
+OFFICIAL_WORDS = ("navsim", "nuplan")
+
+
 def pytest_report_header(config):
     navsim = importlib.util.find_spec("navsim") is not None
     slurm = shutil.which("slurmctld") is not None
-    return [f"official navsim importable: {navsim}; local SLURM binaries: {slurm}"]
+    required = os.environ.get(REQUIRE_OFFICIAL) == "1"
+    return [f"official navsim importable: {navsim} (required: {required}); local SLURM binaries: {slurm}"]
+
+
+def pytest_runtest_setup(item):
+    """One availability check for every `navsim`-marked test."""
+    if item.get_closest_marker("navsim") is None:
+        return
+    from navsim_adapter.pdm.official import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        pytest.skip(f"official {', '.join(missing)} not importable (make install-navsim)")
+
+
+def _fail_official_skip(report) -> None:
+    """Under REQUIRE_OFFICIAL, a skip for want of an official package (any test's own check included:
+    the reason names navsim or nuplan) becomes a failure naming the reason."""
+    if not report.skipped or os.environ.get(REQUIRE_OFFICIAL) != "1":
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(word in reason.lower() for word in OFFICIAL_WORDS):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{reason}\n{REQUIRE_OFFICIAL}=1 (set by `make test`, which installs the official wheels): "
+            "a test that needs them must run, not skip. Plain `pytest` without the extras skips it."
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_official_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_official_skip(outcome.get_result())  # module-level importorskip
 
 
 def run_cli(args: list[str], cwd: Path = REPO, timeout: float = 900, env: dict | None = None) -> str:

@@ -1,6 +1,6 @@
 """DIPOLE training losses, shared by the driving model's training loop and the bandit proof.
 
-DIPOLE (see ``docs`` / ``../shared/docs/dipole.md`` §2) trains two noise predictors on the *same*
+DIPOLE (arXiv 2601.00898; the README's summary) trains two noise predictors on the *same*
 samples of the reference policy mu with complementary, bounded, stop-gradient weights::
 
     w+ = sigmoid(beta * A + k),   w- = 1 - w+

@@ -26,8 +26,9 @@ import torch
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from data_prep.shard_format import SampleFormatError, read_manifest
-from vla_dipole.data import collate
+from vla_dipole.data.collate import collate
+from vla_dipole.data.shard_format import SampleFormatError
+from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.model.observation_spec import ObservationMismatch, bind_to_shards
 from vla_dipole.training import policy_io
 from vla_dipole.training.checkpoint import (
@@ -50,24 +51,19 @@ from vla_dipole.training.distributed import (
 from vla_dipole.training.ema import HeadEMA
 from vla_dipole.training.feature_cache import FeatureCache
 from vla_dipole.training.indexed_data import DamagedShardError, IndexedShards, record_integrity, shard_dirs
-from vla_dipole.training.objective import needs_candidates, sample_noise, stage_loss, step_seed
+from vla_dipole.training.objective import sample_noise, step_seed
 from vla_dipole.training.online import round_data_dirs, run_online_round
 from vla_dipole.training.preemption import PreemptionFlag, clear_preempted, write_preempted
 from vla_dipole.training.schedule import SampleOrder, StepBatches, lr_at, plan_batches
+from vla_dipole.training.stages import STAGES, get_stage, stage_loss
 from vla_dipole.training.tracking import MetricsLogger, truncate_metrics
-
-STAGE_HELP = {
-    "bc": "behaviour cloning of the logged trajectory: the reference policy mu (head pi+)",
-    "dipole": "pi+ / pi- with w+ = sigmoid(beta A + k), w- = 1 - w+ (init_from=<bc policy>, dipole.rounds=R)",
-    "awr": "the exp-weighted baseline, weight min(exp(beta A), clip) (init_from=<bc policy>)",
-}
 
 
 def usage() -> str:
     """``--help``: this module's docstring, the stages and where the configuration schema lives."""
     root = config_root()
     presets = lambda sub: ", ".join(sorted(p.stem for p in (root / sub).glob("*.yaml")))  # noqa: E731
-    stages = "\n".join(f"  {name:<7} {text}" for name, text in STAGE_HELP.items())
+    stages = "\n".join(f"  {name:<7} {stage.help}" for name, stage in STAGES.items())
     return (
         f"usage: python vla_dipole/train.py [key=value ...]\n\n{__doc__.strip()}\n\nStages (stage=...):\n{stages}\n\n"
         f"Config schema: {root / 'train' / 'base.yaml'} (every key commented; unknown keys are errors)\n"
@@ -212,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 noise = sample_noise(
                     positions,
                     policy_io.action_shape(policy),
-                    batch["candidates"].shape[1] if needs_candidates(cfg.stage) else 0,
+                    batch["candidates"].shape[1] if get_stage(cfg.stage).candidates else 0,
                     policy_io.num_train_timesteps(policy),
                     cfg.seed,
                     round_,

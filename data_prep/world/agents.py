@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_prep.world.paths import Path
+from navsim_adapter.geometry import global_to_local
 
 # NAVSIM / OpenScene box class names.
 VEHICLE, PEDESTRIAN, BICYCLE = "vehicle", "pedestrian", "bicycle"
@@ -141,10 +142,10 @@ def _leader_gap(
 ) -> tuple[float, float]:
     """Bumper gap and speed of the nearest box ahead within half a lane of `me`'s heading line."""
     best_gap, best_v = np.inf, 0.0
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    for xy, length, v in others:
-        dx, dy = xy[0] - pose[0], xy[1] - pose[1]
-        lon, lat = c * dx + s * dy, -s * dx + c * dy
+    if not others:
+        return best_gap, best_v
+    local = global_to_local(np.array([xy[:2] for xy, _, _ in others]), pose)
+    for (lon, lat), (_, length, v) in zip(local, others, strict=True):
         if 0.0 < lon < lookahead and abs(lat) < 1.6:
             gap = lon - me.size[0] / 2 - length / 2
             if gap < best_gap:

@@ -1,6 +1,6 @@
 """Turn a simulated log into OpenScene frame dicts (the on-disk format NAVSIM reads).
 
-Keys follow ../shared/docs/navsim.md §2: token, timestamp (µs), log_name, map_location,
+Keys NAVSIM's scene loader reads (also listed in docs/synthetic_world.md, "Frame dicts"): token, timestamp (µs), log_name, map_location,
 roadblock_ids, traffic_lights, ego2global_translation / ego2global_rotation (w, x, y, z),
 ego_dynamic_state [vx, vy, ax, ay] (ego frame), driving_command one-hot (left, straight, right,
 unknown), lidar_path, cams{CAM_xx: data_path, sensor2lidar_*, cam_intrinsic, distortion} and
@@ -16,7 +16,7 @@ import numpy as np
 
 from data_prep.world.camera import CameraSpec
 from data_prep.world.simulate import COMMANDS, LoggedFrame
-from navsim_adapter.geometry import global_to_local, local_to_global, wrap_angle, yaw_to_quaternion
+from navsim_adapter.geometry import global_to_local, local_to_global, rotate, wrap_angle, yaw_to_quaternion
 
 FRAME_INTERVAL_US = 500_000
 ANNOTATION_RANGE = 100.0
@@ -64,11 +64,7 @@ def frame_dicts(
         keep = np.flatnonzero(np.hypot(f.boxes[:, 0] - f.ego[0], f.boxes[:, 1] - f.ego[1]) < ANNOTATION_RANGE)
         boxes = f.boxes[keep].copy()
         boxes[:, [0, 1, 6]] = global_to_local(f.boxes[keep][:, [0, 1, 6]], f.ego[:3])
-        c, s = np.cos(f.ego[2]), np.sin(f.ego[2])
-        vel = f.velocities[keep]
-        vel_ego = np.column_stack(
-            [c * vel[:, 0] + s * vel[:, 1], -s * vel[:, 0] + c * vel[:, 1], np.zeros(len(keep))]
-        )
+        vel_ego = np.column_stack([rotate(f.velocities[keep], -f.ego[2]), np.zeros(len(keep))])
         tracks = [track_tokens.setdefault(f.tracks[i], make_token(*salt, "track", f.tracks[i])) for i in keep]
         command = np.zeros(4, dtype=np.int64)
         command[COMMANDS.index(f.command)] = 1

@@ -11,12 +11,6 @@ import numpy as np
 from navsim_adapter.geometry import wrap_angle
 
 
-def headings_of(xy: np.ndarray) -> np.ndarray:
-    """Heading of each vertex from its neighbours (forward difference at the ends)."""
-    d = np.gradient(np.asarray(xy, dtype=np.float64), axis=0)
-    return np.arctan2(d[:, 1], d[:, 0])
-
-
 def arc_poses(
     start: tuple[float, float, float], pieces: list[tuple[float, float]], step: float = 1.0
 ) -> np.ndarray:

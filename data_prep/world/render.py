@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from data_prep.world import agents as A
 from data_prep.world.camera import CameraSpec, camera_to_pixels, ego_to_camera, project_points
 from data_prep.world.road import WHITE, RoadNetwork
-from navsim_adapter.geometry import global_to_local
+from navsim_adapter.geometry import global_to_local, local_to_global
 
 NEAR = 0.3
 VIEW_RANGE = 140.0
@@ -75,8 +75,7 @@ def box_corners_3d(boxes: np.ndarray) -> np.ndarray:
     x, y, z, length, width, height, h = (boxes[:, i : i + 1] for i in range(7))
     dx = np.array([[1, -1, -1, 1]]) * length / 2
     dy = np.array([[1, 1, -1, -1]]) * width / 2
-    c, s = np.cos(h), np.sin(h)
-    xs, ys = x + c * dx - s * dy, y + s * dx + c * dy
+    xs, ys = np.moveaxis(local_to_global(np.stack([dx, dy], -1), np.stack([x, y, h], -1)), -1, 0)
     bottom = np.stack([xs, ys, np.broadcast_to(z - height / 2, xs.shape)], axis=-1)
     top = np.stack([xs, ys, np.broadcast_to(z + height / 2, xs.shape)], axis=-1)
     return np.concatenate([bottom, top], axis=1)

@@ -1,6 +1,28 @@
-"""NAVSIM csv column names for our sub-score keys (v2 `run_pdm_score*` output and v1 csv)."""
+"""The names of the PDM scores, defined once: our keys, their NAVSIM csv columns (v2 `run_pdm_score*`
+output and the v1 csv) and their printed labels. PDMResult's fields, the shards' score columns, the
+evaluation records and every table derive from these."""
 
 from __future__ import annotations
+
+# The scores of every table and shard, in this order: NAVSIM v2's sub-scores (with v1's comfort), then
+# v1's PDMS and v2's EPDMS. Shards store `candidate_scores[..., SCORE_NAMES.index(name)]`.
+SCORE_NAMES: tuple[str, ...] = (
+    "nc",
+    "dac",
+    "ddc",
+    "tlc",
+    "ep",
+    "ttc",
+    "comfort",
+    "lk",
+    "hc",
+    "ec",
+    "pdms",
+    "epdms",
+)
+# v1's own EP, TTC and DDC (v1 csv only): PDMResult and the evaluation records carry them too.
+V1_SCORE_NAMES: tuple[str, ...] = ("ep_v1", "ttc_v1", "ddc_v1")
+RESULT_SCORES: tuple[str, ...] = SCORE_NAMES + V1_SCORE_NAMES
 
 # v2 (EPDMS) csv columns, in NAVSIM's order; "score" is EPDMS after re-injecting EC.
 V2_COLUMNS: dict[str, str] = {

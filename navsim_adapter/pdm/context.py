@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-import shapely
-from shapely.geometry import LineString, Polygon
+from shapely.geometry import Polygon
 
 from navsim_adapter.pdm.geometry import PolygonSet
 from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM
@@ -183,12 +182,6 @@ class ScoringContext:
     @cached_property
     def intersection_set(self) -> PolygonSet:
         return self._layer_polygons(("INTERSECTION",))
-
-    @cached_property
-    def centerline_string(self) -> LineString:
-        line = shapely.linestrings(self.centerline[:, :2])
-        shapely.prepare(line)
-        return line
 
     @cached_property
     def red_light_set(self) -> PolygonSet:

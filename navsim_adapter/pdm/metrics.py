@@ -1,6 +1,6 @@
 """PDM sub-metrics (stage 2): geometry arrays -> per-candidate scores, for [B, K] rows at once.
 
-Definitions and constants: ../shared/docs/navsim.md §3 (NAVSIM v2 scorer, non-reactive traffic).
+Definitions and constants: NAVSIM v2's PDM scorer with non-reactive traffic (navsim_adapter/pdm/README.md).
 Stage 1, `queries.batch_geometry` (`scene_geometry` for one scene), does every geometric query
 (map areas, box contacts, centreline projections); the functions here reduce those arrays.
 Every function accepts any leading dims ([K] for one scene, [B, K] for a batch).

@@ -15,7 +15,7 @@ from navsim_adapter.pdm.context import ScoringContext
 from navsim_adapter.pdm.simulation import DT, NUM_STEPS, sample_times_us
 
 INSTALL_HINT = (
-    "install them with `make install-navsim` (wheels in ../shared/wheels, see its README) "
+    "install them with `make install-navsim` (from the wheel folder the Makefile's WHEELS names) "
     "or `pip install -e '.[navsim]'` where GitHub is reachable"
 )
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from navsim_adapter.geometry import normalize_angle
 from navsim_adapter.pdm.context import ScoringContext
 from navsim_adapter.pdm.geometry import PACIFICA, polyline_project
-from navsim_adapter.pdm.simulation import DT, NUM_STEPS, VX, simulate, wrap_angle
+from navsim_adapter.pdm.simulation import DT, NUM_STEPS, VX, simulate
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class _Path:
         y = np.interp(s, self.s, self.poses[:, 1])
         h = np.interp(s, self.s, self.poses[:, 2])
         x, y = x - np.sin(h) * offset, y + np.cos(h) * offset
-        return np.stack([x, y, wrap_angle(h)], -1)
+        return np.stack([x, y, normalize_angle(h)], -1)
 
     def frenet(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(arc length, signed lateral offset) of points [P, 2]."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from navsim_adapter.geometry import local_to_global, normalize_angle, rotate, wrap_angle
 from navsim_adapter.maps.base import LaneLike, MapAPI, MapLayer
 from navsim_adapter.pdm.context import AGENT_STEPS, AGENT_TYPES, OBJECT_TYPES, ScoringContext
 from navsim_adapter.pdm.geometry import PACIFICA, ego_center
-from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM, local_to_global, principal_value, wrap_angle
+from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM
 
 MAP_RADIUS = 100.0
 STEPS_PER_FRAME = 5  # 0.5 s frames -> 0.1 s steps
@@ -36,10 +37,8 @@ def _track_table(scene, frames: range) -> dict[str, dict]:
             continue
         pose = frame.ego_status.ego_pose
         boxes = np.asarray(ann.boxes, dtype=np.float64)
-        glob = local_to_global(np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 6]], -1)[None], pose)[0]
-        cs, sn = np.cos(pose[2]), np.sin(pose[2])
-        vel = np.asarray(ann.velocity_3d, dtype=np.float64)[:, :2]
-        gvel = np.stack([cs * vel[:, 0] - sn * vel[:, 1], sn * vel[:, 0] + cs * vel[:, 1]], -1)
+        glob = local_to_global(boxes[:, [0, 1, 6]], pose, wrap=normalize_angle)
+        gvel = rotate(np.asarray(ann.velocity_3d, dtype=np.float64)[:, :2], pose[2])
         for j, tok in enumerate(ann.track_tokens):
             kind = ann.names[j] if ann.names[j] in OBJECT_TYPES else "generic_object"
             v = gvel[j] if kind in AGENT_TYPES else np.zeros(2)
@@ -58,7 +57,7 @@ def _interpolate(rows: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.nd
         return np.repeat(vals, len(times), axis=0), np.ones(len(times), dtype=bool)
     valid = (times >= t[0]) & (times <= t[-1])
     out = np.stack([np.interp(times, t, vals[:, i]) for i in range(5)], -1)
-    out[:, 2] = wrap_angle(out[:, 2])
+    out[:, 2] = normalize_angle(out[:, 2])
     return out, valid
 
 
@@ -155,7 +154,7 @@ def past_states(scene) -> np.ndarray | None:
     out = np.zeros((len(query), STATE_DIM))
     for i, col in enumerate((0, 1, 2, 3, 4, 5, 6)):
         out[:, col] = np.interp(query.astype(np.float64), t_us.astype(np.float64), knots[:, i])
-    out[:, 2] = principal_value(out[:, 2])
+    out[:, 2] = wrap_angle(out[:, 2])
     return out
 
 

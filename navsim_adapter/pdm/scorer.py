@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from navsim_adapter.pdm import metrics as M
 from navsim_adapter.pdm.batch import SceneBatch
+from navsim_adapter.pdm.columns import RESULT_SCORES
 from navsim_adapter.pdm.context import ScoringContext
 from navsim_adapter.pdm.simulation import NUM_STEPS, STATE_DIM, TRAJ_POSES, interpolate_candidates, simulate
 
@@ -60,23 +61,7 @@ class PDMResult:
     progress: np.ndarray  # raw centreline progress [m]
     timings: dict[str, float] = field(default_factory=dict)
 
-    SUBSCORES = (
-        "nc",
-        "dac",
-        "ddc",
-        "tlc",
-        "ep",
-        "ttc",
-        "comfort",
-        "lk",
-        "hc",
-        "ec",
-        "pdms",
-        "epdms",
-        "ep_v1",
-        "ttc_v1",
-        "ddc_v1",
-    )
+    SUBSCORES: ClassVar[tuple[str, ...]] = RESULT_SCORES  # one [B, N] field each
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.SUBSCORES}

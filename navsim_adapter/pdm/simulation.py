@@ -1,7 +1,7 @@
 """Closed-loop simulation of candidate trajectories: NAVSIM's LQR tracker + kinematic bicycle model.
 
 Everything runs on flat batches [K, ...] of float64 numpy arrays (K = all candidates of all scenes),
-with the constants of ../shared/docs/navsim.md §3. Re-derived, not copied: the 10-step lateral
+with the constants of NAVSIM's LQR tracker and bicycle model (`TrackerConfig`). Re-derived, not copied: the 10-step lateral
 LQR prediction is accumulated in closed form (the step matrices are unit upper-triangular), and the
 velocity least-squares normal matrix does not depend on the poses, so it is factorised once.
 """
@@ -13,8 +13,9 @@ from functools import lru_cache
 
 import numpy as np
 
-# nuPlan's principal_value (modulo, [-pi, pi)) is exactly the canonical geometry.wrap_angle.
-from navsim_adapter.geometry import wrap_angle as principal_value
+# nuPlan's principal_value (modulo, [-pi, pi)) is geometry.wrap_angle; NAVSIM's normalize_angle (atan2)
+# is geometry.normalize_angle: each call site below uses the one NAVSIM uses there.
+from navsim_adapter.geometry import local_to_global, normalize_angle, wrap_angle
 from navsim_adapter.pdm.geometry import PACIFICA, VehicleParameters
 
 # State vector layout (NAVSIM's StateIndex).
@@ -47,28 +48,6 @@ class TrackerConfig:
 
 
 TRACKER = TrackerConfig()
-
-
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angle in [-pi, pi] via atan2 (NAVSIM's normalize_angle).
-
-    Not `geometry.wrap_angle` (modulo, [-pi, pi)): the two differ at +-pi and in the last bits,
-    and the scorer follows NAVSIM's choice per call site.
-    """
-    return np.arctan2(np.sin(a), np.cos(a))
-
-
-def local_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """Poses [..., 3] relative to `origin` [..., 3] (broadcast) -> global poses.
-
-    Unlike `geometry.local_to_global` it takes a batch of origins and wraps with atan2 (NAVSIM's).
-    """
-    c, s = np.cos(origin[..., 2]), np.sin(origin[..., 2])
-    c, s = c[..., None], s[..., None]
-    x = origin[..., 0, None] + c * poses[..., 0] - s * poses[..., 1]
-    y = origin[..., 1, None] + s * poses[..., 0] + c * poses[..., 1]
-    h = np.arctan2(np.sin(origin[..., 2, None] + poses[..., 2]), np.cos(origin[..., 2, None] + poses[..., 2]))
-    return np.stack([x, y, h], axis=-1)
 
 
 def _whole_us(times_s: np.ndarray, timestamp_us) -> np.ndarray:
@@ -110,7 +89,7 @@ def interpolate_candidates(
         one = interpolate_candidates(local_poses[None], ego_pose[None], np.array([timestamp_us]), num_steps)
         return one[0]
     b, n, p, _ = local_poses.shape
-    glob = local_to_global(local_poses, ego_pose[:, None, :])
+    glob = local_to_global(local_poses, ego_pose[:, None, None, :], wrap=normalize_angle)
     first = np.broadcast_to(ego_pose[:, None, None], (b, n, 1, 3))
     knots = np.concatenate([first, glob], axis=2)  # [B, N, P+1, 3]
     knots[..., 2] = np.unwrap(knots[..., 2], axis=2)
@@ -125,7 +104,7 @@ def interpolate_candidates(
     t_hi, t_lo = np.take_along_axis(kt, hi, 1), np.take_along_axis(kt, lo, 1)
     slope = (k_hi - k_lo) / (t_hi - t_lo)[:, None, :, None]
     out = slope * (qt - t_lo)[:, None, :, None] + k_lo
-    out[..., 2] = principal_value(out[..., 2])
+    out[..., 2] = wrap_angle(out[..., 2])
     return out
 
 
@@ -173,7 +152,7 @@ def _profile(initial: np.ndarray, derivs: np.ndarray, dt: float) -> np.ndarray:
 def fit_velocity_curvature(poses: np.ndarray, cfg: TrackerConfig = TRACKER, dt: float = DT):
     """Velocity [K, T-1] and curvature [K, T-1] profiles fitted to reference poses [K, T, 3]."""
     diff = np.diff(poses, axis=1)
-    heading_disp = wrap_angle(diff[..., 2])
+    heading_disp = normalize_angle(diff[..., 2])
     h = poses[:, :-1, 2]
     along = np.cos(h) * diff[..., 0] + np.sin(h) * diff[..., 1]  # [K, M]
     m = along.shape[1]
@@ -216,7 +195,7 @@ def _lqr_commands(state, ref_pose, v_ref, curv, cfg: TrackerConfig, dt: float, w
     dx, dy = state[X] - ref_pose[0], state[Y] - ref_pose[1]
     href = ref_pose[2]
     lat_err = -dx * np.sin(href) + dy * np.cos(href)
-    head_err = wrap_angle(state[HEADING] - href)
+    head_err = normalize_angle(state[HEADING] - href)
     steer = state[STEER]
 
     stop = (v_ref <= cfg.stopping_velocity) & (v0 <= cfg.stopping_velocity)
@@ -247,8 +226,8 @@ def _lqr_commands(state, ref_pose, v_ref, curv, cfg: TrackerConfig, dt: float, w
     e0 = lat_err + alpha * head_err + gamma * steer + g0
     e1 = head_err + beta * steer + g1
     e2 = steer
-    e1 = np.arctan2(np.sin(e1), np.cos(e1))
-    e2 = np.arctan2(np.sin(e2), np.cos(e2))
+    e1 = normalize_angle(e1)
+    e2 = normalize_angle(e2)
     q0, q1, q2 = cfg.q_lateral
     tail = q0 * b0 * e0 + q1 * b1 * e1 + q2 * b2 * e2
     inv = -1.0 / (q0 * b0 * b0 + q1 * b1 * b1 + q2 * b2 * b2 + cfg.r_lateral)
@@ -270,7 +249,7 @@ def _propagate(state, accel_cmd, steer_rate_cmd, cfg: TrackerConfig, dt: float, 
     out = np.empty_like(state)
     out[X] = state[X] + vx * np.cos(state[HEADING]) * dt
     out[Y] = state[Y] + vx * np.sin(state[HEADING]) * dt
-    out[HEADING] = principal_value(state[HEADING] + vx * np.tan(steer) / wheel_base * dt)
+    out[HEADING] = wrap_angle(state[HEADING] + vx * np.tan(steer) / wheel_base * dt)
     out[VX] = vx + new_accel * dt
     out[VY] = 0.0
     out[STEER] = np.clip(steer + steer_rate * dt, -cfg.max_steering, cfg.max_steering)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.shard_format import SCORE_NAMES, Sample, encode_jpeg, write_sample_shards
 from data_prep.synthesize import synthesize
+from vla_dipole.data.shard_format import SCORE_NAMES, Sample, encode_jpeg
+from vla_dipole.data.shard_io import write_sample_shards
 
 # build options of the end-to-end build tests (2 logs x 5 scenes, 8 built, in shards of 3)
 BUILD = dict(

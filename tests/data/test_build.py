@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from data_prep.build_shards import BUILD_DIR, build_shards
-from data_prep.shard_format import SCORE_NAMES, SOURCES, read_manifest, shard_name
 from data_prep.validate import main as validate_main
 from data_prep.validate import validate
+from vla_dipole.data.shard_format import SCORE_NAMES, SOURCES
+from vla_dipole.data.shard_io import read_manifest, shard_name
 from vla_dipole.training.indexed_data import read_batch
 
 from .conftest import BUILD

@@ -7,16 +7,14 @@ import io
 import numpy as np
 import pytest
 
-from data_prep.shard_format import (
+from vla_dipole.data.shard_format import (
     ARRAY_FIELDS,
     SampleFormatError,
     decode_sample,
     encode_arrays,
     encode_sample,
-    read_manifest,
-    sha256_file,
-    shard_writer,
 )
+from vla_dipole.data.shard_io import ShardWriter, read_manifest, sha256_file
 
 from .conftest import make_sample, write_build
 
@@ -78,7 +76,7 @@ def test_arrays_member_is_plain_numpy():
 def test_shards_are_byte_identical(tmp_path):
     rng_a, rng_b = np.random.default_rng(4), np.random.default_rng(4)
     for path, rng in ((tmp_path / "a.tar", rng_a), (tmp_path / "b.tar", rng_b)):
-        with open(path, "wb") as fh, shard_writer(fh) as writer:
+        with open(path, "wb") as fh, ShardWriter(fh) as writer:
             for i in range(3):
                 writer.write(encode_sample(make_sample(f"abcdef01234567{i:02d}", rng)))
     assert sha256_file(tmp_path / "a.tar") == sha256_file(tmp_path / "b.tar")
@@ -98,7 +96,7 @@ def test_writer_matches_webdataset_tarwriter():
     rng = np.random.default_rng(6)
     raws = [encode_sample(make_sample(f"abcdef01234567{i:02d}", rng)) for i in range(2)]
     ours, theirs = io.BytesIO(), io.BytesIO()
-    with shard_writer(ours) as writer:
+    with ShardWriter(ours) as writer:
         for raw in raws:
             writer.write(raw)
     with wds.TarWriter(theirs, user="", group="", mtime=0, encoder=False) as writer:

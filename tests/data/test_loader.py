@@ -1,6 +1,5 @@
 """The training data path (IndexedShards): collated batches in shard order, damaged shards refused by
-name or skipped and counted, undecodable samples named; normalisation and the optional backbone
-transform."""
+name or skipped and counted, undecodable samples named; normalisation."""
 
 from __future__ import annotations
 
@@ -10,17 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.shard_format import (
-    SampleFormatError,
-    encode_sample,
-    read_manifest,
-    sha256_file,
-    shard_name,
-    shard_writer,
-    write_manifest,
-)
-from vla_dipole.data import TrajectoryStats, openvla_pixel_values
-from vla_dipole.data.transforms import DINO_MEAN, DINO_STD
+from vla_dipole.data.normalize import TrajectoryStats
+from vla_dipole.data.shard_format import SampleFormatError, encode_sample
+from vla_dipole.data.shard_io import ShardWriter, read_manifest, sha256_file, shard_name, write_manifest
 from vla_dipole.training.config import ConfigError
 from vla_dipole.training.indexed_data import DamagedShardError, IndexedShards, _index_tar, read_batch
 
@@ -62,7 +53,7 @@ def test_sample_with_missing_member_is_named_when_read(tmp_path):
     manifest = read_manifest(root)
     path = root / shard_name("unit", 1)
     rng = np.random.default_rng(9)
-    with open(path, "wb") as fh, shard_writer(fh) as writer:
+    with open(path, "wb") as fh, ShardWriter(fh) as writer:
         for i in range(4):
             raw = encode_sample(make_sample(f"feedbeef000000{i:02d}", rng))
             if i == 2:
@@ -82,17 +73,6 @@ def test_missing_shard_file_is_named(shard_dir):
     shutil.move(shard_dir / shard_name("unit", 0), shard_dir / "moved.tar")
     with pytest.raises(ConfigError, match="unit-000000.tar listed in .* is missing"):
         IndexedShards([shard_dir])
-
-
-def test_openvla_transform_normalises_per_backbone():
-    images = np.full((2, 40, 60, 3), 128, np.uint8)
-    pixels = openvla_pixel_values(images)
-    assert pixels.shape == (2, 6, 224, 224)
-    value = 128 / 255
-    torch.testing.assert_close(
-        pixels[0, 0, 100, 100], torch.tensor((value - DINO_MEAN[0]) / DINO_STD[0]), atol=2e-3, rtol=0
-    )
-    torch.testing.assert_close(pixels[1, 4, 5, 7], torch.tensor((value - 0.5) / 0.5), atol=2e-3, rtol=0)
 
 
 def test_stats_command_recomputes_manifest_statistics(shard_dir):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from data_prep.build_shards import BUILD_DIR, ScoringSourceError, build_shards, main
-from data_prep.shard_format import SCORE_NAMES
+from vla_dipole.data.shard_format import SCORE_NAMES
 from vla_dipole.training.indexed_data import read_batch
 
 from .conftest import BUILD

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from data_prep.world.scenarios import FAMILIES
-from navsim_adapter.eval_report import SUMMARY_METRICS, omega_row
+from navsim_adapter.evaluation.report import omega_row
+from navsim_adapter.pdm.columns import SCORE_NAMES
 from vla_dipole.demo import cli as demo
 from vla_dipole.demo import report as demo_report
 
@@ -79,7 +80,7 @@ def test_summary_has_every_agent_and_column(small_demo):
     for agent in demo_report.AGENTS:
         row = demo_report.agent_row(summary, agent)
         assert row["n_valid"] >= 40 and row["n_invalid"] == 0, agent
-        assert all(metric in row for metric in SUMMARY_METRICS), agent
+        assert all(metric in row for metric in SCORE_NAMES), agent
     choice = summary["choice"]
     s = demo.SCALES["small"]
     assert choice["dipole_beta"] in s.betas and choice["awr_beta"] in s.betas
@@ -136,7 +137,7 @@ def test_swapped_weights_fail_the_floors(small_demo, tmp_path, monkeypatch):
 def test_docs_and_readme_table_are_generated(tmp_path):
     # the --seeds --docs path on hand-made summaries: mean +- std, per-seed rows, README between markers
     def seed_summary(seed: int, bc: float, dipole: float) -> dict:
-        row = {m: 50.0 for m in SUMMARY_METRICS} | {"n_valid": 56, "n_invalid": 0}
+        row = {m: 50.0 for m in SCORE_NAMES} | {"n_valid": 56, "n_invalid": 0}
         table = {name: dict(row) for name in ("constant_velocity", "human")}
         for name in ("bc", "awr", "control"):
             table[omega_row(name, 0)] = dict(row)

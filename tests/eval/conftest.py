@@ -21,7 +21,7 @@ def eval_command(checkpoint: Path, root: Path, out: Path, *extra: str) -> list[s
     return [
         sys.executable,
         "-m",
-        "navsim_adapter.evaluate",
+        "navsim_adapter.evaluation.evaluate",
         "--checkpoint",
         str(checkpoint),
         "--data-root",
@@ -50,9 +50,9 @@ def run_in_process(cmd: list[str]) -> None:
     """The evaluator `main` with the arguments of `cmd` (no interpreter start-up), torch threads restored."""
     import torch
 
-    from navsim_adapter import evaluate
+    from navsim_adapter.evaluation import evaluate
 
-    assert cmd[1:3] == ["-m", "navsim_adapter.evaluate"], cmd
+    assert cmd[1:3] == ["-m", "navsim_adapter.evaluation.evaluate"], cmd
     threads = torch.get_num_threads()
     try:
         evaluate.main(cmd[3:])

@@ -17,13 +17,15 @@ NAVSIM_CAMS = ("CAM_F0", "CAM_L0", "CAM_L1", "CAM_L2", "CAM_R0", "CAM_R1", "CAM_
 
 def test_import_without_navsim_names_the_extra(monkeypatch):
     for name in [
-        m for m in sys.modules if m == "navsim" or m.startswith(("navsim.", "navsim_adapter.agent"))
+        m
+        for m in sys.modules
+        if m == "navsim" or m.startswith(("navsim.", "navsim_adapter.evaluation.agent"))
     ]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "navsim", None)  # makes `import navsim...` fail
     with pytest.raises(ImportError, match=r"make install-navsim|vla-dipole\[navsim\]"):
-        importlib.import_module("navsim_adapter.agent")
-    monkeypatch.delitem(sys.modules, "navsim_adapter.agent", raising=False)
+        importlib.import_module("navsim_adapter.evaluation.agent")
+    monkeypatch.delitem(sys.modules, "navsim_adapter.evaluation.agent", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def compose_agent(checkpoint, *overrides):
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
 
-    with initialize_config_module(config_module="navsim_adapter.config", version_base=None):
+    with initialize_config_module(config_module="navsim_adapter.evaluation.config", version_base=None):
         cfg = compose(overrides=["+agent=dipole_agent", f"agent.checkpoint_path={checkpoint}", *overrides])
     return instantiate(cfg.agent)
 
@@ -91,7 +93,7 @@ def test_navsim_agent_input_gives_our_observation_bit_for_bit(navsim, synthetic_
     """One conversion: 4 history frames of navsim's AgentInput and of our scene give identical arrays."""
     from navsim.common.dataclasses import SensorConfig
 
-    from navsim_adapter.observation import ObservationSpec, agent_input_observation, scene_observation
+    from vla_dipole.data.observation import ObservationSpec, agent_input_observation, scene_observation
 
     _, AgentInput, _ = navsim
     spec = ObservationSpec(cameras=("cam_f0",), image_size=(64, 36), history_frames=4)
@@ -117,9 +119,9 @@ def test_agent_inside_navsim_returns_the_evaluators_trajectory_bit_for_bit(
     from navsim.agents.constant_velocity_agent import ConstantVelocityAgent
     from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
 
-    from navsim_adapter.eval_report import omega_row
-    from navsim_adapter.evaluate import EvalSettings, Evaluator
-    from navsim_adapter.observation import scene_observation
+    from navsim_adapter.evaluation.evaluate import EvalSettings, Evaluator
+    from navsim_adapter.evaluation.report import omega_row
+    from vla_dipole.data.observation import scene_observation
 
     _, AgentInput, Trajectory = navsim
     agent = compose_agent(tiny_bc_policy, "agent.omega=1.0", "agent.num_steps=2")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navsim_adapter import evaluate
-from navsim_adapter.eval_report import read_records
+from navsim_adapter.evaluation import evaluate
+from navsim_adapter.evaluation.records import read_records
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 ROWS = ["constant_velocity", "human", "dipole@omega=0", "dipole@omega=1"]

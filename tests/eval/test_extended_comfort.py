@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from navsim_adapter import eval_report as report
-from navsim_adapter import evaluate
+from navsim_adapter.evaluation import evaluate, report
+from navsim_adapter.evaluation.records import latest_records, read_records, scored_records
 from navsim_adapter.pdm.metrics import extended_comfort
 from navsim_adapter.pdm.simulation import AX, HEADING, NUM_STEPS, STATE_DIM
 
@@ -89,7 +89,7 @@ def test_stored_columns_give_the_scorers_ec_and_epdms(synthetic_root):
     plain = score(ctxs[1:], traj[1])
     records = []
     for scene, ctx, res in ((scenes[0], ctxs[0], first), (scenes[1], ctxs[1], plain)):
-        records += evaluate._records(scene, ctx, ["human"], res, 0, np.zeros((1, 1, 8, 3)))
+        records += scored_records(scene, ctx, ["human"], res, 0, np.zeros((1, 1, 8, 3)))
     st = {
         ("human", s.token): ec_cols(r.simulated_states[0, 0])
         for s, r in ((scenes[0], first), (scenes[1], plain))
@@ -136,7 +136,7 @@ def read_v2(path):
 def test_evaluator_fills_ec_for_every_frame_with_a_previous_one(ec_run):
     rows = read_v2(ec_run / "human_v2.csv")
     tokens = [t for t in rows if t != "average_all_frames"]
-    records = report.latest_records(report.read_records([ec_run / "records.jsonl"]))
+    records = latest_records(read_records([ec_run / "records.jsonl"]))
     prev = report.previous_frames(records)
     assert len(tokens) == 5 and len(report.load_states([ec_run])) == 5 * 4
     with_prev = [t for t in tokens if ("human", t) in prev]
@@ -164,7 +164,7 @@ def test_chunks_and_merge_keep_ec_exact(ec_run, eval_cmd, eval_main, tmp_path):
         name = f"{stem}_v2.csv"
         assert (merged / name).read_text() == (ec_run / name).read_text(), name
     # alone, chunk 1 lacks its first frame's predecessor
-    first = min(report.read_records([chunks[1] / "records.jsonl"]), key=lambda r: r["start_time"])
+    first = min(read_records([chunks[1] / "records.jsonl"]), key=lambda r: r["start_time"])
     assert read_v2(chunks[1] / "human_v2.csv")[first["token"]]["two_frame_extended_comfort"] == ""
 
 

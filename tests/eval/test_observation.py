@@ -8,13 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from navsim_adapter.observation import ObservationSpec, PolicyRunner, scene_observation
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+from vla_dipole.data.observation import scene_observation
+from vla_dipole.inference import PolicyRunner, checkpoint_spec
 
 
 def test_spec_comes_from_the_checkpoint_and_its_training_shards(tiny_bc_policy, synthetic_shards):
     manifest = json.loads((synthetic_shards / "manifest.json").read_text())
-    spec = ObservationSpec.from_checkpoint(tiny_bc_policy)
+    spec = checkpoint_spec(tiny_bc_policy)
     assert spec.cameras == ("cam_f0",) and spec.history_frames == 1
     assert list(spec.image_size) == manifest["image"]["size"] == [64, 36]
     assert spec.jpeg_quality == manifest["image"]["quality"]
@@ -23,27 +24,27 @@ def test_spec_comes_from_the_checkpoint_and_its_training_shards(tiny_bc_policy, 
 def test_moved_checkpoint_keeps_its_spec_and_unbound_policies_need_observation_json(tiny_bc_policy, tmp_path):
     ckpt = tmp_path / "moved"  # a checkpoint copied away from its run: no config.yaml next to it
     shutil.copytree(tiny_bc_policy, ckpt)
-    assert ObservationSpec.from_checkpoint(ckpt).image_size == (64, 36)  # recorded in policy_config.yaml
+    assert checkpoint_spec(ckpt).image_size == (64, 36)  # recorded in policy_config.yaml
     config = ckpt / "policy_config.yaml"  # a policy never trained on shards: image_size null
     config.write_text(config.read_text().replace("image_size:\n  - 64\n  - 36", "image_size: null"))
     with pytest.raises(ValueError, match=r"policy_config.yaml: field 'observation.image_size' is null"):
-        ObservationSpec.from_checkpoint(ckpt)
+        checkpoint_spec(ckpt)
     (ckpt / "observation.json").write_text(json.dumps({"image_size": [32, 18], "jpeg_quality": 75}))
-    spec = ObservationSpec.from_checkpoint(ckpt)
+    spec = checkpoint_spec(ckpt)
     assert spec.image_size == (32, 18) and spec.jpeg_quality == 75
     (ckpt / "observation.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"observation\.json: not valid JSON"):
-        ObservationSpec.from_checkpoint(ckpt)
+        checkpoint_spec(ckpt)
     (ckpt / "observation.json").write_text(json.dumps({"image_size": [32]}))
     with pytest.raises(ValueError, match=r"'image_size' must be \[W, H\]"):
-        ObservationSpec.from_checkpoint(ckpt)
+        checkpoint_spec(ckpt)
 
 
 def test_scene_observation_equals_the_training_sample(tiny_bc_policy, synthetic_root, synthetic_shards):
     from vla_dipole.training.indexed_data import IndexedShards
 
     shards = IndexedShards([synthetic_shards])
-    spec = ObservationSpec.from_checkpoint(tiny_bc_policy)
+    spec = checkpoint_spec(tiny_bc_policy)
     loader = SceneLoader("train", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1))
     for i in (0, len(shards) - 1):
         sample = shards[i]
@@ -55,7 +56,7 @@ def test_scene_observation_equals_the_training_sample(tiny_bc_policy, synthetic_
 
 
 def test_samples_depend_on_the_observation_not_on_the_batch(tiny_bc_policy, synthetic_root, one_thread):
-    runner = PolicyRunner(tiny_bc_policy, num_steps=2)
+    runner = PolicyRunner.from_checkpoint(tiny_bc_policy, num_steps=2)
     loader = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=2))
     obs = [scene_observation(loader.get_scene(t), runner.spec) for t in loader.tokens[:3]]
     together = runner.sample(obs, [0.0, 1.0])
@@ -64,5 +65,5 @@ def test_samples_depend_on_the_observation_not_on_the_batch(tiny_bc_policy, synt
     assert np.array_equal(runner.sample(obs[2:3], [1.0])[0, 0], together[2, 1])  # omega sweep = one omega
     renamed = {**obs[1], "token": "another-token", "log_name": "another-log"}
     assert np.array_equal(runner.sample([renamed], [0.0])[0, 0], together[1, 0])  # token-free noise
-    reseeded = PolicyRunner(tiny_bc_policy, num_steps=2, seed=1).sample(obs[1:2], [0.0])
+    reseeded = PolicyRunner.from_checkpoint(tiny_bc_policy, num_steps=2, seed=1).sample(obs[1:2], [0.0])
     assert not np.allclose(reseeded[0, 0], together[1, 0], atol=1e-2)

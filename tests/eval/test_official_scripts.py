@@ -7,8 +7,8 @@ constant velocity and the human agent, and require our evaluator's per-token num
   subprocess (`make install-navsim` installs it into `.venv/navsim-v1.1`; `NAVSIM_V1_PATH` overrides),
   on a v1.1 metric cache written with navsim 1.1's classes in such a subprocess.
 - v2 two-stage (navhard EPDMS): navsim 2.0.0 `run_pdm_score` on a navhard_two_stage-format split written
-  by `navsim_adapter.two_stage` (synthetic second-stage scenes, stage mapping), log-replay traffic in
-  both stages; compared with `navsim_adapter.two_stage.score_two_stage` (per token and aggregates).
+  by `navsim_adapter.evaluation.two_stage` (synthetic second-stage scenes, stage mapping), log-replay traffic in
+  both stages; compared with `navsim_adapter.evaluation.two_stage.score_two_stage` (per token and aggregates).
 
 The human agent is privileged: navsim builds the whole Scene for it, whose constructor opens the
 nuPlan map of the log, and navsim's loader of synthetic (second-stage) scenes opens it for every agent.
@@ -28,13 +28,15 @@ from pathlib import Path
 
 import pytest
 
-from navsim_adapter.eval_report import csv_name, omega_row
+from navsim_adapter.evaluation.report import csv_name, omega_row
 from navsim_adapter.pdm.columns import V1_COLUMNS, V2_COLUMNS
 
 pytestmark = pytest.mark.navsim
 
 SPLIT = "test"
-HYDRA_SEARCHPATH = "hydra.searchpath=[pkg://navsim.planning.script.config.common,pkg://navsim_adapter.config]"
+HYDRA_SEARCHPATH = (
+    "hydra.searchpath=[pkg://navsim.planning.script.config.common,pkg://navsim_adapter.evaluation.config]"
+)
 # navsim's Scene opens the nuPlan map of the log; log-replay scoring never reads it (see module doc)
 NO_MAP = "import navsim.common.dataclasses as d; d.Scene._build_map_api = classmethod(lambda cls, name: None)"
 # (navsim agent overrides, our evaluator's row)
@@ -197,8 +199,8 @@ def test_v1_script_agrees_with_our_evaluator_per_token(
 @pytest.fixture(scope="module")
 def two_stage(split_cache, tiny_bc_policy, synthetic_root, tmp_path_factory):
     """A navhard_two_stage-format split of the synthetic test split, its navsim 2.x metric cache and our
-    scores of it, all through `python -m navsim_adapter.two_stage` (in-process)."""
-    from navsim_adapter import two_stage
+    scores of it, all through `python -m navsim_adapter.evaluation.two_stage` (in-process)."""
+    from navsim_adapter.evaluation import two_stage
 
     out = tmp_path_factory.mktemp("two_stage")
     root = ["--data-root", str(synthetic_root)]
@@ -222,7 +224,7 @@ def test_v2_two_stage_script_agrees_with_our_two_stage_scores(
     """navsim 2.0.0's run_pdm_score (navhard two-stage EPDMS) with log-replay traffic in both stages (its
     reactive IDM traffic needs nuPlan maps). navsim opens the nuPlan map of every synthetic scene it
     loads, so the map loader is replaced for every agent here (scoring never reads it)."""
-    from navsim_adapter.two_stage import AGGREGATE_ROWS
+    from navsim_adapter.evaluation.two_stage import AGGREGATE_ROWS
 
     split, cache, folder, our_csvs = two_stage
     run_navsim_script(

@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from navsim_adapter import eval_report as report
-from navsim_adapter.evaluate import RecordWriter, chunk_tokens
-from navsim_adapter.observation import consensus_scores, observation_seed
+from navsim_adapter.evaluation import report
+from navsim_adapter.evaluation.records import RecordWriter, chunk_tokens, latest_records
+from navsim_adapter.pdm.columns import SCORE_NAMES
+from vla_dipole.inference import consensus_scores, observation_seed
 
 
 def rec(row: str, token: str, pdms: float | None, valid: bool = True) -> dict:
-    scores = {k: (pdms if valid else None) for k in report.SUMMARY_METRICS}
+    scores = {k: (pdms if valid else None) for k in SCORE_NAMES}
     scores["ec"] = None
     return {"row": row, "token": token, "valid": valid, "error": None if valid else "boom", **scores}
 
@@ -68,7 +69,7 @@ def test_omega_plot_written(tmp_path):
 
 
 def test_latest_record_wins():
-    out = report.latest_records([rec("a", "t", 0.1), rec("b", "t", 0.2), rec("a", "t", 0.3)])
+    out = latest_records([rec("a", "t", 0.1), rec("b", "t", 0.2), rec("a", "t", 0.3)])
     assert sorted((r["row"], r["pdms"]) for r in out) == [("a", 0.3), ("b", 0.2)]
 
 

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from navsim_adapter import submission as sub
+from navsim_adapter.evaluation import submission as sub
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 META = {"team_name": "T", "authors": "A B", "email": "a@b.c", "institution": "I", "country / region": "C"}

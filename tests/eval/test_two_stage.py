@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from navsim_adapter import two_stage as ts
+from navsim_adapter.evaluation import two_stage as ts
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep import shard_format
+from vla_dipole.data import shard_format, shard_io
 from vla_dipole.training.indexed_data import _index_tar
 from vla_dipole.training.synthetic_shards import write_shards
 
@@ -97,7 +97,7 @@ def field_offset(shard: Path, index: int, name: str) -> tuple[str, int]:
 
 
 def first_shard(shards: Path) -> Path:
-    return Path(shard_format.shard_paths(shards)[0])
+    return Path(shard_io.shard_paths(shards)[0])
 
 
 def finite_float32(n: int, value: float) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from data_prep.validate import validate
-from navsim_adapter.eval_report import read_records
+from navsim_adapter.evaluation.records import read_records
 from vla_dipole.model.policy import HEADS_FILE, DipolePolicy
 
 from .conftest import ENV, REPO, run
@@ -45,7 +45,7 @@ def _build_args(root: Path, out: Path, workers: int = 2) -> list[str]:
 def _eval_args(policy: Path, root: Path, out: Path, scenes: int = 2) -> list[str]:
     return [
         "-m",
-        "navsim_adapter.evaluate",
+        "navsim_adapter.evaluation.evaluate",
         "--checkpoint",
         str(policy),
         "--data-root",
@@ -209,8 +209,8 @@ def test_hostile_submission_pickle_is_not_executed(tmp_path: Path) -> None:
 
     path = tmp_path / "submission.pkl"
     path.write_bytes(pickle.dumps({"team_name": "T", "predictions": [{"tok": Evil()}]}))
-    proc = run(["-m", "navsim_adapter.submission", "--validate", str(path)])
+    proc = run(["-m", "navsim_adapter.evaluation.submission", "--validate", str(path)])
     assert proc.returncode != 0 and not marker.exists()
     assert f"{path}: refers to posix.system" in proc.stderr and "--pickle-may-execute-code" in proc.stderr
-    proc = run(["-m", "navsim_adapter.score", "--split", "test", "--trajectories", str(path)])
+    proc = run(["-m", "navsim_adapter.evaluation.score", "--split", "test", "--trajectories", str(path)])
     assert proc.returncode != 0 and not marker.exists() and "not an .npz file" in proc.stderr

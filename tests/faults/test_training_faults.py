@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_prep import shard_format
 from data_prep.validate import validate
+from vla_dipole.data import shard_format
 from vla_dipole.model.policy import DipolePolicy
 from vla_dipole.training.indexed_data import IndexedShards
 

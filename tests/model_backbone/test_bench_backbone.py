@@ -1,6 +1,6 @@
 """The backbone benchmark runs end to end on the tiny preset and prints a readable table."""
 
-from vla_dipole.model.bench_backbone import bench_preset, format_table
+from benchmarks.backbone import bench_preset, format_table
 
 
 def test_bench_tiny_rows_and_table():

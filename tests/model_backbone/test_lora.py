@@ -83,7 +83,10 @@ def test_both_branches_get_gradients_in_one_step(make_inputs, tiny_config):
     loss = loss + model(pv, ids, mask).hidden.square().mean()
     loss.backward()
     grads = {n: p.grad for n, p in model.language_model.named_parameters() if "lora_B" in n}
-    assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if ".pos." in n or ".neg." in n)
+    for branch in ("pos", "neg"):
+        own = [g for n, g in grads.items() if f".{branch}." in n]
+        assert own, f"no LoRA B matrix of adapter {branch!r} in the language model"
+        assert all(g is not None and g.abs().sum() > 0 for g in own), branch
 
 
 def test_merged_lora_saves_in_checkpoint_layout_and_reloads(

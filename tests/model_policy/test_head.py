@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from torch import nn
 
-from vla_dipole.model.bench_policy import counted_flops
 from vla_dipole.model.config import HeadConfig
+from vla_dipole.model.flops import counted_flops
 from vla_dipole.model.head import (
     DiffusionTrajectoryHead,
     _time_conditioning,
@@ -163,3 +164,25 @@ def test_inference_layout_keeps_branch_batching_exact(heads):
             alone = denoise_branches(head, one, x, t, prepare_branches(head, one, tokens, mask, proprio))[0]
             assert torch.equal(both[i], alone)  # E = 2 == separate calls, bit for bit, in this layout too
             torch.testing.assert_close(alone, head(x, t, tokens, mask, proprio), rtol=0, atol=1e-5)
+
+
+def test_batched_path_computes_what_the_modules_define(heads):
+    """The branch-batched functions follow the submodules (found by object, not by a name string): a
+    changed activation or an extra layer in an encoder changes the batched output like the module's."""
+    head = heads[0]
+    x, t, tokens, mask, proprio = make_inputs()
+    with torch.no_grad():
+        for act in (None, nn.GELU()):
+            if act is not None:
+                head.proprio.net[1] = act  # was SiLU
+                head.proprio.net.append(nn.LayerNorm(CFG.width))
+                head.time_embed.act = nn.Tanh()
+            p = stack_heads([head])
+            memory = prepare_branches(head, p, tokens, mask, proprio)
+            torch.testing.assert_close(memory.cond[0], head.proprio(proprio), rtol=1e-6, atol=1e-6)
+            c = _time_conditioning(head, p, t, memory, *t.shape)[0]
+            temb = head.time_embed(head.time_proj(t.reshape(-1))).reshape(*t.shape, -1)
+            torch.testing.assert_close(c, temb + head.proprio(proprio)[:, None], rtol=1e-6, atol=1e-6)
+        head.proprio.net.append(nn.BatchNorm1d(CFG.width))  # parameters with no batched form: refused
+        with pytest.raises(TypeError, match="BatchNorm1d in proprio.net"):
+            prepare_branches(head, stack_heads([head]), tokens, mask, proprio)

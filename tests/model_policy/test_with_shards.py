@@ -6,8 +6,8 @@ import torch
 
 @pytest.mark.slow
 def test_policy_consumes_loader_batches(synthetic_shards, tiny_policy):
-    from data_prep.shard_format import read_manifest
-    from vla_dipole.data import TrajectoryStats
+    from vla_dipole.data.normalize import TrajectoryStats
+    from vla_dipole.data.shard_io import read_manifest
     from vla_dipole.training.indexed_data import read_batch
 
     tiny_policy.set_trajectory_stats(read_manifest(synthetic_shards)["traj_stats"])

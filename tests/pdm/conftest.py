@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from navsim_adapter.pdm.toy import toy_context
+from tests.pdm.toy_road import toy_context
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from navsim_adapter.pdm import scorer as scorer_module
 from navsim_adapter.pdm.geometry import PolygonSet, PolygonTable, polyline_farther_than
 from navsim_adapter.pdm.metrics import _savgol_operator
 from navsim_adapter.pdm.simulation import _velocity_fit_operator, interpolate_candidates, rows_times
-from navsim_adapter.pdm.toy import toy_candidates, toy_context
+from tests.pdm.toy_road import toy_candidates, toy_context
 
 
 def _mixed_contexts():

@@ -1,4 +1,4 @@
-"""`python -m navsim_adapter.score`, trajectory files, the bench, and the no-navsim error path."""
+"""`python -m navsim_adapter.evaluation.score`, trajectory files, the bench, and the no-navsim error path."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
-from navsim_adapter import score as cli
-from navsim_adapter.pdm import bench, official
+from benchmarks import pdm as bench
+from navsim_adapter.evaluation import score as cli
+from navsim_adapter.pdm import official
 
 
 def test_cli_scores_human_agent(pdm_world, tmp_path, capsys):
@@ -35,7 +36,7 @@ def test_cli_scores_human_agent(pdm_world, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "no_at_fault_collisions" in text and "EPDMS" in text
     rows = list(csv.DictReader(open(out)))
-    assert len(rows) == 5 and rows[-1]["token"] == "average"
+    assert len(rows) == 5 and rows[-1]["token"] == "average_all_frames"
     assert 0.0 <= float(rows[-1]["score"]) <= 1.0
 
 

@@ -8,7 +8,7 @@ import pytest
 from navsim_adapter.pdm import metrics as M
 from navsim_adapter.pdm.geometry import PACIFICA
 from navsim_adapter.pdm.simulation import AX, DT, NUM_STEPS, STATE_DIM
-from navsim_adapter.pdm.toy import LANE_W, ROUTE_Y, straight_states
+from tests.pdm.toy_road import LANE_W, ROUTE_Y, straight_states
 
 T = NUM_STEPS + 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from navsim_adapter.pdm import metrics as M
 from navsim_adapter.pdm.reference_planner import idm_proposals, plan_reference
 from navsim_adapter.pdm.simulation import simulate
-from navsim_adapter.pdm.toy import ROUTE_Y
+from tests.pdm.toy_road import ROUTE_Y
 
 
 def _simulated(ctx, poses):

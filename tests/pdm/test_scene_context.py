@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from navsim_adapter.evaluation.score import agent_trajectory
+from navsim_adapter.geometry import local_to_global
 from navsim_adapter.pdm import build_context, score
 from navsim_adapter.pdm.context import AGENT_STEPS
 from navsim_adapter.pdm.scene_context import past_states
-from navsim_adapter.pdm.simulation import local_to_global
-from navsim_adapter.score import agent_trajectory
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from navsim_adapter.pdm import SCORER_VERSION, PDMResult, ScoringContext, score
 from navsim_adapter.pdm.simulation import interpolate_candidates, simulate
-from navsim_adapter.pdm.toy import lane_follow, toy_candidates, toy_context
+from tests.pdm.toy_road import lane_follow, toy_candidates, toy_context
 
 
 @pytest.fixture(scope="module")

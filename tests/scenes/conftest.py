@@ -49,7 +49,7 @@ def make_frame(
     num_agents: int = 2,
     with_images: bool = False,
 ) -> dict:
-    """One frame dict with every key NAVSIM reads (shared/docs/navsim.md §2)."""
+    """One frame dict with every key NAVSIM reads (docs/synthetic_world.md, "Frame dicts")."""
     token = f"{log_name[-6:]}{index:010d}"
     # extrinsic z-y-x: the heading NAVSIM reads back (pyquaternion's yaw) is exactly `yaw`
     quat = Rotation.from_euler("zyx", [yaw, pitch, roll]).as_quat(scalar_first=True)

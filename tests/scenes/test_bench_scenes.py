@@ -1,6 +1,6 @@
 """The benchmark reads every scene of a split in each case (its timings are printed, not asserted)."""
 
-from navsim_adapter.bench_scenes import format_table, main, run
+from benchmarks.scenes import format_table, main, run
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 

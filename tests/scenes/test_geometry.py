@@ -1,4 +1,5 @@
-"""geometry.py against independent references: scipy rotations, homogeneous matrices, shapely."""
+"""geometry.py (the one SE(2) module) against independent references: scipy rotations, homogeneous
+matrices, known rotations and round trips."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,9 @@ from scipy.spatial.transform import Rotation
 from navsim_adapter.geometry import (
     global_to_local,
     local_to_global,
+    normalize_angle,
     quaternion_to_yaw,
+    rotate,
     wrap_angle,
     yaw_to_quaternion,
 )
@@ -76,3 +79,57 @@ def test_global_to_local_matches_homogeneous_matrices_and_round_trips():
     np.testing.assert_allclose(global_to_local(origin, origin), 0.0, atol=1e-9)
     with pytest.raises(ValueError, match="last dimension"):
         global_to_local(np.zeros((4, 5)), origin)
+
+
+def test_normalize_angle_is_atan2_closed_range_and_differs_from_wrap_only_at_the_seam():
+    angles = np.concatenate([rng.uniform(-20, 20, 1000), [np.pi, -np.pi, 3 * np.pi, 0.0]])
+    norm = normalize_angle(angles)
+    assert norm.min() >= -np.pi and norm.max() <= np.pi
+    np.testing.assert_allclose(np.cos(norm), np.cos(angles), atol=1e-9)
+    np.testing.assert_allclose(np.sin(norm), np.sin(angles), atol=1e-9)
+    # same angle away from +-pi; at +pi NAVSIM's atan2 keeps pi where the modulo wraps to -pi
+    inside = np.abs(np.abs(norm) - np.pi) > 1e-6
+    np.testing.assert_allclose(norm[inside], wrap_angle(angles[inside]), atol=1e-12)
+    assert normalize_angle(np.pi) == np.pi and wrap_angle(np.pi) == -np.pi
+    np.testing.assert_allclose(normalize_angle(1.5 * np.pi), -0.5 * np.pi, atol=1e-15)
+    np.testing.assert_allclose(wrap_angle(-1.5 * np.pi), 0.5 * np.pi, atol=1e-15)
+
+
+def test_rotate_is_a_counter_clockwise_rotation_and_round_trips():
+    np.testing.assert_allclose(rotate(np.array([1.0, 0.0]), np.pi / 2), [0.0, 1.0], atol=1e-15)
+    np.testing.assert_allclose(rotate(np.array([0.0, 2.0]), np.pi / 2), [-2.0, 0.0], atol=1e-15)
+    vectors, angles = rng.normal(size=(50, 2)), rng.uniform(-np.pi, np.pi, 50)
+    expected = Rotation.from_euler("z", angles[:, None]).apply(np.column_stack([vectors, np.zeros(50)]))[
+        :, :2
+    ]
+    np.testing.assert_allclose(rotate(vectors, angles), expected, atol=1e-12)  # one angle per row
+    np.testing.assert_allclose(rotate(rotate(vectors, 0.7), -0.7), vectors, atol=1e-12)
+    # a vector has no position: rotating it is the frame change of a point about the origin (0, 0)
+    frame = np.array([0.0, 0.0, 0.7])
+    np.testing.assert_allclose(rotate(vectors, -0.7), global_to_local(vectors, frame), atol=1e-12)
+    with pytest.raises(ValueError, match="last dimension 2"):
+        rotate(np.zeros((4, 3)), 0.1)
+
+
+def test_frame_change_of_a_known_pose_and_batched_origins():
+    origin = np.array([1.0, 2.0, np.pi / 2])  # at (1, 2) facing +y: +y is ahead, -x is left
+    np.testing.assert_allclose(
+        global_to_local(np.array([1.0, 3.0, np.pi]), origin), [1.0, 0.0, np.pi / 2], atol=1e-15
+    )
+    np.testing.assert_allclose(global_to_local(np.array([0.0, 2.0]), origin), [0.0, 1.0], atol=1e-15)
+    np.testing.assert_allclose(
+        local_to_global(np.array([1.0, 0.0, 0.0]), origin), [1.0, 3.0, np.pi / 2], atol=1e-15
+    )
+    # one origin per row ([B, 1, 3] against [B, N, 3]) is the per-row call, for either wrap
+    origins = np.column_stack([rng.normal(0, 100, (4, 2)), rng.uniform(-np.pi, np.pi, 4)])
+    poses = np.concatenate([rng.normal(0, 20, (4, 5, 2)), rng.uniform(-np.pi, np.pi, (4, 5, 1))], -1)
+    for wrap in (wrap_angle, normalize_angle):
+        batched = local_to_global(poses, origins[:, None], wrap=wrap)
+        for b in range(4):
+            np.testing.assert_array_equal(batched[b], local_to_global(poses[b], origins[b], wrap=wrap))
+            np.testing.assert_allclose(
+                global_to_local(batched[b], origins[b], wrap=wrap), poses[b], atol=1e-9
+            )
+    assert np.all(np.abs(local_to_global(poses, origins[:, None], wrap=normalize_angle)[..., 2]) <= np.pi)
+    with pytest.raises(ValueError, match="origin must have last dimension 3"):
+        local_to_global(poses, origins[:, :2])

@@ -8,10 +8,10 @@ from matplotlib.figure import Figure
 from PIL import Image
 from shapely.geometry import Polygon
 
+from navsim_adapter.evaluation.visualize import main, plot_scene, to_plot
 from navsim_adapter.geometry import global_to_local, local_to_global
 from navsim_adapter.maps.base import LaneLike, MapAPI, MapLayer, MapObject
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
-from navsim_adapter.visualize import main, plot_scene, to_plot
 
 
 class SquareMap(MapAPI):

@@ -103,7 +103,7 @@ def test_hostile_values_stay_single_arguments(tmp_path):
         ],
         tmp_path,
     )
-    for name, module in (("prep", "data_prep.build_shards"), ("eval", "navsim_adapter.evaluate")):
+    for name, module in (("prep", "data_prep.build_shards"), ("eval", "navsim_adapter.evaluation.evaluate")):
         text = jobs[name][0].replace("\\\n", " ")
         line = next(ln for ln in text.splitlines() if f"srun python -m {module}" in ln)
         script = line.replace(f"srun python -m {module}", "printf '%s\\n'")

@@ -6,18 +6,16 @@ import numpy as np
 import pytest
 
 from data_prep.synthesize import synthesize
-
-pdm = pytest.importorskip("navsim_adapter.pdm.scene_context", reason="the PDM scorer is not in this checkout")
+from navsim_adapter.pdm.scene_context import build_context
+from navsim_adapter.pdm.scorer import score
+from navsim_adapter.scene_loader import SceneFilter, SceneLoader
 
 
 def _human_pdms(root, split: str) -> np.ndarray:
-    from navsim_adapter.pdm.scorer import score
-    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
-
     loader = SceneLoader(split, data_root=root, scene_filter=SceneFilter(frame_interval=3))
     contexts, trajectories = [], []
     for scene in loader.iter_scenes():
-        contexts.append(pdm.build_context(scene))
+        contexts.append(build_context(scene))
         trajectories.append(scene.get_future_trajectory(8)[None])
     return score(contexts, np.stack(trajectories), human_filter=False).pdms[:, 0]
 

@@ -1,4 +1,4 @@
-"""Fixtures of the training area: small scored shards written directly with data_prep.shard_format
+"""Fixtures of the training area: small scored shards written directly with vla_dipole.data.shard_format
 (no scenes, no PDM engine), a reward that is a real function of the candidate (closeness to the human
 trajectory), and helpers to run train.py in-process or through `accelerate launch`."""
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from vla_dipole.training.config import ConfigError, config_root, load_config, save_config
 
@@ -68,8 +69,21 @@ def test_save_roundtrip(root: Path, tmp_path: Path) -> None:
     assert saved["seed"] == 7 and saved["model"]["head"]["width"] == 32
 
 
-def test_real_presets_load() -> None:
-    """The shipped configs/train/*.yaml presets are valid against base.yaml."""
-    for preset in sorted((config_root() / "train").glob("*.yaml")):
-        if preset.stem != "base":
-            load_config([f"config={preset.stem}"])
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def test_real_presets_load_and_apply_every_value() -> None:
+    """The shipped configs/train/*.yaml presets are valid against base.yaml, and each of their values
+    is what the loaded config holds."""
+    presets = sorted(p for p in (config_root() / "train").glob("*.yaml") if p.stem != "base")
+    assert {p.stem for p in presets} >= {"awr", "dipole", "online", "tiny"}
+    for preset in presets:
+        cfg = load_config([f"config={preset.stem}"])
+        for key, value in _leaves(yaml.safe_load(preset.read_text())):
+            got = cfg.model.name if key == "model" else OmegaConf.select(cfg, key)
+            assert got == value, f"{preset.name}: {key} = {got!r}, the preset says {value!r}"

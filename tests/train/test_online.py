@@ -9,14 +9,16 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from data_prep.build_shards import build_shards
-from data_prep.shard_format import SOURCES, read_manifest
 from data_prep.synthesize import synthesize
+from vla_dipole.data.shard_format import SOURCES
+from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.train import main
 from vla_dipole.training.indexed_data import IndexedShards
-from vla_dipole.training.online import _build_args, run_online_round
+from vla_dipole.training.online import round_settings, run_online_round
 
 from .conftest import read_jsonl, tiny_args
 
@@ -65,7 +67,7 @@ def test_bc_then_dipole_with_one_online_round(tmp_path: Path) -> None:
     round_manifest = read_manifest(out / "round-01" / "shards")
     assert round_manifest["num_samples"] == 6 and round_manifest["candidate_sources"] == {"policy": 3}
     assert round_manifest["policy"]["omega"] == 1.0
-    assert (out / "round-01" / "policy" / "heads.safetensors").is_file()  # the reference policy of the round
+    assert sorted(p.name for p in (out / "round-01").iterdir()) == ["shards"]  # the policy stays in memory
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [(m["round"], m["step"]) for m in metrics] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert all(0.0 <= m["reward_mean"] <= 1.0 and 0.0 < m["w_pos_mean"] < 1.0 for m in metrics)
@@ -74,16 +76,97 @@ def test_bc_then_dipole_with_one_online_round(tmp_path: Path) -> None:
     assert (out / "policy" / "heads.safetensors").is_file()
 
 
-def test_build_args_carry_the_metric_cache(tmp_path: Path) -> None:
-    config = {"cameras": ["cam_f0"], "image_size": [64, 40], "history_frames": 1, "frame_interval": 2}
-    manifest = {"data_root": "/data", "split": "trainval", "config": config}
-    assert _build_args(manifest, tmp_path)["metric_cache"] is None  # a synthetic build: scored from maps
-    config.update(metric_cache="/cache/navtrain", missing_cache="skip", limit=5)
-    args = _build_args(manifest, tmp_path)
-    assert (args["metric_cache"], args["missing_cache"], args["limit"]) == ("/cache/navtrain", "skip", 5)
-    assert args["frame_interval"] == 2 and args["split"] == "trainval"
-    with pytest.raises(ValueError, match=r"manifest\.json: online rounds need fields .*history_frames"):
-        _build_args({"data_root": "/data", "split": "x", "config": {"cameras": ["cam_f0"]}}, tmp_path)
+def test_round_settings_are_the_offline_builds_with_the_policy_source(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from data_prep.build_shards import BuildSettings
+
+    offline = BuildSettings(
+        data_root="/data",
+        split="trainval",
+        cameras=("cam_f0",),
+        image_size=(64, 40),
+        history_frames=2,
+        sources=(("vocab", 4), ("perturb", 4)),
+        shard_size=8,
+        limit=5,
+        seed=0,
+        frame_interval=2,
+        jpeg_quality=75,
+        vocabulary_sha256="abc",
+        metric_cache="/cache/navtrain",
+        missing_cache="skip",
+    )
+    cfg = OmegaConf.create({"seed": 3, "dipole": {"samples_per_scene": 6, "omega": 2.0, "num_steps": 4}})
+    settings = round_settings({"config": offline.to_json()}, tmp_path, cfg, 2, "label")
+    keep = ("data_root", "split", "cameras", "image_size", "history_frames", "shard_size", "limit")
+    keep += ("frame_interval", "jpeg_quality", "metric_cache", "missing_cache")
+    assert all(getattr(settings, k) == getattr(offline, k) for k in keep)
+    assert settings.sources == (("policy", 6),) and settings.seed == 5 and settings.vocabulary_sha256 is None
+    assert settings.policy == {"checkpoint": "label", "omega": 2.0, "num_steps": 4}
+    partial = {k: v for k, v in offline.to_json().items() if k != "history_frames"}
+    with pytest.raises(
+        ValueError, match=r"manifest\.json \(online rounds\): field 'config' lacks \['history_frames'\]"
+    ):
+        round_settings({"config": partial}, tmp_path, cfg, 1, "label")
+
+
+def test_online_round_samples_the_in_memory_policy_as_its_export(tmp_path: Path) -> None:
+    """No export + reload: the round's candidates are, bit for bit, what the builder samples from the
+    checkpoint `export` writes (EMA weights in), and the live training weights are left as they were."""
+    import torch
+    from accelerate import Accelerator
+    from omegaconf import OmegaConf
+
+    from vla_dipole.model.policy import DipolePolicy
+    from vla_dipole.training.ema import HeadEMA
+    from vla_dipole.training.policy_io import export
+
+    world = tmp_path / "world"
+    synthesize(world, "unit", 1, 0, frames_per_log=17, image_size=(96, 54), workers=1, progress=False)
+    kw = dict(image_size=(64, 40), shard_size=3, limit=4, workers=1)
+    offline = build_shards(world, "unit", tmp_path / "offline", sources=("perturb",), num_candidates=2, **kw)
+    accelerator = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    policy = DipolePolicy.from_config("tiny")
+    ema = HeadEMA(accelerator, [p for p in policy.parameters() if p.requires_grad], decay=0.5)
+    with torch.no_grad():  # live weights move away from the EMA shadow
+        for p in policy.head_pos.parameters():
+            p.add_(0.05)
+    live = {k: v.clone() for k, v in policy.state_dict().items()}
+    cfg = OmegaConf.create(
+        {
+            "output_dir": str(tmp_path / "run"),
+            "data": {"shards": str(tmp_path / "offline")},
+            "dipole": {"samples_per_scene": 3, "omega": 1.0, "num_steps": 2},
+            "seed": 0,
+            "stage": "dipole",
+        }
+    )
+    out = run_online_round(accelerator, cfg, policy, ema, 1)
+    assert sorted(p.name for p in (tmp_path / "run" / "round-01").iterdir()) == ["shards"]
+    assert all(torch.equal(v, policy.state_dict()[k]) for k, v in live.items())
+
+    export(accelerator, policy, ema, tmp_path / "exported", "dipole")
+    build_shards(
+        world,
+        "unit",
+        tmp_path / "ref",
+        sources={"policy": 3},
+        seed=1,
+        policy=tmp_path / "exported",
+        omega=1.0,
+        policy_steps=2,
+        **kw,
+    )
+    ours = IndexedShards([out], decode_images=False)
+    theirs = IndexedShards([tmp_path / "ref"], decode_images=False)
+    assert len(ours) == len(theirs) == offline["num_samples"] == 4
+    for i in range(len(ours)):
+        assert ours[i]["token"] == theirs[i]["token"]
+        assert np.array_equal(ours[i]["candidates"], theirs[i]["candidates"])
+        assert np.array_equal(ours[i]["candidate_scores"], theirs[i]["candidate_scores"])
+    assert read_manifest(out)["policy"]["checkpoint"] == "in-memory policy of online round 1"
 
 
 @pytest.mark.navsim

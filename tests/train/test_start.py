@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vla_dipole.train import STAGE_HELP, main
+from vla_dipole.train import main
 from vla_dipole.training.config import STAGES, ConfigError
 
 from .conftest import tiny_args
@@ -23,7 +23,6 @@ def test_help_prints_usage_stages_and_schema():
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert out.startswith("usage: python vla_dipole/train.py") and "Traceback" not in res.stderr
-    assert set(STAGE_HELP) == set(STAGES)  # a new stage must be described
     for stage in STAGES:
         assert f"\n  {stage} " in out
     schema = next(line for line in out.splitlines() if line.startswith("Config schema: "))

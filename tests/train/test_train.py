@@ -26,7 +26,7 @@ from .conftest import REPO, losses, read_jsonl, tiny_args
 
 def _fixed_batch_error(policy: DipolePolicy, shards: Path) -> float:
     """BC error of pi+ on 8 fixed samples with fixed noise and timesteps."""
-    from vla_dipole.data import collate
+    from vla_dipole.data.collate import collate
 
     data = IndexedShards([shards])
     batch = collate([data[i] for i in range(8)])
@@ -49,7 +49,7 @@ def bc_run(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bc_learns_and_saves_everything(bc_run: Path, shards: Path) -> None:
     torch.manual_seed(0)
     fresh = DipolePolicy.from_config(PolicyConfig.preset("tiny"))
-    from data_prep.shard_format import read_manifest
+    from vla_dipole.data.shard_io import read_manifest
 
     fresh.set_trajectory_stats(read_manifest(shards)["traj_stats"])
     trained = DipolePolicy.from_pretrained(bc_run / "policy")

@@ -1,13 +1,8 @@
-"""Batch assembly and trajectory normalisation for the scored shards (schema: docs/shards.md).
+"""What every consumer of the scored shards shares, below the model and the shard builder.
 
-Training reads shards through `vla_dipole.training.indexed_data.IndexedShards` (random access,
-sha256-checked); this package holds what every consumer shares: `collate`, `TrajectoryStats` and the
-optional backbone image transform.
+`shard_format` (the sample schema and its codec: arrays, JPEG), `shard_io` (shard files, manifest,
+trajectory statistics), `observation` (the ONE scene -> model input conversion, used by the shard
+builder and the evaluator / NAVSIM agent alike), `collate` and `TrajectoryStats`. Submodules are
+imported explicitly: a shard-build worker then loads the codec without torch. The backbone's image
+transform is the model's own, `vla_dipole.model.image_processing`.
 """
-
-from data_prep.shard_format import SCORE_NAMES, SOURCES
-from vla_dipole.data.collate import collate
-from vla_dipole.data.normalize import TrajectoryStats
-from vla_dipole.data.transforms import openvla_pixel_values
-
-__all__ = ["SCORE_NAMES", "SOURCES", "TrajectoryStats", "collate", "openvla_pixel_values"]

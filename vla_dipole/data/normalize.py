@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_prep.shard_format import read_manifest
+from vla_dipole.data.shard_io import read_manifest
 
 
 @dataclass(frozen=True)

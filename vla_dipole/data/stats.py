@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.shard_format import TrajStatsAccumulator, read_manifest, shard_paths, write_manifest
+from vla_dipole.data.shard_io import TrajStatsAccumulator, read_manifest, shard_paths, write_manifest
 
 
 def compute_stats(out: str | Path) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def compute_stats(out: str | Path) -> dict[str, Any]:
     import webdataset as wds
     from tqdm import tqdm
 
-    from data_prep.shard_format import decode_sample
+    from vla_dipole.data.shard_format import decode_sample
 
     acc = TrajStatsAccumulator()
     manifest = read_manifest(out)

@@ -182,7 +182,7 @@ def scene_pictures(out: Path, data: Path, log: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "navsim_adapter.visualize",
+                "navsim_adapter.evaluation.visualize",
                 "--data-root",
                 str(data),
                 "--split",
@@ -302,7 +302,7 @@ def evaluate_cmd(
     cmd = [
         sys.executable,
         "-m",
-        "navsim_adapter.evaluate",
+        "navsim_adapter.evaluation.evaluate",
         "--checkpoint",
         str(checkpoint),
         "--name",
@@ -331,7 +331,7 @@ def evaluate_cmd(
 
 def choose_on_validation(s: DemoScale, val: Path) -> dict:
     """DIPOLE's (beta, omega) and AWR's beta with the best validation PDMS (ties: the smaller value)."""
-    from navsim_adapter.eval_report import omega_row
+    from navsim_adapter.evaluation.report import omega_row
 
     omegas = [float(w) for w in s.omegas.split(",")]
     dipole, awr = [], []

@@ -41,8 +41,8 @@ STAGES = (
     "data_prep.validate",
     "train.py stage=bc",
     "train.py stage=dipole",
-    "navsim_adapter.evaluate",
-    "navsim_adapter.submission",
+    "navsim_adapter.evaluation.evaluate",
+    "navsim_adapter.evaluation.submission",
 )
 TRAIN_LENGTH = (
     "schedule.total_samples=96 schedule.global_batch=8 schedule.micro_batch=2 schedule.warmup_samples=8 "
@@ -190,7 +190,7 @@ def run_agent(out: Path, split: str = "test", omega: float = 1.0, scenes: int = 
     from navsim.common.dataloader import SceneLoader
 
     checkpoint = out / "runs" / "dipole" / "policy"
-    with initialize_config_module(config_module="navsim_adapter.config", version_base=None):
+    with initialize_config_module(config_module="navsim_adapter.evaluation.config", version_base=None):
         cfg = compose(
             overrides=["+agent=dipole_agent", f"agent.checkpoint_path={checkpoint}", f"agent.omega={omega}"]
         )

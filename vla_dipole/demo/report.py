@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from navsim_adapter.eval_report import SUMMARY_METRICS, omega_row
-from navsim_adapter.pdm.columns import LABELS
+from navsim_adapter.evaluation.report import omega_row
+from navsim_adapter.pdm.columns import LABELS, SCORE_NAMES
 
 AGENTS = ("constant_velocity", "human", "bc", "awr", "control", "dipole")
 AGENT_LABELS = {
@@ -88,10 +88,10 @@ def _fmt(values: Sequence[float]) -> str:
 
 def mean_table(results: Sequence[dict]) -> str:
     """Per agent: mean ± std over seeds of every sub-score, PDMS and EPDMS (test split)."""
-    head = "| agent | " + " | ".join(LABELS[m] for m in SUMMARY_METRICS) + " |"
-    lines = [head, "|---|" + "---:|" * len(SUMMARY_METRICS)]
+    head = "| agent | " + " | ".join(LABELS[m] for m in SCORE_NAMES) + " |"
+    lines = [head, "|---|" + "---:|" * len(SCORE_NAMES)]
     for agent in AGENTS:
-        cells = [_fmt([agent_row(r, agent)[m] for r in results]) for m in SUMMARY_METRICS]
+        cells = [_fmt([agent_row(r, agent)[m] for r in results]) for m in SCORE_NAMES]
         lines.append(f"| {AGENT_LABELS[agent]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from vla_dipole.model.backbone_config import BackboneConfig
 from vla_dipole.model.obs_encoder import proprio_dim
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+CONFIG_FILE = "policy_config.yaml"  # a saved policy's config, next to its weights
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 
 

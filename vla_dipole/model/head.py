@@ -24,7 +24,7 @@ the time embedding and all adaLN projections run on B rows and broadcast over th
 Cost. Both branches read twice the weight bytes and do twice the FLOPs per step; batching them
 removes only the per-op overhead of a second call. So both-batched ~= one where that overhead binds
 (small heads, GPUs) and ~2x where weight streaming or FLOPs bind (the CPU rows of
-``bench_policy``; docs/model.md).
+``benchmarks/policy.py``; docs/model.md).
 """
 
 from __future__ import annotations
@@ -89,14 +89,18 @@ class DiffusionTrajectoryHead(nn.Module):
         self.ada_out = nn.Linear(w, 2 * w)
         self.out = nn.Linear(w, cfg.action_dim)
 
-    def stacked(self) -> Params:
-        return stack_heads([self])
+    def name_of(self, module: nn.Module) -> str:
+        """The parameter-name prefix of a submodule: the key the branch-batched functions read it by.
 
-    def prepare(self, tokens: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor) -> HeadMemory:
-        return prepare_branches(self, self.stacked(), tokens, mask, proprio)
-
-    def denoise(self, x_t: torch.Tensor, timesteps: torch.Tensor, memory: HeadMemory) -> torch.Tensor:
-        return denoise_branches(self, self.stacked(), x_t, timesteps, memory)[0]
+        Resolved from the module objects (cached per head), so renaming an attribute fails loudly at
+        the attribute access instead of reading a stale string key.
+        """
+        names = self.__dict__.get("_module_names")
+        if names is None or module not in names:  # first call, or a submodule was replaced since
+            # a deepcopy carries the cache over with its keys mapped to the copied modules
+            names = {m: n for n, m in self.named_modules()}
+            self.__dict__["_module_names"] = names
+        return names[module]
 
     def forward(
         self,
@@ -107,7 +111,7 @@ class DiffusionTrajectoryHead(nn.Module):
         proprio: torch.Tensor,
     ) -> torch.Tensor:
         """One-shot eps prediction [B, K, horizon, 4] (training)."""
-        p = self.stacked()
+        p = stack_heads([self])
         return denoise_branches(self, p, x_t, timesteps, prepare_branches(self, p, tokens, mask, proprio))[0]
 
 
@@ -127,7 +131,7 @@ def inference_params(p: Params) -> Params:
     E = 1 and E = 2 get the same layout, so omega = 0 still equals pi+ alone bit for bit. On CUDA the
     transposed view costs nothing, so the parameters are returned as they are (no copy of a 7B head).
     """
-    if p["out.bias"].device.type == "cuda":
+    if next(iter(p.values())).device.type == "cuda":
         return p
     out = {}
     for k, v in p.items():
@@ -149,6 +153,12 @@ def _linear(p: Params, name: str, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(e, *lead, b.shape[1])
 
 
+def _branches_and_dtype(p: Params) -> tuple[int, torch.dtype]:
+    """Number of stacked branches E and the parameters' dtype (all parameters share both)."""
+    first = next(iter(p.values()))
+    return first.shape[0], first.dtype
+
+
 def _per_branch(x: torch.Tensor, e: int) -> torch.Tensor:
     """An input shared by all branches, given the leading branch dim (a view)."""
     return x.unsqueeze(0).expand(e, *x.shape)
@@ -165,6 +175,22 @@ def _layer_norm(p: Params | None, name: str | None, x: torch.Tensor) -> torch.Te
         return y
     w, b = p[f"{name}.weight"], p[f"{name}.bias"]
     return y * _bcast(w, y.ndim) + _bcast(b, y.ndim)
+
+
+def _sequential(
+    head: DiffusionTrajectoryHead, p: Params, seq: nn.Sequential, x: torch.Tensor
+) -> torch.Tensor:
+    """``seq`` applied to x [E, ..., in] with the branch-stacked parameters, layer by layer."""
+    for layer in seq:
+        if isinstance(layer, nn.Linear):
+            x = _linear(p, head.name_of(layer), x)
+        elif isinstance(layer, nn.LayerNorm):
+            x = _layer_norm(p, head.name_of(layer), x)
+        elif not any(True for _ in layer.parameters()):
+            x = layer(x)  # an activation: elementwise, so the branch dim rides along
+        else:
+            raise TypeError(f"head: no branch-batched form of {type(layer).__name__} in {head.name_of(seq)}")
+    return x
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -201,19 +227,18 @@ def prepare_branches(
         raise ValueError(f"backbone tokens: last dim {tokens.shape[-1]}, the head expects {head.cond_dim}")
     if proprio.shape[-1] != head.proprio_dim:
         raise ValueError(f"proprio: last dim {proprio.shape[-1]}, the head expects {head.proprio_dim}")
-    n_heads, e = head.cfg.num_heads, p["out.bias"].shape[0]
-    dtype = p["out.bias"].dtype
+    n_heads, e, dtype = head.cfg.num_heads, *_branches_and_dtype(p)
     if tokens.ndim == 3:
         tokens = _per_branch(tokens, e)
     elif tokens.ndim != 4 or tokens.shape[0] != e:
         raise ValueError(f"backbone tokens: expected [B, T, D] or [{e}, B, T, D], got {tuple(tokens.shape)}")
-    ptok = _linear(p, "proprio.net.2", F.silu(_linear(p, "proprio.net.0", _per_branch(proprio.to(dtype), e))))
-    mem = _linear(p, "cond_proj.1", _layer_norm(p, "cond_proj.0", tokens.to(dtype)))
+    ptok = _sequential(head, p, head.proprio.net, _per_branch(proprio.to(dtype), e))
+    mem = _sequential(head, p, head.cond_proj, tokens.to(dtype))
     memory = torch.cat([ptok.unsqueeze(2), mem], dim=2)  # [E, B, T + 1, W]
     full_mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1).bool()[:, None, None, :]
     keys, values = [], []
-    for i in range(len(head.blocks)):
-        k, v = _linear(p, f"blocks.{i}.kv_cross", memory).chunk(2, dim=-1)
+    for block in head.blocks:
+        k, v = _linear(p, head.name_of(block["kv_cross"]), memory).chunk(2, dim=-1)
         keys.append(_split_heads(k, n_heads).contiguous())  # so every step's SDPA reads them without a copy
         values.append(_split_heads(v, n_heads).contiguous())
     return HeadMemory(tuple(keys), tuple(values), full_mask, ptok)
@@ -236,7 +261,8 @@ def _time_conditioning(
     t = t.expand(b, rows)
     e = memory.cond.shape[0]
     temb = _per_branch(head.time_proj(t.reshape(-1)).to(memory.cond.dtype), e)
-    temb = _linear(p, "time_embed.linear_2", F.silu(_linear(p, "time_embed.linear_1", temb)))
+    te = head.time_embed
+    temb = _linear(p, head.name_of(te.linear_2), te.act(_linear(p, head.name_of(te.linear_1), temb)))
     return temb.unflatten(1, (b, rows)) + memory.cond.unsqueeze(2)
 
 
@@ -249,22 +275,22 @@ def denoise_branches(
     if length != cfg.horizon or x_t.shape[-1] != cfg.action_dim:
         raise ValueError(f"x_t: expected [B, K, {cfg.horizon}, {cfg.action_dim}], got {tuple(x_t.shape)}")
     dropout = cfg.dropout if head.training else 0.0
-    e, w, n_heads = p["out.bias"].shape[0], cfg.width, cfg.num_heads
+    e, w, n_heads = _branches_and_dtype(p)[0], cfg.width, cfg.num_heads
     c = _time_conditioning(head, p, timesteps, memory, b, n_cand).unsqueeze(3)  # [E, B, K or 1, 1, W]
     x = _per_branch(x_t.to(c.dtype), e)
-    h = _linear(p, "in_proj", x) + p["pos_embed"][:, None, None]  # [E, B, K, L, W]
-    for i in range(cfg.depth):
-        pre = f"blocks.{i}."
-        sh1, sc1, g1, sh2, sc2, g2 = _linear(p, pre + "ada", F.silu(c)).chunk(6, dim=-1)
-        qkv = _split_heads(_linear(p, pre + "qkv", _modulate(_layer_norm(None, None, h), sh1, sc1)), n_heads)
+    h = _linear(p, head.name_of(head.in_proj), x) + p["pos_embed"][:, None, None]  # [E, B, K, L, W]
+    for i, block in enumerate(head.blocks):
+        name = {key: head.name_of(layer) for key, layer in block.items()}
+        sh1, sc1, g1, sh2, sc2, g2 = _linear(p, name["ada"], F.silu(c)).chunk(6, dim=-1)
+        qkv = _split_heads(_linear(p, name["qkv"], _modulate(_layer_norm(None, None, h), sh1, sc1)), n_heads)
         q, k, v = qkv.chunk(3, dim=-1)
-        h = h + g1 * _linear(p, pre + "proj", _merge_heads(_attention(q, k, v, dropout=dropout)))
+        h = h + g1 * _linear(p, name["proj"], _merge_heads(_attention(q, k, v, dropout=dropout)))
         q = _split_heads(
-            _linear(p, pre + "q_cross", _layer_norm(p, pre + "norm_x", h)).reshape(e, b, -1, w), n_heads
+            _linear(p, name["q_cross"], _layer_norm(p, name["norm_x"], h)).reshape(e, b, -1, w), n_heads
         )
         att = _attention(q, memory.keys[i], memory.values[i], memory.mask, dropout)
-        h = h + _linear(p, pre + "proj_cross", _merge_heads(att)).reshape(h.shape)
-        mlp = _linear(p, pre + "mlp_in", _modulate(_layer_norm(None, None, h), sh2, sc2))
-        h = h + g2 * _linear(p, pre + "mlp_out", F.gelu(mlp, approximate="tanh"))
-    shift, scale = _linear(p, "ada_out", F.silu(c)).chunk(2, dim=-1)
-    return _linear(p, "out", _modulate(_layer_norm(None, None, h), shift, scale))
+        h = h + _linear(p, name["proj_cross"], _merge_heads(att)).reshape(h.shape)
+        mlp = _linear(p, name["mlp_in"], _modulate(_layer_norm(None, None, h), sh2, sc2))
+        h = h + g2 * _linear(p, name["mlp_out"], F.gelu(mlp, approximate="tanh"))
+    shift, scale = _linear(p, head.name_of(head.ada_out), F.silu(c)).chunk(2, dim=-1)
+    return _linear(p, head.name_of(head.out), _modulate(_layer_norm(None, None, h), shift, scale))

@@ -54,7 +54,7 @@ SKIP_PATTERNS: tuple[str, ...] = (r"\.rotary_emb\.inv_freq$", r"\.rotary_emb\.or
 FUSED_ARCH = "fused-gelu-mlp"
 # Our one extension of config.json, written only for resized (e.g. tiny) ViTs: timm size overrides per id.
 TIMM_KWARGS_FIELD = "timm_model_kwargs"
-# Per-branch defaults for the real timm ids (normalisation from preprocessor_config.json, openvla.md section 5).
+# Per-branch defaults for the real timm ids (normalisation from OpenVLA's preprocessor_config.json).
 _BRANCH_STATS = {"dinov2": (DINO_MEAN, DINO_STD), "siglip": (SIGLIP_MEAN, SIGLIP_STD)}
 
 
@@ -277,7 +277,7 @@ def _text_config(llm: LlamaSettings, dtype: str) -> dict[str, Any]:
 
 
 def openvla_config_json(config: BackboneConfig, dtype: str, norm_stats: dict | None = None) -> dict[str, Any]:
-    """The OpenVLAConfig fields (openvla.md section 2) for a model of this config."""
+    """The OpenVLAConfig fields (OpenVLA's config.json) for a model of this config."""
     size = config.image_size
     out = {
         "architectures": ["OpenVLAForActionPrediction"],

@@ -5,10 +5,10 @@ Public API:
   (``model.safetensors.index.json``'s weight_map keys) with its shape, in checkpoint naming
   (DINOv2 LayerScale as ``ls1.scale_factor`` / ``ls2.scale_factor``).
 - ``unused_keys(layout) -> set[str]``: the tensors present in the checkpoint that never affect the output
-  (each ViT's last block and final norm, SigLIP's ``attn_pool``), as listed in openvla.md section 3.
+  (each ViT's last block and final norm, SigLIP's ``attn_pool``), as the released weights leave them unused.
 - ``is_unused_key(key, dino_depth, siglip_depth) -> bool``: the same rule for any depth (tiny checkpoints).
 
-Source: ../shared/docs/openvla.md sections 2-3 (DINOv2-L/14 reg4: 1024 wide, 24 blocks, MLP 4096;
+Source: the released openvla/openvla-7b checkpoint's config.json and weight map (DINOv2-L/14 reg4: 1024 wide, 24 blocks, MLP 4096;
 SigLIP So400M/14: 1152 wide, 27 blocks, MLP 4304, no class token, MAP head; fused projector
 2176 -> 8704 -> 4096 -> 4096; Llama-2-7B with a 32064-token vocabulary, untied lm_head).
 """

@@ -30,7 +30,7 @@ from torch import nn
 
 from vla_dipole.model.backbone import PrismaticBackbone
 from vla_dipole.model.checked_safetensors import load_checked, save_checked
-from vla_dipole.model.config import PolicyConfig
+from vla_dipole.model.config import CONFIG_FILE, PolicyConfig
 from vla_dipole.model.head import (
     DiffusionTrajectoryHead,
     denoise_branches,
@@ -44,7 +44,6 @@ from vla_dipole.model.observation_spec import require_complete
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
 
-CONFIG_FILE = "policy_config.yaml"
 HEADS_FILE = "heads.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 META_FILE = "policy_meta.json"
@@ -367,12 +366,11 @@ class DipolePolicy(nn.Module):
         else:
             policy = cls.from_config(config)
             policy.processor.tokenizer = tokenizer
-        _load_strict(policy, load_checked(directory / HEADS_FILE), directory / HEADS_FILE, prefix="")
+        _load_strict(policy, load_checked(directory / HEADS_FILE), directory / HEADS_FILE)
         _load_strict(
             policy.backbone,
             load_checked(directory / BACKBONE_FILE),
             directory / BACKBONE_FILE,
-            prefix="",
             partial=not meta["backbone_complete"],
         )
         return policy.to(device)
@@ -394,9 +392,7 @@ def _backbone_overrides(config: PolicyConfig) -> dict[str, Any]:
     return {k: bb[k] for k in keys}
 
 
-def _load_strict(
-    module: nn.Module, state: dict[str, torch.Tensor], file: Path, prefix: str, partial: bool = False
-):
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, partial: bool = False):
     own = module.state_dict()
     if module.__class__ is DipolePolicy:
         own = {k: v for k, v in own.items() if not k.startswith("backbone.")}

@@ -10,5 +10,5 @@
 - `checkpoint`: atomic checkpoints, keep-last-M, resume bookkeeping.
 - `preemption`: SIGUSR1 / SIGTERM -> checkpoint at the step boundary + preempted.json.
 - `ema`, `feature_cache`, `online` (online rounds), `tracking` (tensorboard + metrics.jsonl),
-  `synthetic_shards` (tiny scored shards for tests and the bench), `bench` (samples/s table).
+  `synthetic_shards` (tiny scored shards for tests and `benchmarks/training.py`).
 """

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-STAGES = ("bc", "dipole", "awr")
+from vla_dipole.training.stages import STAGES
+
 ADVANTAGES = ("pdms", "epdms", "baseline")
 ON_DAMAGED = ("refuse", "skip")
 
@@ -217,7 +218,7 @@ def _require(cond: bool, field: str, expected: str, value: Any) -> None:
 _POSITIVE = (lambda v: int(v) > 0, "a positive integer")
 # (field, predicate, what was expected): checks that do not depend on the world size
 _CHECKS: tuple[tuple[str, Any, str], ...] = (
-    ("stage", lambda v: v in STAGES, f"one of {STAGES}"),
+    ("stage", lambda v: v in STAGES, f"one of {tuple(STAGES)}"),
     ("dipole.advantage", lambda v: v in ADVANTAGES, f"one of {ADVANTAGES}"),
     ("data.on_damaged", lambda v: v in ON_DAMAGED, f"one of {ON_DAMAGED}"),
     ("dipole.adv_std_floor", lambda v: float(v) >= 0, ">= 0"),
@@ -252,8 +253,9 @@ def validate(cfg: DictConfig) -> None:
         s.global_batch,
     )
     if cfg.dipole.rounds > 0:  # online rounds resample the candidates of a candidate-weighted stage
+        resampled = [name for name, stage in STAGES.items() if stage.candidates]
         _require(
-            cfg.stage in ("dipole", "awr"), "stage", "'dipole' or 'awr' when dipole.rounds > 0", cfg.stage
+            STAGES[cfg.stage].candidates, "stage", f"one of {resampled} when dipole.rounds > 0", cfg.stage
         )
 
 

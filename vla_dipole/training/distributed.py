@@ -1,6 +1,6 @@
 """Distributed setup: accelerate + DeepSpeed that really runs on CPU processes (gloo) and on GPUs (nccl).
 
-The trap (../shared/docs/cpu-deepspeed.md): on a GPU-less host accelerate's process-group backend
+The trap: on a GPU-less host accelerate's process-group backend
 stays None under `accelerate launch` with DeepSpeed, so it reports world size 1 while DeepSpeed's own
 group has 2 ranks (batch-size assertion, or a silently unsharded run). Passing the backend explicitly
 fixes it. Never use `cpu=True` / ACCELERATE_USE_CPU: it drops the DeepSpeed plugin for plain DDP.

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from vla_dipole.data import collate
+from vla_dipole.data.collate import collate
 from vla_dipole.model.policy import Conditioning
 from vla_dipole.training.config import ConfigError
 from vla_dipole.training.distributed import gathered_params

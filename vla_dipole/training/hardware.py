@@ -37,8 +37,8 @@ from pathlib import Path
 
 import torch
 
-from vla_dipole.model.bench_policy import PROMPT_TOKENS_7B, counted_flops
 from vla_dipole.model.config import PolicyConfig
+from vla_dipole.model.flops import PROMPT_TOKENS_7B, counted_flops
 
 DS_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
 DS_CONFIGS = ("zero2", "zero2_offload", "zero3", "zero3_offload")

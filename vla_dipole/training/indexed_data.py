@@ -9,7 +9,7 @@ manifest is written after the shard, so any byte changed since, in a JPEG, an ar
 A damaged shard is refused with its name (`on_damaged="refuse"`), or left out whole with its samples
 counted in `skipped` (`"skip"`; the first undecodable samples are named there). A sample that still
 fails to decode at read time raises `SampleFormatError` naming shard, key and member. Decoding is
-data_prep.shard_format's, so the schema stays in one place.
+vla_dipole.data.shard_format's, so the schema stays in one place.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from data_prep import shard_format
+from vla_dipole.data import shard_format, shard_io
 from vla_dipole.training.config import ON_DAMAGED, ConfigError
 
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extension split
@@ -40,10 +40,10 @@ def shard_dirs(spec: Any) -> list[Path]:
     dirs = []
     for item in items:
         path = Path(str(item))
-        if not (path / shard_format.MANIFEST_NAME).is_file():
+        if not (path / shard_io.MANIFEST_NAME).is_file():
             raise ConfigError(
                 f"config field 'data.shards': '{path}' is not a shard directory "
-                f"(expected {path / shard_format.MANIFEST_NAME}; build it with python -m data_prep.build_shards)"
+                f"(expected {path / shard_io.MANIFEST_NAME}; build it with python -m data_prep.build_shards)"
             )
         dirs.append(path)
     return dirs
@@ -73,10 +73,10 @@ class IndexedShards(Dataset):
                 f"config field 'data.on_damaged': expected one of {ON_DAMAGED}, got {on_damaged!r}"
             )
         self.decode_images = decode_images
-        self.manifests = [shard_format.read_manifest(d) for d in dirs]
+        self.manifests = [shard_io.read_manifest(d) for d in dirs]
         entries: list[tuple[str, dict[str, Any]]] = []
         for d, m in zip(dirs, self.manifests, strict=True):
-            for p, entry in zip(shard_format.shard_paths(d, m), m["shards"], strict=True):
+            for p, entry in zip(shard_io.shard_paths(d, m), m["shards"], strict=True):
                 if not Path(p).is_file():
                     raise ConfigError(
                         f"config field 'data.shards': shard {p} listed in {d}/manifest.json is missing"
@@ -170,7 +170,7 @@ def _check_shards(entries: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, st
 
     def check(item: tuple[str, dict[str, Any]]) -> tuple[str, str | None]:
         path, entry = item
-        digest = shard_format.sha256_file(path)
+        digest = shard_io.sha256_file(path)
         if digest == entry["sha256"]:
             return path, None
         return (

@@ -1,9 +1,5 @@
-"""The three training stages as functions of the heads' per-sample denoising errors.
-
-- bc:     mean ||eps - eps+||^2 on the human trajectory (the reference policy mu).
-- dipole: mean(w+ err+ + w- err-) over every candidate, w+ = sigmoid(beta A + k), w- = 1 - w+
-          (stop-gradient), plus an optional BC anchor on the human trajectory for both heads.
-- awr:    mean(min(exp(beta A), clip) err+) over every candidate, one head (the baseline DIPOLE replaces).
+"""What the stages' losses share (the table of stages and their losses is `stages`): candidate
+advantages, and the per-sample diffusion noise.
 
 The diffusion noise and timesteps of a sample are drawn from a generator seeded by (seed, round,
 stream position), so a sample gets the same noise on any rank, with any world size and after a resume.
@@ -17,8 +13,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from data_prep.shard_format import SCORE_NAMES
-from vla_dipole.losses import advantages, awr_weights, dichotomous_loss, dipole_weights, weighted_loss
+from vla_dipole.data.shard_format import SCORE_NAMES
+from vla_dipole.losses import advantages
 
 ADVANTAGE_MODE = {
     "pdms": ("pdms", "group_std"),
@@ -69,10 +65,6 @@ def sample_noise(
     )
 
 
-def needs_candidates(stage: str) -> bool:
-    return stage in ("dipole", "awr")
-
-
 def candidate_advantages(batch: dict, cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(rewards, advantages) [B, K] of the batch's candidates, as chosen by `dipole.advantage`."""
     column, mode = ADVANTAGE_MODE[cfg.dipole.advantage]
@@ -84,41 +76,3 @@ def candidate_advantages(batch: dict, cfg: DictConfig) -> tuple[torch.Tensor, to
         std_floor=float(cfg.dipole.adv_std_floor),
     )
     return rewards, adv
-
-
-def stage_loss(
-    stage: str, cfg: DictConfig, errors: dict[str, torch.Tensor], batch: dict
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(loss, scalar stats, histograms) of one micro-batch; `errors` holds the per-sample squared errors."""
-    hists: dict[str, torch.Tensor] = {}
-    if stage == "bc":
-        loss, stats = weighted_loss(errors["human_pos"], torch.ones_like(errors["human_pos"]))
-        stats = {"loss": stats["loss"], "loss_bc": stats["loss"]}
-        return loss, stats, hists
-
-    rewards, adv = candidate_advantages(batch, cfg)
-    reward_stats = {
-        "reward_mean": rewards.mean(),
-        "reward_std": rewards.std(unbiased=False),
-        "reward_max": rewards.max(),
-        "adv_abs_mean": adv.abs().mean(),
-    }
-    if stage == "dipole":
-        w_pos, w_neg = dipole_weights(adv, beta=float(cfg.dipole.beta), k=float(cfg.dipole.k))
-        loss, raw = dichotomous_loss(errors["cand_pos"], errors["cand_neg"], w_pos, w_neg)
-        hists["w_pos"] = raw.pop("w_pos_values")
-        stats = {k: v for k, v in raw.items() if not k.startswith("w_pos_q") or k == "w_pos_q50"}
-        if float(cfg.dipole.bc_anchor) > 0:
-            anchor = errors["human_pos"].mean() + errors["human_neg"].mean()
-            loss = loss + float(cfg.dipole.bc_anchor) * anchor
-            stats["loss_bc_anchor"] = anchor.detach()
-            stats["loss"] = loss.detach()
-    elif stage == "awr":
-        w = awr_weights(adv, beta=float(cfg.awr.beta), clip=float(cfg.awr.clip))
-        loss, raw = weighted_loss(errors["cand_pos"], w)
-        hists["w_awr"] = raw.pop("w_values")
-        stats = {k: v for k, v in raw.items() if not k.startswith("w_q") or k == "w_q50"}
-    else:
-        raise ValueError(f"stage: expected one of bc, dipole, awr, got {stage!r}")
-    stats.update(reward_stats)
-    return loss, stats, hists

@@ -1,24 +1,29 @@
 """Online rounds: sample K candidates per training scene from the current policy, score, retrain.
 
-Round r (1..dipole.rounds) exports the current policy, asks data_prep.build_shards' `policy` source
-for `dipole.samples_per_scene` trajectories per scene at guidance `dipole.omega` (scored by the PDM
-engine inside the builder), writes them to `<output_dir>/round-<r>/shards`, and then training
-continues on the replay of every round's shards so far (all with the same K, so scene groups and
-advantages are comparable; the offline shards trained round 0). The reference policy
-mu of round r is thus the policy of round r-1: its samples are the candidates, its weights the start.
-Only rank 0 builds; the builder resumes a killed build, so a preempted round restarts cheaply.
-On real logs the offline build's `--metric-cache` (from its manifest) scores the round's candidates too.
+Round r (1..dipole.rounds) hands the current policy, in memory (EMA weights when enabled, gathered
+under ZeRO-3), to data_prep's shard builder as its `policy` candidate source: `dipole.samples_per_scene`
+trajectories per scene at guidance `dipole.omega`, scored by the PDM engine inside the builder, written
+to `<output_dir>/round-<r>/shards`. Training then continues on the replay of every round's shards so far
+(all with the same K, so scene groups and advantages are comparable; the offline shards trained round 0).
+The reference policy mu of round r is thus the policy of round r-1: its samples are the candidates, its
+weights the start. The round's scenes, observation and scoring source are the offline build's own
+settings (its manifest's `config`: on real logs, the same NAVSIM metric cache and rule for scenes it
+lacks). Only rank 0 builds; the builder resumes a killed build, so a preempted round restarts cheaply.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
 from omegaconf import DictConfig
 
-from data_prep import shard_format
+from data_prep.build_shards import BuildSettings, build
+from vla_dipole.data.shard_io import read_manifest
+from vla_dipole.inference import PolicyRunner
+from vla_dipole.training import policy_io
 from vla_dipole.training.indexed_data import shard_dirs
 
 
@@ -33,57 +38,38 @@ def round_data_dirs(cfg: DictConfig, round_: int) -> list[Path]:
     return shard_dirs([round_dir(cfg, r) / "shards" for r in range(1, round_ + 1)])
 
 
-def _build_args(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
-    """Observation and scoring options of the offline build, so the new shards match the old ones
-    (real logs are scored from the same NAVSIM metric cache, with the same rule for scenes it lacks)."""
-    config = manifest.get("config", {})
-    missing = [k for k in ("cameras", "image_size", "history_frames") if k not in config]
-    if missing or "data_root" not in manifest:
-        raise ValueError(
-            f"{source}/manifest.json: online rounds need fields data_root and config.{{cameras, image_size, "
-            f"history_frames}} to re-render the scenes; missing {missing or ['data_root']}"
-        )
-    return {
-        "data_root": manifest["data_root"],
-        "split": manifest["split"],
-        "cameras": config["cameras"],
-        "image_size": config["image_size"],
-        "history_frames": config["history_frames"],
-        "shard_size": config.get("shard_size", 256),
-        "limit": config.get("limit"),
-        "frame_interval": config.get("frame_interval", 1),
-        "metric_cache": config.get("metric_cache"),
-        "missing_cache": config.get("missing_cache", "error"),
-    }
+def round_settings(
+    manifest: dict[str, Any], source: Path, cfg: DictConfig, round_: int, label: str
+) -> BuildSettings:
+    """The offline build's settings (scenes, observation, scoring source) with this round's policy source."""
+    offline = BuildSettings.from_json(manifest.get("config", {}), f"{source}/manifest.json (online rounds)")
+    return dataclasses.replace(
+        offline,
+        sources=(("policy", int(cfg.dipole.samples_per_scene)),),
+        seed=int(cfg.seed) + round_,
+        vocabulary_sha256=None,
+        policy={
+            "checkpoint": label,
+            "omega": float(cfg.dipole.omega),
+            "num_steps": int(cfg.dipole.num_steps),
+        },
+    )
 
 
 def run_online_round(accelerator: Accelerator, cfg: DictConfig, policy: Any, ema: Any, round_: int) -> Path:
-    """Export the current policy, build this round's policy-candidate shards (rank 0), sync all ranks."""
-    from data_prep.build_shards import build_shards
-    from vla_dipole.training import policy_io
-
-    rdir = round_dir(cfg, round_)
-    policy_dir = rdir / "policy"
-    policy_io.export(accelerator, policy, ema, policy_dir, cfg.stage)
-    out = rdir / "shards"
+    """Build this round's policy-candidate shards from the in-memory policy (rank 0); sync all ranks."""
+    out = round_dir(cfg, round_) / "shards"
+    label = f"in-memory policy of online round {round_}"
+    copy = policy_io.inference_copy(accelerator, policy, ema, f"{label} ({cfg.output_dir})")
     if accelerator.is_main_process:
         source = shard_dirs(cfg.data.shards)[0]
-        args = _build_args(shard_format.read_manifest(source), source)
+        settings = round_settings(read_manifest(source), source, cfg, round_, label)
         print(
             f"[train] online round {round_}: sampling {cfg.dipole.samples_per_scene} candidates/scene "
-            f"at omega={cfg.dipole.omega} from {policy_dir}",
+            f"at omega={cfg.dipole.omega} from the current policy",
             flush=True,
         )
-        build_shards(
-            out=out,
-            sources={"policy": int(cfg.dipole.samples_per_scene)},
-            num_candidates=int(cfg.dipole.samples_per_scene),
-            workers=1,
-            seed=int(cfg.seed) + round_,
-            policy=policy_dir,
-            omega=float(cfg.dipole.omega),
-            policy_steps=int(cfg.dipole.num_steps),
-            **args,
-        )
+        runner = PolicyRunner(copy, num_steps=int(cfg.dipole.num_steps), source=label)
+        build(settings, out, runner=runner, workers=1)
     accelerator.wait_for_everyone()
     return out

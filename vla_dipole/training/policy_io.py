@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from vla_dipole.model.processor import batch_speed
 from vla_dipole.training.config import ConfigError
 from vla_dipole.training.distributed import gathered_params
 from vla_dipole.training.objective import Noise
+from vla_dipole.training.stages import STAGES, get_stage
 
 TRAINING_META = "training_meta.json"
 
@@ -61,6 +64,7 @@ def check_finite_weights(module: nn.Module, what: str) -> None:
 
 def build_policy(cfg: DictConfig) -> DipolePolicy:
     """A fresh policy from `model`, or `init_from` (a save_pretrained dir); sets trainability for the stage."""
+    stage = get_stage(cfg.stage)
     if cfg.init_from:
         path = Path(cfg.init_from)
         if not path.is_dir():
@@ -70,15 +74,16 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
         policy = DipolePolicy.from_pretrained(path)
         meta_file = path / TRAINING_META
         init_stage = json.loads(meta_file.read_text()).get("stage") if meta_file.is_file() else None
-        if cfg.stage == "dipole" and init_stage != "dipole":
+        if stage.trains_neg and not (init_stage in STAGES and STAGES[init_stage].trains_neg):
             policy.copy_pos_to_neg()  # pi+ and pi- both start from the BC (or AWR) head
     else:
-        if cfg.stage == "dipole":
+        if stage.trains_neg:
             print(
-                "[train] warning: stage=dipole without init_from starts pi+/pi- from random heads", flush=True
+                f"[train] warning: stage={cfg.stage} without init_from starts pi+/pi- from random heads",
+                flush=True,
             )
         policy = DipolePolicy.from_config(PolicyConfig.from_dict(cfg.model, source="config field 'model'"))
-    if cfg.stage in ("bc", "awr"):
+    if not stage.trains_neg:
         policy.head_neg.requires_grad_(False)
     return policy
 
@@ -86,7 +91,7 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
 def set_trajectory_stats(policy: DipolePolicy, dirs: list[Path]) -> None:
     """A fresh policy's action statistics: fitted per waypoint on the shards' human trajectories
     (``action.per_waypoint_stats``), else the x, y statistics of the first manifest."""
-    from data_prep.shard_format import read_manifest
+    from vla_dipole.data.shard_io import read_manifest
     from vla_dipole.training.indexed_data import IndexedShards
 
     if not policy.config.action.per_waypoint_stats:
@@ -99,17 +104,13 @@ def set_trajectory_stats(policy: DipolePolicy, dirs: list[Path]) -> None:
     policy.normalizer.fit(human, speed)
 
 
-def backbone_frozen(policy: DipolePolicy) -> bool:
-    return not any(p.requires_grad for p in policy.backbone.parameters())
-
-
 class TrainModule(nn.Module):
     """The module DeepSpeed wraps: backbone (or cached features) + heads -> per-sample errors."""
 
     def __init__(self, policy: DipolePolicy, stage: str, zero3: bool = False) -> None:
         super().__init__()
         self.policy = policy
-        self.stage = stage
+        self.stage = get_stage(stage)
         if zero3:
             import deepspeed
 
@@ -131,18 +132,7 @@ class TrainModule(nn.Module):
         """Actions are normalised [B, K, 8, 4]; `cond` (cached features) replaces running the backbone."""
         if cond is None:
             cond = self.policy.encode(batch)
-        out: dict[str, torch.Tensor] = {}
-        if self.stage == "bc":
-            out["human_pos"] = self.policy.bc_error(cond, human, noise_h, t_h)[:, 0]
-            return out
-        if self.stage == "dipole":
-            pos, neg = self.policy.branch_errors(cond, candidates, noise_c, t_c)
-            out["cand_pos"], out["cand_neg"] = pos, neg
-            hp, hn = self.policy.branch_errors(cond, human, noise_h, t_h)
-            out["human_pos"], out["human_neg"] = hp[:, 0], hn[:, 0]
-            return out
-        out["cand_pos"] = self.policy.bc_error(cond, candidates, noise_c, t_c)
-        return out
+        return self.stage.errors(self.policy, cond, human, noise_h, t_h, candidates, noise_c, t_c)
 
 
 def forward_inputs(
@@ -202,22 +192,56 @@ def finish_step(accelerator: Accelerator, model: nn.Module, optimizer: Any, grad
     return float(norm)
 
 
-def export(accelerator: Accelerator, policy: DipolePolicy, ema: Any, directory: Path, stage: str) -> Path:
-    """save_pretrained the policy (full weights gathered under ZeRO-3; EMA weights if enabled), rank 0 writes."""
-    directory = Path(directory)
+@contextlib.contextmanager
+def _published_weights(accelerator: Accelerator, policy: DipolePolicy, ema: Any, what: str) -> Iterator[bool]:
+    """The weights a round or an export publishes, in place for the body: gathered under ZeRO-3, the EMA
+    weights when enabled, checked finite; restored after. Yields whether this is the main process
+    (the only one that should read them)."""
     params = list(policy.parameters())
     with gathered_params(accelerator, params):
-        if accelerator.is_main_process:
-            trainable = [p for p in params if p.requires_grad]
-            backup = [p.detach().clone() for p in trainable] if ema is not None else None
-            if ema is not None:
+        main = accelerator.is_main_process
+        trainable = [p for p in params if p.requires_grad]
+        backup = [p.detach().clone() for p in trainable] if (main and ema is not None) else None
+        try:
+            if backup is not None:
                 ema.copy_to(trainable)
-            check_finite_weights(policy, f"policy export to {directory}")
-            policy.save_pretrained(directory)
-            (directory / TRAINING_META).write_text(json.dumps({"stage": stage, "ema": ema is not None}))
+            if main:
+                check_finite_weights(policy, what)
+            yield main
+        finally:
             if backup is not None:
                 with torch.no_grad():
                     for p, b in zip(trainable, backup, strict=True):
                         p.copy_(b)
     accelerator.wait_for_everyone()
+
+
+def export(accelerator: Accelerator, policy: DipolePolicy, ema: Any, directory: Path, stage: str) -> Path:
+    """save_pretrained the policy (full weights gathered under ZeRO-3; EMA weights if enabled), rank 0 writes."""
+    directory = Path(directory)
+    with _published_weights(accelerator, policy, ema, f"policy export to {directory}") as main:
+        if main:
+            policy.save_pretrained(directory)
+            (directory / TRAINING_META).write_text(json.dumps({"stage": stage, "ema": ema is not None}))
     return directory
+
+
+def inference_copy(
+    accelerator: Accelerator, policy: DipolePolicy, ema: Any, what: str
+) -> DipolePolicy | None:
+    """On rank 0, a CPU copy of the policy as `export` would save it (EMA weights, gathered), without the
+    disk: what an online round samples its candidates from. None on the other ranks."""
+    state = None
+    with _published_weights(accelerator, policy, ema, what) as main:
+        if main:
+            state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    if state is None:
+        return None
+    # built like DipolePolicy.from_pretrained builds it: the same modules, then every tensor loaded
+    if policy.config.pretrained_backbone is None:
+        copy = DipolePolicy(policy.config, tokenizer=policy.processor.tokenizer)
+    else:
+        copy = DipolePolicy.from_config(policy.config)
+        copy.processor.tokenizer = policy.processor.tokenizer
+    copy.load_state_dict(state)
+    return copy.eval()

@@ -29,10 +29,6 @@ class BatchPlan:
     def total_steps(self) -> int:
         return math.ceil(self.total_samples / self.global_batch)
 
-    def step_of_samples(self, samples: int) -> int:
-        """Number of optimizer steps that consume `samples` samples (rounded up)."""
-        return math.ceil(samples / self.global_batch)
-
     def positions(self, step: int, micro: int, rank: int) -> np.ndarray:
         """Stream positions of the samples that `rank` uses in micro-batch `micro` of optimizer step `step`.
 
@@ -95,9 +91,6 @@ class SampleOrder:
         return np.array(
             [self._perm(int(e))[int(o)] for e, o in zip(epochs, offsets, strict=True)], dtype=np.int64
         )
-
-    def epoch_of(self, position: int) -> int:
-        return position // self.num_samples
 
 
 class StepBatches:

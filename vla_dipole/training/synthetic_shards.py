@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.shard_format import JPEG_QUALITY, SCORE_NAMES, Sample, encode_jpeg, write_sample_shards
+from vla_dipole.data.shard_format import JPEG_QUALITY, SCORE_NAMES, Sample, encode_jpeg
+from vla_dipole.data.shard_io import write_sample_shards
 
 
 def _scene(index: int, rng: np.random.Generator, k: int) -> Sample:

@@ -1,6 +1,6 @@
 """PDM-score evaluation of a checkpoint on any split we can read, with an omega sweep.
 
-    python -m navsim_adapter.evaluate --checkpoint C --data-root D --split S --omega 0,0.5,1,2,4 \
+    python -m navsim_adapter.evaluation.evaluate --checkpoint C --data-root D --split S --omega 0,0.5,1,2,4 \
         [--steps N] [--best-of N [--selection consensus|oracle]] [--bc-checkpoint B] [--compare awr=A] \
         [--frame-interval 1] [--chunk i/N | --merge DIR...] [--threads 1] [--out DIR]
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 import traceback
 from collections.abc import Sequence
@@ -29,24 +28,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from navsim_adapter import eval_report as report
-from navsim_adapter.observation import (
-    PolicyRunner,
-    consensus_scores,
-    constant_velocity,
-    scene_observation,
-    set_threads,
-    to_numpy,
+from navsim_adapter.baselines import constant_velocity
+from navsim_adapter.evaluation import report
+from navsim_adapter.evaluation.records import (
+    RECORDS_FILE,
+    SETTINGS_FILE,
+    RecordWriter,
+    chunk_tokens,
+    invalid_records,
+    latest_records,
+    read_records,
+    scored_records,
 )
+from vla_dipole.data.observation import scene_observation
+from vla_dipole.inference import PolicyRunner, consensus_scores, set_threads, to_numpy
 
-log = logging.getLogger("navsim_adapter.evaluate")
-SETTINGS_FILE = "settings.json"
-EC_NOTE = (
-    "EC (two-frame extended comfort) compares each token's simulated plan with the same agent's plan "
-    "at the previous evaluated frame of its log (0.5 s earlier, NAVSIM one-stage); where there is none "
-    "(first frame of a log, --frame-interval > 1, previous token not evaluated) EC is empty and that "
-    "token's EPDMS is normalised without it (/14), as NAVSIM does."
-)
+log = logging.getLogger("navsim_adapter.evaluation.evaluate")
 
 
 @dataclass
@@ -103,75 +100,6 @@ def parse_chunk(text: str) -> tuple[int, int]:
     return i, n
 
 
-def chunk_tokens(tokens: Sequence[str], chunk: tuple[int, int], align: int = 1) -> list[str]:
-    """Chunk i of N: contiguous, balanced slices of the loader's (sorted) token order.
-
-    Slices are cut at multiples of `align` (the batch size) so every chunk batches its scenes exactly
-    like a single run does: merged chunks then reproduce the single-run numbers bit for bit.
-    """
-    i, n = chunk
-    batches = -(-len(tokens) // align)
-    bounds = np.minimum(np.linspace(0, batches, n + 1).round().astype(int) * align, len(tokens))
-    return list(tokens[bounds[i] : bounds[i + 1]])
-
-
-class RecordWriter:
-    """Append-only jsonl, synced per batch: the resume point of a killed run."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_torn_tail()
-
-    def _drop_torn_tail(self) -> None:
-        """A run killed inside a write leaves a partial last line; cut it so appends start on a fresh line."""
-        if not self.path.is_file():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
-
-    def done_tokens(self, rows: Sequence[str]) -> set[str]:
-        seen: dict[str, set[str]] = {}
-        for r in report.read_records([self.path]):
-            seen.setdefault(r["token"], set()).add(r["row"])
-        return {t for t, have in seen.items() if set(rows) <= have}
-
-    def write(self, records: list[dict]) -> None:
-        """One write(2) per batch on an O_APPEND descriptor: a kill leaves whole batches (or a torn tail)."""
-        data = "".join(json.dumps(r) + "\n" for r in records).encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _invalid(token: str, rows: Sequence[str], error: str) -> list[dict]:
-    return [{"row": row, "token": token, "valid": False, "error": error} for row in rows]
-
-
-def _records(scene, ctx, rows: Sequence[str], result, b: int, trajs: np.ndarray) -> list[dict]:
-    # log_name + start_time (None for synthetic frames) find the previous frame for EC in the report
-    frame = {
-        "log_name": scene.metadata.log_name,
-        "start_time": None if ctx.is_synthetic else ctx.timestamp_us * 1e-6,
-    }
-    out = []
-    for j, row in enumerate(rows):
-        rec = {"row": row, "token": scene.token, "valid": bool(result.valid[b, j]), "error": None, **frame}
-        for k in report.RECORD_METRICS:
-            v = float(getattr(result, k)[b, j])
-            rec[k] = None if np.isnan(v) else v
-        rec["trajectory"] = np.round(trajs[b, j], 4).tolist()
-        if not rec["valid"]:
-            rec["error"] = "trajectory not finite"
-        out.append(rec)
-    return out
-
-
 class Evaluator:
     """Scores the baselines and every checkpoint x omega on the tokens of one chunk; see the module doc."""
 
@@ -186,19 +114,19 @@ class Evaluator:
         )
         self.runners: dict[str, PolicyRunner] = {}
         if s.checkpoint is not None:
-            self.runners[s.name] = PolicyRunner(s.checkpoint, s.steps, s.device, s.seed)
+            self.runners[s.name] = PolicyRunner.from_checkpoint(s.checkpoint, s.steps, s.device, s.seed)
         for name, ckpt in s.compare.items():
-            self.runners[name] = PolicyRunner(ckpt, s.steps, s.device, s.seed)
+            self.runners[name] = PolicyRunner.from_checkpoint(ckpt, s.steps, s.device, s.seed)
         self.rows = ["constant_velocity", "human"]
         for name in self.runners:
             omegas = s.omegas if name == s.name else (0.0,)
             self.rows += [report.omega_row(name, o) for o in omegas]
-        self.writer = RecordWriter(s.out / "records.jsonl")
+        self.writer = RecordWriter(s.out / RECORDS_FILE)
         (s.out / SETTINGS_FILE).write_text(json.dumps(self.describe(), indent=2))
         self.specs = list(
             dict.fromkeys(r.spec for r in self.runners.values())
         )  # observations built per scene
-        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (bench_eval)
+        self.timings = {"prepare": 0.0, "policy": 0.0, "score": 0.0}  # seconds per stage (benchmarks)
         self._cache = None
         if s.metric_cache is not None:
             from navsim_adapter.pdm.metric_cache import MetricCacheIndex
@@ -287,7 +215,7 @@ class Evaluator:
     def _invalid(self, token: str, err: BaseException) -> list[dict]:
         log.warning("token %s invalid: %s: %s", token, type(err).__name__, err)
         log.debug("%s", traceback.format_exc())
-        return _invalid(token, self.rows, f"{type(err).__name__}: {err}")
+        return invalid_records(token, self.rows, f"{type(err).__name__}: {err}")
 
     def _score(self, scenes, contexts, obs) -> list[dict]:
         from navsim_adapter.pdm import score
@@ -303,7 +231,7 @@ class Evaluator:
         return [
             rec
             for b, (scene, ctx) in enumerate(zip(scenes, contexts, strict=True))
-            for rec in _records(scene, ctx, self.rows, result, b, trajs)
+            for rec in scored_records(scene, ctx, self.rows, result, b, trajs)
         ]
 
     def _trajectories(self, scenes, contexts, obs) -> np.ndarray:
@@ -336,78 +264,9 @@ class Evaluator:
         return fn
 
 
-def write_report(
-    out: Path,
-    records: list[dict],
-    loader=None,
-    worst_k: int = 4,
-    name: str = "dipole",
-    state_dirs: Sequence[Path] | None = None,
-) -> Path:
-    """CSVs + summary.md + omega plot + BEV pictures of the worst scenes of the best omega.
-
-    EC and the final EPDMS are computed here from the simulated states under `state_dirs` (default
-    `out`): the raw records stay the scorer's, so resuming and merging stay exact.
-    """
-    states = report.load_states(state_dirs if state_dirs is not None else [out])
-    records = report.add_extended_comfort(records, states)
-    report.write_csvs(records, out)
-    table = report.summarize(records)
-    md = report.markdown_table(table)
-    invalid = sorted({(r["token"], r["error"]) for r in records if not r["valid"] and r.get("error")})
-    valid = [r for r in records if r["valid"]]
-    with_ec = sum(r.get("ec") is not None for r in valid)
-    text = (
-        f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens. {EC_NOTE} "
-        f"EC available for {with_ec} of {len(valid)} valid (token, row) records.\n"
-    )
-    settings = out / SETTINGS_FILE
-    if settings.is_file():
-        text += "\n## Settings\n\n" + "\n".join(
-            f"- {k}: `{v}`" for k, v in json.loads(settings.read_text()).items()
-        )
-        text += "\n"
-    if invalid:
-        text += "\n## Invalid tokens\n\n" + "\n".join(f"- `{t}`: {e}" for t, e in invalid[:50]) + "\n"
-    (out / "summary.md").write_text(text)
-    (out / "summary.json").write_text(json.dumps(table, indent=2))
-    report.plot_omega_curve(table, out / "omega_curve.png")
-    if loader is not None and worst_k > 0:
-        _worst_pictures(out, records, table, loader, worst_k, name)
-    return out / "summary.md"
-
-
-def _worst_pictures(out: Path, records, table, loader, k: int, name: str) -> None:
-    from navsim_adapter.geometry import global_to_local
-    from navsim_adapter.pdm import build_context
-    from navsim_adapter.visualize import render_scene
-
-    rows = [r for r in table if r.startswith(f"{name}@")]
-    if not rows:
-        return
-    best = max(rows, key=lambda r: table[r]["pdms"])
-    recs = sorted((r for r in records if r["row"] == best and r["valid"]), key=lambda r: r["pdms"])[:k]
-    (out / "worst").mkdir(exist_ok=True)
-    for r in recs:
-        try:
-            scene = loader.get_scene(r["token"])
-            ctx = build_context(scene)
-            ref = global_to_local(ctx.reference_poses[5::5], ctx.ego_state[:3])
-            fig = render_scene(
-                scene,
-                {
-                    f"{best} (PDMS {100 * r['pdms']:.0f})": np.asarray(r["trajectory"]),
-                    "PDM-Closed reference": ref,
-                },
-            )
-            fig.savefig(out / "worst" / f"{r['token']}.png")
-        except Exception as err:  # noqa: BLE001 - pictures are a courtesy, never fail the report
-            log.warning("could not draw %s: %s", r["token"], err)
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.evaluate", description=__doc__.split("\n\n")[0]
+        prog="python -m navsim_adapter.evaluation.evaluate", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--checkpoint", type=Path, help="policy checkpoint (save_pretrained dir)")
     p.add_argument("--name", default="dipole", help="row name of --checkpoint in the tables")
@@ -448,35 +307,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def require_valid_rows(records: Sequence[dict], summary: Path) -> None:
-    """Exit non-zero when an agent row (checkpoint x omega, baseline) has no valid token at all: a
-    policy whose every trajectory is NaN must not look like a finished evaluation."""
-    rows = dict.fromkeys(r["row"] for r in records)
-    dead = [row for row in rows if not any(r["valid"] for r in records if r["row"] == row)]
-    if dead:
-        errors = sorted({r.get("error") or "?" for r in records if r["row"] in dead})
-        raise SystemExit(
-            f"evaluate: no valid token for {dead} (errors: {errors[:3]}); see {summary}, 'Invalid tokens'"
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = _parse(argv)
     set_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.merge:
-        records = report.read_records(d / "records.jsonl" for d in a.merge)
+        records = read_records(d / RECORDS_FILE for d in a.merge)
         if not records:
             raise SystemExit(f"--merge: no records.jsonl with results under {[str(d) for d in a.merge]}")
-        records = report.latest_records(records)
+        records = latest_records(records)
         first = next((d / SETTINGS_FILE for d in a.merge if (d / SETTINGS_FILE).is_file()), None)
         if first is not None and first.resolve() != (a.out / SETTINGS_FILE).resolve():
             (a.out / SETTINGS_FILE).write_text(first.read_text())
-        RecordWriter(a.out / "records.jsonl").path.write_text("".join(json.dumps(r) + "\n" for r in records))
-        path = write_report(a.out, records, worst_k=0, state_dirs=a.merge)
+        RecordWriter(a.out / RECORDS_FILE).path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        path = report.write_report(a.out, records, worst_k=0, state_dirs=a.merge)
         print(path.read_text())
-        require_valid_rows(records, path)
+        report.require_valid_rows(records, path)
         return path
     if a.split is None:
         raise SystemExit("--split is required (e.g. navtest, or the synthetic split name)")
@@ -512,10 +359,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     ev = Evaluator(s)
     ev.run()
-    records = report.latest_records(report.read_records([ev.writer.path]))
-    path = write_report(a.out, records, ev.loader if s.chunk[1] == 1 else None, s.worst_k, s.name)
+    records = latest_records(read_records([ev.writer.path]))
+    path = report.write_report(a.out, records, ev.loader if s.chunk[1] == 1 else None, s.worst_k, s.name)
     print(path.read_text())
-    require_valid_rows(records, path)
+    report.require_valid_rows(records, path)
     return path
 
 

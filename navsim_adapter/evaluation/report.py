@@ -14,8 +14,8 @@ empty and EPDMS keeps NAVSIM's /14 normalisation.
 
 from __future__ import annotations
 
-import csv
 import json
+import logging
 import math
 import os
 import re
@@ -25,13 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from navsim_adapter.pdm.columns import LABELS, V1_COLUMNS, V2_COLUMNS
+from navsim_adapter.evaluation.records import SETTINGS_FILE
+from navsim_adapter.pdm.columns import LABELS, SCORE_NAMES, V1_COLUMNS, V2_COLUMNS
 from navsim_adapter.pdm.simulation import AX, AY, HEADING, NUM_STEPS, STATE_DIM
+from vla_dipole.tables import write_csv
+
+log = logging.getLogger(__name__)
 
 # (version, our key -> NAVSIM column (score last), NAVSIM's token of the average row)
 CSV_VERSIONS = (("v1", V1_COLUMNS, "average"), ("v2", V2_COLUMNS, "average_all_frames"))
-SUMMARY_METRICS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec", "pdms", "epdms")
-RECORD_METRICS = (*SUMMARY_METRICS, "ep_v1", "ttc_v1", "ddc_v1")  # + v1's own sub-scores (v1 csv)
+VERSIONS = {version: (columns, average) for version, columns, average in CSV_VERSIONS}
 BASELINE_ROWS = ("constant_velocity", "human")
 OMEGA_ROW = re.compile(r"^(?P<name>.+)@omega=(?P<omega>[-+0-9.eE]+)$")
 STATES_DIR = "states"
@@ -47,29 +50,6 @@ def omega_row(name: str, omega: float) -> str:
     return f"{name}@omega={omega:g}"
 
 
-def read_records(paths: Iterable[Path]) -> list[dict]:
-    """All records of the given jsonl files; a torn last line (killed run) is ignored."""
-    out: list[dict] = []
-    for path in paths:
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
-
-
-def latest_records(records: Iterable[dict]) -> list[dict]:
-    """One record per (row, token), the last one written (a re-evaluated token replaces its old rows)."""
-    return list({(r["row"], r["token"]): r for r in records}.values())
-
-
-def _fmt(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
-
-
 def _mean(values: Sequence[float]) -> float:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean(vals)) if vals else float("nan")
@@ -80,35 +60,27 @@ def csv_name(row: str, version: str) -> str:
     return f"{row.replace('@', '_').replace('=', '')}_{version}.csv"
 
 
-def write_csvs(records: list[dict], out: Path) -> list[Path]:
-    """One v1 and one v2 csv per row, NAVSIM's columns (`token, valid, <metrics>, score`) + its average row.
+def write_navsim_csv(path: Path, records: Sequence[dict], version: str) -> Path:
+    """One agent's records as NAVSIM writes them (`token, valid, <metrics>, score` + its average row).
 
     Invalid tokens are kept with valid=False and empty (NaN) scores, as NAVSIM does; the average is
     over valid tokens and its `valid` is True only if every token was.
     """
-    written = []
-    for row in sorted({r["row"] for r in records}):
-        recs = sorted((r for r in records if r["row"] == row), key=lambda r: r["token"])
-        valid = [r for r in recs if r["valid"]]
-        for version, columns, average in CSV_VERSIONS:
-            keys = list(columns)
-            path = out / csv_name(row, version)
-            with path.open("w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["token", "valid", *columns.values()])
-                for r in recs:
-                    w.writerow(
-                        [r["token"], r["valid"], *[_fmt(r.get(k) if r["valid"] else None) for k in keys]]
-                    )
-                w.writerow(
-                    [
-                        average,
-                        len(valid) == len(recs),
-                        *[_fmt(_mean([r.get(k) for r in valid])) for k in keys],
-                    ]
-                )
-            written.append(path)
-    return written
+    columns, average = VERSIONS[version]
+    recs = sorted(records, key=lambda r: r["token"])
+    valid = [r for r in recs if r["valid"]]
+    rows = [[r["token"], r["valid"], *[r.get(k) if r["valid"] else None for k in columns]] for r in recs]
+    rows.append([average, len(valid) == len(recs), *[_mean([r.get(k) for r in valid]) for k in columns]])
+    return write_csv(path, ["token", "valid", *columns.values()], rows)
+
+
+def write_csvs(records: list[dict], out: Path) -> list[Path]:
+    """One v1 and one v2 csv per row (agent), named by `csv_name`."""
+    return [
+        write_navsim_csv(out / csv_name(row, version), [r for r in records if r["row"] == row], version)
+        for row in sorted({r["row"] for r in records})
+        for version, _, _ in CSV_VERSIONS
+    ]
 
 
 def summarize(records: list[dict]) -> dict[str, dict[str, float]]:
@@ -117,7 +89,7 @@ def summarize(records: list[dict]) -> dict[str, dict[str, float]]:
     for row in {r["row"] for r in records}:
         recs = [r for r in records if r["row"] == row]
         valid = [r for r in recs if r["valid"]]
-        stats = {m: 100.0 * _mean([r.get(m) for r in valid]) for m in SUMMARY_METRICS}
+        stats = {m: 100.0 * _mean([r.get(m) for r in valid]) for m in SCORE_NAMES}
         stats.update(n_valid=len(valid), n_invalid=len(recs) - len(valid))
         table[row] = stats
     return table
@@ -140,12 +112,12 @@ def row_order(rows: Iterable[str]) -> list[str]:
 
 def markdown_table(table: dict[str, dict[str, float]]) -> str:
     lines = [
-        "| agent | " + " | ".join(LABELS[m] for m in SUMMARY_METRICS) + " | tokens (invalid) |",
-        "|---|" + "---:|" * len(SUMMARY_METRICS) + "---:|",
+        "| agent | " + " | ".join(LABELS[m] for m in SCORE_NAMES) + " | tokens (invalid) |",
+        "|---|" + "---:|" * len(SCORE_NAMES) + "---:|",
     ]
     for row in row_order(table):
         s = table[row]
-        cells = ["–" if math.isnan(s[m]) else f"{s[m]:.1f}" for m in SUMMARY_METRICS]
+        cells = ["–" if math.isnan(s[m]) else f"{s[m]:.1f}" for m in SCORE_NAMES]
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {s['n_valid']} ({s['n_invalid']}) |")
     return "\n".join(lines)
 
@@ -275,3 +247,93 @@ def add_extended_comfort(records: list[dict], states: dict[tuple[str, str], np.n
             for (i, _), v in zip(items, ec.tolist(), strict=True):
                 out[i].update(ec=v, epdms=epdms(out[i], v))
     return out
+
+
+# ---- the report of one run ----------------------------------------------------------------------
+EC_NOTE = (
+    "EC (two-frame extended comfort) compares each token's simulated plan with the same agent's plan "
+    "at the previous evaluated frame of its log (0.5 s earlier, NAVSIM one-stage); where there is none "
+    "(first frame of a log, --frame-interval > 1, previous token not evaluated) EC is empty and that "
+    "token's EPDMS is normalised without it (/14), as NAVSIM does."
+)
+
+
+def write_report(
+    out: Path,
+    records: list[dict],
+    loader=None,
+    worst_k: int = 4,
+    name: str = "dipole",
+    state_dirs: Sequence[Path] | None = None,
+) -> Path:
+    """CSVs + summary.md + omega plot + BEV pictures of the worst scenes of the best omega.
+
+    EC and the final EPDMS are computed here from the simulated states under `state_dirs` (default
+    `out`): the raw records stay the scorer's, so resuming and merging stay exact.
+    """
+    states = load_states(state_dirs if state_dirs is not None else [out])
+    records = add_extended_comfort(records, states)
+    write_csvs(records, out)
+    table = summarize(records)
+    md = markdown_table(table)
+    invalid = sorted({(r["token"], r["error"]) for r in records if not r["valid"] and r.get("error")})
+    valid = [r for r in records if r["valid"]]
+    with_ec = sum(r.get("ec") is not None for r in valid)
+    text = (
+        f"# PDM-score evaluation\n\n{md}\n\nScores x100, mean over valid tokens. {EC_NOTE} "
+        f"EC available for {with_ec} of {len(valid)} valid (token, row) records.\n"
+    )
+    settings = out / SETTINGS_FILE
+    if settings.is_file():
+        text += "\n## Settings\n\n" + "\n".join(
+            f"- {k}: `{v}`" for k, v in json.loads(settings.read_text()).items()
+        )
+        text += "\n"
+    if invalid:
+        text += "\n## Invalid tokens\n\n" + "\n".join(f"- `{t}`: {e}" for t, e in invalid[:50]) + "\n"
+    (out / "summary.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps(table, indent=2))
+    plot_omega_curve(table, out / "omega_curve.png")
+    if loader is not None and worst_k > 0:
+        _worst_pictures(out, records, table, loader, worst_k, name)
+    return out / "summary.md"
+
+
+def _worst_pictures(out: Path, records, table, loader, k: int, name: str) -> None:
+    from navsim_adapter.evaluation.visualize import render_scene
+    from navsim_adapter.geometry import global_to_local
+    from navsim_adapter.pdm import build_context
+
+    rows = [r for r in table if r.startswith(f"{name}@")]
+    if not rows:
+        return
+    best = max(rows, key=lambda r: table[r]["pdms"])
+    recs = sorted((r for r in records if r["row"] == best and r["valid"]), key=lambda r: r["pdms"])[:k]
+    (out / "worst").mkdir(exist_ok=True)
+    for r in recs:
+        try:
+            scene = loader.get_scene(r["token"])
+            ctx = build_context(scene)
+            ref = global_to_local(ctx.reference_poses[5::5], ctx.ego_state[:3])
+            fig = render_scene(
+                scene,
+                {
+                    f"{best} (PDMS {100 * r['pdms']:.0f})": np.asarray(r["trajectory"]),
+                    "PDM-Closed reference": ref,
+                },
+            )
+            fig.savefig(out / "worst" / f"{r['token']}.png")
+        except Exception as err:  # noqa: BLE001 - pictures are a courtesy, never fail the report
+            log.warning("could not draw %s: %s", r["token"], err)
+
+
+def require_valid_rows(records: Sequence[dict], summary: Path) -> None:
+    """Exit non-zero when an agent row (checkpoint x omega, baseline) has no valid token at all: a
+    policy whose every trajectory is NaN must not look like a finished evaluation."""
+    rows = dict.fromkeys(r["row"] for r in records)
+    dead = [row for row in rows if not any(r["valid"] for r in records if r["row"] == row)]
+    if dead:
+        errors = sorted({r.get("error") or "?" for r in records if r["row"] in dead})
+        raise SystemExit(
+            f"evaluate: no valid token for {dead} (errors: {errors[:3]}); see {summary}, 'Invalid tokens'"
+        )

@@ -1,6 +1,6 @@
 """Policy speed: what running both DIPOLE branches (pi+, pi-) costs per denoising step and end to end.
 
-``python -m vla_dipole.model.bench_policy [--presets tiny small] [--batch 1 4 16] [--repeats 10] [--threads 1]``
+``python -m benchmarks.policy [--presets tiny small] [--batch 1 4 16] [--repeats 10] [--threads 1]``
 prints four tables; ``run_bench(...) -> list[dict]`` returns the measured rows.
 
 - *head step*: ms for one ``denoise_branches`` call with pi+ alone, with pi+ and pi- batched (E = 2)
@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils import flop_counter
 
 from vla_dipole.model.config import PolicyConfig
+from vla_dipole.model.flops import PROMPT_TOKENS_7B, counted_flops
 from vla_dipole.model.head import (
     DiffusionTrajectoryHead,
     denoise_branches,
@@ -43,8 +43,6 @@ from vla_dipole.model.head import (
 from vla_dipole.model.policy import DipolePolicy
 
 SWEEP = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0]
-PREPARE_ONLY = ("cond_proj.", "proprio.", ".kv_cross.")  # head parameters read once per observation
-PROMPT_TOKENS_7B = 32  # assumed Llama-2 tokens of the driving prompt (for the estimate only)
 
 
 def synthetic_batch(config: PolicyConfig, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -86,26 +84,9 @@ def timed(fns: Mapping[str, Callable[[], object]], repeats: int, rounds: int = 5
 # ---- what a step needs, and what the machine can do -------------------------------------------------
 def step_weight_bytes(head: DiffusionTrajectoryHead) -> int:
     """Bytes of one branch's parameters a denoising step reads (the memory projections are cached)."""
-    return sum(
-        p.numel() * p.element_size()
-        for name, p in head.named_parameters()
-        if not any(s in f".{name}" for s in PREPARE_ONLY)
-    )
-
-
-def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def counted_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of the matmuls / attention ``fn`` runs (torch's FlopCounterMode; elementwise ops not counted).
-
-    torch maps its CUDA SDPA kernels to the attention formula but not the CPU flash kernel; added here.
-    """
-    cpu_sdpa = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
-    with flop_counter.FlopCounterMode(display=False, custom_mapping=cpu_sdpa) as counter:
-        fn()
-    return counter.get_total_flops()
+    once = (head.cond_proj, head.proprio, *(block["kv_cross"] for block in head.blocks))  # per observation
+    skip = {id(p) for module in once for p in module.parameters()}
+    return sum(p.numel() * p.element_size() for p in head.parameters() if id(p) not in skip)
 
 
 def counted_calls(fn: Callable[[], object]) -> int:

@@ -20,17 +20,13 @@ try:
     from navsim.common.dataclasses import AgentInput, SensorConfig, Trajectory
 except ImportError as _err:  # pragma: no cover - exercised by the no-navsim test in a subprocess
     raise ImportError(
-        "navsim_adapter.agent needs the official navsim and nuplan-devkit packages "
+        "navsim_adapter.evaluation.agent needs the official navsim and nuplan-devkit packages "
         f"({_err}). Install them with `pip install 'vla-dipole[navsim]'` (from their git repositories) "
         "or, offline, from wheels: `make install-navsim`."
     ) from _err
 
-from navsim_adapter.observation import (
-    ObservationSpec,
-    PolicyRunner,
-    agent_input_observation,
-    consensus_scores,
-)
+from vla_dipole.data.observation import agent_input_observation
+from vla_dipole.inference import PolicyRunner, checkpoint_spec, consensus_scores
 
 
 class DipoleAgent(AbstractAgent):
@@ -65,7 +61,7 @@ class DipoleAgent(AbstractAgent):
             device,
             seed,
         )
-        self.spec = ObservationSpec.from_checkpoint(Path(self.checkpoint_path))
+        self.spec = checkpoint_spec(Path(self.checkpoint_path))
         self._runner: PolicyRunner | None = None
 
     def name(self) -> str:
@@ -81,7 +77,9 @@ class DipoleAgent(AbstractAgent):
         return SensorConfig(**kwargs, lidar_pc=False)
 
     def initialize(self) -> None:
-        self._runner = PolicyRunner(self.checkpoint_path, self.num_steps, self.device, self.seed)
+        self._runner = PolicyRunner.from_checkpoint(
+            self.checkpoint_path, self.num_steps, self.device, self.seed
+        )
 
     def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
         if self._runner is None:

@@ -2,7 +2,7 @@
 frozen-backbone feature cache. Runs the real `train.py` (plain python or `accelerate launch`) on
 synthetic shards and prints steady-state samples/s (median over steps, the first step excluded).
 
-    python -m vla_dipole.training.bench [--samples 64] [--global-batch 8] [--micro-batch 4]
+    python -m benchmarks.training [--samples 64] [--global-batch 8] [--micro-batch 4]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vla_dipole.training.synthetic_shards import write_shards
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SETUPS = (
     ("1 process", None, {}),
     ("1 process + feature cache", None, {"feature_cache.enabled": True}),

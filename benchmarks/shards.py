@@ -1,6 +1,6 @@
 """Shard benchmarks (run by `make bench`): build rate on a synthetic split and loader throughput.
 
-    python -m data_prep.bench [--logs 2] [--limit 48] [--samples 1500] [--train-step-ms 100 --train-batch 8]
+    python -m benchmarks.shards [--logs 2] [--limit 48] [--samples 1500] [--train-step-ms 100 --train-batch 8]
 
 Prints two tables: scenes/s and candidates/s of build_shards (1 and 2 workers), and samples/s of
 the training data path (IndexedShards) with 0, 1 and 2 workers against the rate the training step consumes
@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.shard_format import read_manifest
+from vla_dipole.data.shard_io import read_manifest
 
 
 def _table(title: str, header: Sequence[str], rows: list[Sequence]) -> str:

@@ -3,7 +3,7 @@
 `plot_scene` draws onto any matplotlib Axes so the evaluator can put candidate / predicted
 trajectories into its own figures; `render_scene` builds the BEV + camera figure the CLI saves:
 
-    python -m navsim_adapter.visualize --data-root DIR --split NAME --token T --out FILE.png
+    python -m navsim_adapter.evaluation.visualize --data-root DIR --split NAME --token T --out FILE.png
 
 Plot axes follow NAVSIM's BEV convention: forward (local +x) points up, left (local +y) points left.
 """

@@ -1,6 +1,6 @@
 """How fast scenes come out of the reader: scenes per second with and without images.
 
-    python -m navsim_adapter.bench_scenes [--data-root DIR --split NAME] [--logs 4]
+    python -m benchmarks.scenes [--data-root DIR --split NAME] [--logs 4]
 
 Without `--data-root` a small split is generated with `data_prep.synthesize` in a temp dir.
 Rows: indexing (pickles read + validated), building scenes from the warm log cache, the

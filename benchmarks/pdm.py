@@ -1,4 +1,4 @@
-"""Benchmark of the PDM engine: `python -m navsim_adapter.pdm.bench` (part of `make bench`).
+"""Benchmark of the PDM engine: `python -m benchmarks.pdm` (part of `make bench`).
 
 Prints, for 1 / 16 / 256 candidates per scene over 50 toy scenes: candidates scored per second,
 the time split (simulation / geometry / metrics) and peak traced memory; then the official NAVSIM
@@ -19,9 +19,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from navsim_adapter.pdm.scorer import score
-from navsim_adapter.pdm.toy import ROUTE_Y, toy_candidates, toy_context
+from tests.pdm.toy_road import ROUTE_Y, toy_candidates, toy_context
 
-# Issue 3's targets: candidates per CPU-second vs the official scorer, and the single-core rate.
+# The engine's targets: candidates per CPU-second vs the official scorer, and the single-core rate.
 TARGET_SPEEDUP = 50.0
 TARGET_RATE_256 = 2000.0
 

@@ -1,6 +1,6 @@
 """Backbone speed: milliseconds per observation for the presets (forward, and forward + backward).
 
-``python -m vla_dipole.model.bench_backbone [--presets tiny small] [--batch 4] [--images 1] [--repeats 5]``
+``python -m benchmarks.backbone [--presets tiny small] [--batch 4] [--images 1] [--repeats 5]``
 prints one table row per (preset, mode). ``run_bench(...) -> list[dict]`` is what ``vla_dipole.bench`` calls.
 The ``openvla-7b`` preset is only sensible on a GPU (bf16 autocast applies there).
 """

@@ -1,6 +1,6 @@
 """Evaluator throughput: scenes per second for one omega vs an 8-omega sweep, with a per-stage split.
 
-    python -m navsim_adapter.bench_eval [--checkpoint C --data-root D --split S] [--scenes 16] [--steps N]
+    python -m benchmarks.evaluation [--checkpoint C --data-root D --split S] [--scenes 16] [--steps N]
 
 Without `--data-root` a small synthetic split is generated in a temp dir; without `--checkpoint` an
 untrained `tiny` policy is saved there (speed does not depend on the weights). Each case is a fresh
@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from navsim_adapter.evaluate import EvalSettings, Evaluator
-from navsim_adapter.observation import OBSERVATION_FILE, set_threads
+from navsim_adapter.evaluation.evaluate import EvalSettings, Evaluator
+from vla_dipole.inference import OBSERVATION_FILE, set_threads
 
 SWEEP = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 BENCH_IMAGE_SIZE = (64, 36)
@@ -102,9 +102,7 @@ def print_table(rows: Sequence[dict]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.bench_eval", description=__doc__.split("\n\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m benchmarks.evaluation", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=None, help="default: an untrained tiny policy")
     p.add_argument("--data-root", type=Path, default=None, help="default: a generated 2-log synthetic split")
     p.add_argument("--split", default=None)

@@ -1,6 +1,6 @@
 """Synthetic-world speed table: simulation, rendering and whole-split generation.
 
-    python -m data_prep.world.bench [--logs 8] [--frames 40] [--image-size 256x144]
+    python -m benchmarks.world [--logs 8] [--frames 40] [--image-size 256x144]
 
 Target: the demo split (20 logs x 40 frames x 3 cameras) in under a minute on 2 cores, i.e. at
 least 0.35 logs/s with 2 workers.
@@ -27,9 +27,7 @@ def _row(cells: list) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m data_prep.world.bench", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.world", description=__doc__.split("\n\n")[0])
     parser.add_argument("--logs", type=int, default=8)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--image-size", type=_image_size, default=(256, 144))

@@ -10,13 +10,12 @@ stage-one plan's endpoint and that scene's start (sigma^2 = 0.1 m^2), takes EC b
     <out>/synthetic_scene_pickles/<17-char token>.pkl   navsim's Scene.save_to_disk format (plain dicts)
     <out>/config/train_test_split/<name>.yaml          the split: scene filter + reactive_all_mapping
 
-`python -m navsim_adapter.two_stage write|score ...`; see `main`.
+`python -m navsim_adapter.evaluation.two_stage write|score ...`; see `main`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import pickle
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ import yaml
 
 from navsim_adapter.pdm.columns import V2_COLUMNS
 from navsim_adapter.scene import Annotations, Camera, Cameras, EgoStatus, Frame, Scene, SceneMetadata
+from vla_dipole import tables
 
 DELAY_FRAMES = 8  # the second stage starts 4 s later, where the first stage's plan ends
 HISTORY, STAGE_ONE_FUTURE, SYNTHETIC_FUTURE = 4, 8, 10
@@ -336,7 +336,7 @@ def score_two_stage(
     """Rows (one list per planner) as navsim's two-stage csv: per token, then the three aggregates.
 
     Contexts come from navsim's `metric_cache` of both stages when given (real data), else from the scenes."""
-    from navsim_adapter import eval_report as report
+    from navsim_adapter.evaluation import report
     from navsim_adapter.geometry import local_to_global
     from navsim_adapter.pdm import score
     from navsim_adapter.pdm.metrics import extended_comfort
@@ -422,24 +422,22 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     """navsim's two-stage csv columns: token, valid, <metric>_stage_one.., <metric>_stage_two.., score."""
     header = ["token", "valid"]
     header += [f"{METRICS[k]}_{s}" for s in ("stage_one", "stage_two") for k in METRICS] + ["score"]
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, header, restval="")
-        w.writeheader()
-        w.writerows(rows)
-    return Path(path)
+    return tables.write_csv(path, header, rows)
 
 
 def planners_for(checkpoint: Path | None, omega: float, steps: int | None, seed: int = 0) -> dict:
     """constant velocity, the logged human and (with a checkpoint) the policy at `omega`, as DipoleAgent samples it."""
-    from navsim_adapter.eval_report import omega_row
-    from navsim_adapter.observation import PolicyRunner, constant_velocity, scene_observation
+    from navsim_adapter.baselines import constant_velocity
+    from navsim_adapter.evaluation.report import omega_row
+    from vla_dipole.data.observation import scene_observation
+    from vla_dipole.inference import PolicyRunner
 
     planners = {
         "constant_velocity": lambda scenes: np.stack([constant_velocity(s) for s in scenes]),
         "human": lambda scenes: np.stack([s.get_future_trajectory(8) for s in scenes]),
     }
     if checkpoint is not None:
-        runner = PolicyRunner(checkpoint, steps, seed=seed)
+        runner = PolicyRunner.from_checkpoint(checkpoint, steps, seed=seed)
         planners[omega_row("dipole", omega)] = lambda scenes: runner.sample(
             [scene_observation(s, runner.spec) for s in scenes], [omega]
         )[:, 0]
@@ -448,7 +446,7 @@ def planners_for(checkpoint: Path | None, omega: float, steps: int | None, seed:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.two_stage", description=__doc__.split("\n\n")[0]
+        prog="python -m navsim_adapter.evaluation.two_stage", description=__doc__.split("\n\n")[0]
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write", help="a two-stage split (+ its metric cache) from a synthetic split")
@@ -476,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     split = TwoStageSplit.load(a.config, a.scenes)
     a.out.mkdir(parents=True, exist_ok=True)
-    from navsim_adapter.eval_report import csv_name
+    from navsim_adapter.evaluation.report import csv_name
 
     planners = planners_for(a.checkpoint, a.omega, a.steps)
     for row, rows in score_two_stage(split, a.data_root, planners, a.metric_cache).items():

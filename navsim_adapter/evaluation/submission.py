@@ -1,8 +1,8 @@
 """NAVSIM leaderboard submission pickles from a checkpoint, and a validator for them.
 
-    python -m navsim_adapter.submission --checkpoint C --data-root D --split navtest --omega 1.0 \
+    python -m navsim_adapter.evaluation.submission --checkpoint C --data-root D --split navtest --omega 1.0 \
         --team-name T --authors "A B" --email E --institution I --country C [--out submission.pkl]
-    python -m navsim_adapter.submission --validate submission.pkl [--data-root D --split navtest]
+    python -m navsim_adapter.evaluation.submission --validate submission.pkl [--data-root D --split navtest]
 
 v1 (navtest): `{"team_name", "authors", "email", "institution", "country / region",
 "predictions": [{token: Trajectory}]}`. v2 two-stage splits (`--second-stage-split S2`) write
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
 
-log = logging.getLogger("navsim_adapter.submission")
+log = logging.getLogger("navsim_adapter.evaluation.submission")
 META_KEYS = ("team_name", "authors", "email", "institution", "country / region")
 STAGES = ("predictions", "first_stage_predictions", "second_stage_predictions")
 NUM_POSES, INTERVAL = 8, 0.5
@@ -56,7 +56,8 @@ def make_trajectory(poses: np.ndarray):
 
 def _predict(runner, loader, omega: float, batch_size: int, best_of: int = 1) -> dict:
     """{token: Trajectory} for every scene of `loader`, from cameras + ego status only (non-privileged)."""
-    from navsim_adapter.observation import consensus_scores, scene_observation
+    from vla_dipole.data.observation import scene_observation
+    from vla_dipole.inference import consensus_scores
 
     out = {}
     tokens = loader.tokens
@@ -85,8 +86,8 @@ def create_submission(
     best_of: int = 1,
 ) -> Path:
     """Predict every scene of `split` (and `second_stage_split` for the v2 two-stage format) and pickle it."""
-    from navsim_adapter.observation import PolicyRunner
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+    from vla_dipole.inference import PolicyRunner
 
     missing = [k for k in META_KEYS if not meta.get(k)]
     if missing:
@@ -97,11 +98,11 @@ def create_submission(
         import navsim  # noqa: F401
     except ImportError:
         warnings.warn(
-            "navsim is not installed: trajectories are pickled as navsim_adapter.submission.LocalTrajectory, "
+            "navsim is not installed: trajectories are pickled as navsim_adapter.evaluation.submission.LocalTrajectory, "
             "which the leaderboard cannot read. Install vla-dipole[navsim] for a real submission.",
             stacklevel=2,
         )
-    runner = PolicyRunner(checkpoint, steps, device)
+    runner = PolicyRunner.from_checkpoint(checkpoint, steps, device)
     first = SceneLoader(split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1))
     sub: dict = dict(meta)
     if second_stage_split is None:
@@ -181,7 +182,7 @@ def expected_tokens(
 def main(argv: Sequence[str] | None = None) -> Path | dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(
-        prog="python -m navsim_adapter.submission", description=__doc__.split("\n\n")[0]
+        prog="python -m navsim_adapter.evaluation.submission", description=__doc__.split("\n\n")[0]
     )
     p.add_argument(
         "--validate", type=Path, default=None, help="check an existing pickle instead of creating one"
@@ -215,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     a = p.parse_args(argv)
-    from navsim_adapter.observation import set_threads
     from navsim_adapter.paths import openscene_data_root
+    from vla_dipole.inference import set_threads
 
     set_threads(a.threads)
     if a.validate is not None:
