@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
+from vla_dipole.cli_options import add_sampling_args, positive_int
 
 log = logging.getLogger("navsim_adapter.evaluation.submission")
 META_KEYS = ("team_name", "authors", "email", "institution", "country / region")
@@ -198,9 +199,10 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
     p.add_argument(
         "--second-stage-split", default=None, help="v2 two-stage: split of the second-stage scenes"
     )
-    p.add_argument("--omega", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--best-of", type=int, default=1, help="N samples, keep the consensus (non-privileged)")
+    add_sampling_args(p, omega=1.0)
+    p.add_argument(
+        "--best-of", type=positive_int, default=1, help="N samples, keep the consensus (non-privileged)"
+    )
     p.add_argument(
         "--selection",
         choices=("consensus", "oracle"),
