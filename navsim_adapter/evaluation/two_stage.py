@@ -463,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     s.add_argument("--scenes", type=Path, required=True, help="synthetic scene pickles")
     s.add_argument("--checkpoint", type=Path, default=None)
-    add_sampling_args(s, omega=1.0)
+    add_sampling_args(s, omega=1.0, what="of --checkpoint ")
     s.add_argument("--metric-cache", type=Path, default=None, help="navsim metric cache of both stages")
     s.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
