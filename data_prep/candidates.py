@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from navsim_adapter.geometry import rotate
 from vla_dipole.data.shard_format import NUM_POSES
 
 DT = 0.5  # seconds between poses
@@ -97,12 +98,10 @@ def lateral_offset(traj: np.ndarray, offset: float, ramp_s: float) -> np.ndarray
     return _headings_from_motion(poses, fallback=traj)
 
 
-def rotate(traj: np.ndarray, angle: float) -> np.ndarray:
-    """Rotate the whole trajectory about the current pose (heading noise)."""
-    c, s = np.cos(angle), np.sin(angle)
-    poses = np.asarray(traj, dtype=np.float64).copy()
-    xy = poses[:, :2] @ np.array([[c, s], [-s, c]])
-    return np.concatenate([xy, poses[:, 2:] + angle], axis=1)
+def turn(traj: np.ndarray, angle: float) -> np.ndarray:
+    """Heading noise: the whole trajectory rotated by `angle` about the current pose."""
+    poses = np.asarray(traj, dtype=np.float64)
+    return np.concatenate([rotate(poses[:, :2], angle), poses[:, 2:] + angle], axis=1)
 
 
 def _headings_from_motion(poses: np.ndarray, fallback: np.ndarray, min_step: float = 0.2) -> np.ndarray:
@@ -126,7 +125,7 @@ def random_perturbation(human: np.ndarray, rng: np.random.Generator) -> np.ndarr
         elif kind == "lateral":
             traj = lateral_offset(traj, rng.choice([-1, 1]) * rng.uniform(0.3, 3.0), rng.uniform(1.0, 4.0))
         elif kind == "heading":
-            traj = rotate(traj, rng.normal(0.0, 0.1))
+            traj = turn(traj, rng.normal(0.0, 0.1))
         else:  # early (start 0-2) or late (start 4-7) braking
             start = int(rng.integers(0, 3) if rng.random() < 0.5 else rng.integers(4, NUM_POSES))
             traj = brake(traj, start, rng.uniform(1.0, 6.0))

@@ -60,9 +60,9 @@ def test_lateral_offset_reaches_the_offset_and_heading_follows_motion():
     np.testing.assert_allclose(shifted[:, 0], T * 10.0)
 
 
-def test_rotation_keeps_distances():
+def test_turn_keeps_distances():
     human = curve(6.0, -0.1)
-    rotated = C.rotate(human, 0.3)
+    rotated = C.turn(human, 0.3)
     np.testing.assert_allclose(np.linalg.norm(rotated[:, :2], axis=1), np.linalg.norm(human[:, :2], axis=1))
     np.testing.assert_allclose(rotated[:, 2], human[:, 2] + 0.3)
 

@@ -98,3 +98,30 @@ def test_advantage_std_floor_comes_from_the_config() -> None:
         w[floor] = hists["w_pos"]
     assert w[0.0].max() > 0.99 and w[0.0].min() < 0.01  # blown up to +-1.2 standard deviations
     assert (w[0.01] - 0.5).abs().max() < 0.15  # A = +-0.1: the weights stay near 1/2 (0.40 / 0.60)
+
+
+@pytest.mark.parametrize("name", ["bc", "dipole", "awr"])
+def test_stage_table_row_matches_what_the_stage_trains(name, shards) -> None:
+    """A row's flags are what its forward and loss do: pi- gets gradients iff `trains_neg`; the
+    candidates are read iff `candidates` (their noise is drawn for them); build_policy freezes pi- otherwise."""
+    from vla_dipole.data.collate import collate
+    from vla_dipole.model.policy import DipolePolicy
+    from vla_dipole.training.indexed_data import IndexedShards
+    from vla_dipole.training.policy_io import TrainModule, action_shape, build_policy, forward_inputs
+    from vla_dipole.training.stages import STAGES
+
+    stage = STAGES[name]
+    torch.manual_seed(0)
+    policy = DipolePolicy.from_config("tiny")
+    batch = collate([IndexedShards([shards])[i] for i in range(2)])
+    k = batch["candidates"].shape[1] if stage.candidates else 0
+    noise = sample_noise(np.arange(2), action_shape(policy), k, 100, seed=0, round_=0)
+    errors = TrainModule(policy, name)(**forward_inputs(policy, batch, noise, None, name))
+    assert any(key.startswith("cand") for key in errors) == stage.candidates
+    loss, _, _ = stage.loss(_cfg(bc_anchor=0.5), errors, batch)
+    loss.backward()
+    grads = [p.grad for p in policy.head_neg.parameters()]
+    assert any(g is not None and bool(g.abs().sum() > 0) for g in grads) == stage.trains_neg
+    cfg = OmegaConf.create({"stage": name, "init_from": None, "model": policy.config.to_dict()})
+    frozen = not any(p.requires_grad for p in build_policy(cfg).head_neg.parameters())
+    assert frozen == (not stage.trains_neg)

@@ -103,7 +103,15 @@ class DipolePolicy(nn.Module):
         """A fresh policy from a config or preset name; loads the OpenVLA backbone when one is configured."""
         config = PolicyConfig.preset(config) if isinstance(config, str) else config
         if config.pretrained_backbone is None:
-            return cls(config)
+            policy = cls(config)
+            if config.backbone_init is not None:
+                file = Path(config.backbone_init) / BACKBONE_FILE
+                if not file.is_file():
+                    raise FileNotFoundError(
+                        f"model field 'backbone_init': {file} not found (a python -m vla_dipole.pretrain output)"
+                    )
+                _load_strict(policy.backbone, load_checked(file), file, prefix="")
+            return policy
         from vla_dipole.model.openvla_checkpoint import from_openvla
 
         ckpt = from_openvla(config.pretrained_backbone, config_overrides=_backbone_overrides(config))
@@ -249,6 +257,7 @@ class DipolePolicy(nn.Module):
         noise = randn_tensor(
             (b, best_of, horizon, adim), generator=generator, device=self.device, dtype=dtype
         )
+        noise = noise * self.config.diffusion.temperature
         if branch is not None:
             actions = self._denoise(
                 cond, [1 if branch == "neg" else 0], [0.0] * n_om, noise, steps, generator
