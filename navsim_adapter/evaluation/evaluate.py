@@ -253,7 +253,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="dipole", help="row name of --checkpoint in the tables")
     p.add_argument("--data-root", type=Path, default=None, help="default $OPENSCENE_DATA_ROOT")
     p.add_argument("--split", default=None)
-    add_sampling_args(p, omega=(0.0, 0.5, 1.0, 2.0, 4.0), sweep=True)
+    add_sampling_args(p, omega=(0.0, 0.5, 1.0, 2.0, 4.0), sweep=True, what="of --checkpoint ")
     p.add_argument(
         "--best-of",
         type=positive_int,

@@ -69,7 +69,14 @@ def invalid_records(token: str, rows: Sequence[str], error: str) -> list[dict]:
     return [{"row": row, "token": token, "valid": False, "error": error} for row in rows]
 
 
+def score_fields(result, b: int, j: int) -> dict[str, float | None]:
+    """Every score of scene b, candidate j of a PDMResult (NaN -> None: json has no NaN)."""
+    values = {k: float(getattr(result, k)[b, j]) for k in RESULT_SCORES}
+    return {k: None if np.isnan(v) else v for k, v in values.items()}
+
+
 def scored_records(scene, ctx, rows: Sequence[str], result, b: int, trajs: np.ndarray) -> list[dict]:
+    """One record per agent row of scene b: its scores, its trajectory and the frame it was scored at."""
     # log_name + start_time (None for synthetic frames) find the previous frame for EC in the report
     frame = {
         "log_name": scene.metadata.log_name,
@@ -78,9 +85,7 @@ def scored_records(scene, ctx, rows: Sequence[str], result, b: int, trajs: np.nd
     out = []
     for j, row in enumerate(rows):
         rec = {"row": row, "token": scene.token, "valid": bool(result.valid[b, j]), "error": None, **frame}
-        for k in RESULT_SCORES:
-            v = float(getattr(result, k)[b, j])
-            rec[k] = None if np.isnan(v) else v
+        rec.update(score_fields(result, b, j))
         rec["trajectory"] = np.round(trajs[b, j], 4).tolist()
         if not rec["valid"]:
             rec["error"] = "trajectory not finite"

@@ -14,7 +14,6 @@ empty and EPDMS keeps NAVSIM's /14 normalisation.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -29,11 +28,13 @@ import numpy as np
 from navsim_adapter.evaluation.records import SETTINGS_FILE
 from navsim_adapter.pdm.columns import LABELS, SCORE_NAMES, V1_COLUMNS, V2_COLUMNS
 from navsim_adapter.pdm.simulation import AX, AY, HEADING, NUM_STEPS, STATE_DIM
+from vla_dipole.tables import write_csv
 
 log = logging.getLogger(__name__)
 
 # (version, our key -> NAVSIM column (score last), NAVSIM's token of the average row)
 CSV_VERSIONS = (("v1", V1_COLUMNS, "average"), ("v2", V2_COLUMNS, "average_all_frames"))
+VERSIONS = {version: (columns, average) for version, columns, average in CSV_VERSIONS}
 BASELINE_ROWS = ("constant_velocity", "human")
 OMEGA_ROW = re.compile(r"^(?P<name>.+)@omega=(?P<omega>[-+0-9.eE]+)$")
 STATES_DIR = "states"
@@ -49,10 +50,6 @@ def omega_row(name: str, omega: float) -> str:
     return f"{name}@omega={omega:g}"
 
 
-def _fmt(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
-
-
 def _mean(values: Sequence[float]) -> float:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean(vals)) if vals else float("nan")
@@ -63,35 +60,27 @@ def csv_name(row: str, version: str) -> str:
     return f"{row.replace('@', '_').replace('=', '')}_{version}.csv"
 
 
-def write_csvs(records: list[dict], out: Path) -> list[Path]:
-    """One v1 and one v2 csv per row, NAVSIM's columns (`token, valid, <metrics>, score`) + its average row.
+def write_navsim_csv(path: Path, records: Sequence[dict], version: str) -> Path:
+    """One agent's records as NAVSIM writes them (`token, valid, <metrics>, score` + its average row).
 
     Invalid tokens are kept with valid=False and empty (NaN) scores, as NAVSIM does; the average is
     over valid tokens and its `valid` is True only if every token was.
     """
-    written = []
-    for row in sorted({r["row"] for r in records}):
-        recs = sorted((r for r in records if r["row"] == row), key=lambda r: r["token"])
-        valid = [r for r in recs if r["valid"]]
-        for version, columns, average in CSV_VERSIONS:
-            keys = list(columns)
-            path = out / csv_name(row, version)
-            with path.open("w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["token", "valid", *columns.values()])
-                for r in recs:
-                    w.writerow(
-                        [r["token"], r["valid"], *[_fmt(r.get(k) if r["valid"] else None) for k in keys]]
-                    )
-                w.writerow(
-                    [
-                        average,
-                        len(valid) == len(recs),
-                        *[_fmt(_mean([r.get(k) for r in valid])) for k in keys],
-                    ]
-                )
-            written.append(path)
-    return written
+    columns, average = VERSIONS[version]
+    recs = sorted(records, key=lambda r: r["token"])
+    valid = [r for r in recs if r["valid"]]
+    rows = [[r["token"], r["valid"], *[r.get(k) if r["valid"] else None for k in columns]] for r in recs]
+    rows.append([average, len(valid) == len(recs), *[_mean([r.get(k) for r in valid]) for k in columns]])
+    return write_csv(path, ["token", "valid", *columns.values()], rows)
+
+
+def write_csvs(records: list[dict], out: Path) -> list[Path]:
+    """One v1 and one v2 csv per row (agent), named by `csv_name`."""
+    return [
+        write_navsim_csv(out / csv_name(row, version), [r for r in records if r["row"] == row], version)
+        for row in sorted({r["row"] for r in records})
+        for version, _, _ in CSV_VERSIONS
+    ]
 
 
 def summarize(records: list[dict]) -> dict[str, dict[str, float]]:

@@ -7,7 +7,8 @@
 Trajectory files: `.npz` with `tokens` [B] and `trajectories` [B, 8, 3] or [B, N, 8, 3] (local to
 each scene's current rear axle, 0.5 s steps). A pickle of {token: array} (or NAVSIM's submission dict
 with "predictions": [{token: Trajectory}]) is read only with `--pickle-may-execute-code`: unpickling a
-file runs whatever code it names, so only do it for files you made.
+file runs whatever code it names, so only do it for files you made. `--csv` writes the first candidate's
+scores per token with NAVSIM v2's columns (score = EPDMS) and its `average_all_frames` row.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from navsim_adapter.pdm.columns import LABELS, SCORE_NAMES, V2_COLUMNS
+from navsim_adapter.baselines import constant_velocity_poses
+from navsim_adapter.evaluation.records import score_fields
+from navsim_adapter.evaluation.report import summarize, write_navsim_csv
+from navsim_adapter.pdm.columns import LABELS, SCORE_NAMES, V1_COLUMNS, V2_COLUMNS
 from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
+from vla_dipole import tables
 
 AGENTS = ("human", "constant_velocity")
 
@@ -69,42 +74,26 @@ def agent_trajectory(ctx, agent: str) -> np.ndarray:
         if ctx.human_trajectory is None:
             raise ValueError(f"scene {ctx.token}: no human trajectory (synthetic scene?)")
         return ctx.human_trajectory[None]
-    speed = float(np.hypot(ctx.ego_state[3], ctx.ego_state[4]))
-    t = np.arange(1, 9) * 0.5
-    return np.stack([t * speed, np.zeros(8), np.zeros(8)], -1)[None]
+    return constant_velocity_poses(ctx.ego_state[3:5])[None]  # vx, vy in the ego frame
 
 
-def _mean(values: np.ndarray) -> float:
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+def records_of(result, tokens: list[str], row: str) -> list[dict]:
+    """The first candidate of each scene as evaluation records (what the evaluator's CSVs are made of)."""
+    return [
+        {"row": row, "token": tok, "valid": bool(result.valid[i, 0]), **score_fields(result, i, 0)}
+        for i, tok in enumerate(tokens)
+    ]
 
 
-def format_table(result, tokens: list[str]) -> str:
-    """Mean of each sub-score over scenes (first candidate), NAVSIM-style."""
-    lines = [f"{'metric':<8}{'column':<34}{'mean':>8}", "-" * 50]
-    for key in SCORE_NAMES:
-        mean = _mean(getattr(result, key)[:, 0])
-        lines.append(
-            f"{LABELS[key]:<8}{V2_COLUMNS.get(key, 'score (v1)' if key == 'pdms' else key):<34}{mean:>8.4f}"
-        )
-    lines.append(f"scenes: {len(tokens)}   candidates per scene: {result.nc.shape[1]}")
-    return "\n".join(lines)
-
-
-def write_csv(path: str | Path, result, tokens: list[str]) -> None:
-    """Per-token rows with NAVSIM's column names plus an `average` row (first candidate)."""
-    import csv
-
-    keys = [k for k in SCORE_NAMES if k != "comfort"]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            ["token", "valid"] + [V2_COLUMNS.get(k, "pdm_score_v1" if k == "pdms" else k) for k in keys]
-        )
-        for i, tok in enumerate(tokens):
-            w.writerow([tok, bool(result.valid[i, 0])] + [float(getattr(result, k)[i, 0]) for k in keys])
-        w.writerow(
-            ["average", bool(result.valid[:, 0].all())] + [_mean(getattr(result, k)[:, 0]) for k in keys]
-        )
+def format_table(records: list[dict], candidates: int) -> str:
+    """Mean of each score over the valid scenes (first candidate), with NAVSIM's column names."""
+    summary = summarize(records)[records[0]["row"]]
+    rows = [
+        (LABELS[key], V2_COLUMNS.get(key, V1_COLUMNS.get(key, key) + " (v1)"), summary[key] / 100.0)
+        for key in SCORE_NAMES
+    ]
+    table = tables.format_table(["metric", "column", "mean"], rows, formats=".4f")
+    return f"{table}\nscenes: {len(records)}   candidates per scene: {candidates}"
 
 
 def _contexts(args) -> list:
@@ -177,12 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     result = score(
         contexts, batch, human_filter=not args.no_human_filter, on_invalid="zero", return_states=False
     )
-    tokens = [c.token for c in contexts]
+    name = args.agent or Path(args.trajectories).stem
+    records = records_of(result, [c.token for c in contexts], name)
     print(f"PDM scorer {SCORER_VERSION}: {args.agent or args.trajectories}")
-    print(format_table(result, tokens))
+    print(format_table(records, batch.shape[1]))
     if args.csv:
-        write_csv(args.csv, result, tokens)
-        print(f"wrote {args.csv}")
+        write_navsim_csv(Path(args.csv), records, "v2")
+        print(f"wrote {args.csv} (NAVSIM v2 columns, score = EPDMS)")
     return 0
 
 

@@ -16,7 +16,6 @@ stage-one plan's endpoint and that scene's start (sigma^2 = 0.1 m^2), takes EC b
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import pickle
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ import yaml
 
 from navsim_adapter.pdm.columns import V2_COLUMNS
 from navsim_adapter.scene import Annotations, Camera, Cameras, EgoStatus, Frame, Scene, SceneMetadata
+from vla_dipole import tables
 from vla_dipole.cli_options import add_sampling_args
 
 DELAY_FRAMES = 8  # the second stage starts 4 s later, where the first stage's plan ends
@@ -423,11 +423,7 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     """navsim's two-stage csv columns: token, valid, <metric>_stage_one.., <metric>_stage_two.., score."""
     header = ["token", "valid"]
     header += [f"{METRICS[k]}_{s}" for s in ("stage_one", "stage_two") for k in METRICS] + ["score"]
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, header, restval="")
-        w.writeheader()
-        w.writerows(rows)
-    return Path(path)
+    return tables.write_csv(path, header, rows)
 
 
 def planners_for(checkpoint: Path | None, omega: float, steps: int | None, seed: int = 0) -> dict:
@@ -467,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     s.add_argument("--scenes", type=Path, required=True, help="synthetic scene pickles")
     s.add_argument("--checkpoint", type=Path, default=None)
-    add_sampling_args(s, omega=1.0)
+    add_sampling_args(s, omega=1.0, what="of --checkpoint ")
     s.add_argument("--metric-cache", type=Path, default=None, help="navsim metric cache of both stages")
     s.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)

@@ -90,9 +90,16 @@ def test_mmd_separates_distributions():
 
 
 @pytest.mark.slow
-def test_cli_writes_table_json_and_figure(tmp_path, capsys, one_thread):
-    code = main(["--out", str(tmp_path), "--quick", "--steps", "200"])
+def test_cli_exit_code_is_the_verdict(tmp_path, capsys, one_thread):
+    """`make verify-algo` relies on the exit code: 0 for the correct algorithm, 1 for a broken variant."""
+    code = main(["--out", str(tmp_path / "ok"), "--quick"])
     out = capsys.readouterr().out
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert code == (0 if data["passed"] else 1)
-    assert "OVERALL:" in out and (tmp_path / "samples.png").stat().st_size > 10_000
+    data = json.loads((tmp_path / "ok" / "results.json").read_text())
+    assert (code, data["passed"]) == (0, True) and "OVERALL: PASS" in out, out[-2000:]
+    assert (tmp_path / "ok" / "samples.png").stat().st_size > 10_000
+    code = main(
+        ["--out", str(tmp_path / "broken"), "--quick", "--variant", "swapped_omega", "--steps", "300"]
+    )
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "broken" / "results.json").read_text())
+    assert (code, data["passed"]) == (1, False) and "OVERALL: FAIL" in out

@@ -16,6 +16,30 @@ from vla_dipole.model.flops import counted_flops
 from vla_dipole.model.head import denoise_branches, prepare_branches, stack_heads
 
 
+class Recording(dict):
+    """Parameters that remember which of them were looked up."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.keys_read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.keys_read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        if key in self:
+            self.keys_read.add(key)
+        return super().get(key, default)
+
+
+def analytic_prepare_flops(cfg: HeadConfig, cond_dim: int, proprio_dim: int, memory_len: int) -> int:
+    """Matmul FLOPs of one branch's per-observation work: proprio MLP, memory projection, per-layer K/V."""
+    w = cfg.width
+    tokens = memory_len - 1  # the proprio token joins the projected backbone tokens
+    return 2 * (proprio_dim * w + w * w) + 2 * tokens * cond_dim * w + cfg.depth * 2 * memory_len * w * 2 * w
+
+
 def analytic_step_flops(cfg: HeadConfig, b: int, k: int, memory_len: int) -> int:
     """Matmul FLOPs of one branch's denoising step, from the architecture (docs/model.md)."""
     w, hidden, length = cfg.width, int(cfg.width * cfg.mlp_ratio), cfg.horizon
@@ -28,13 +52,15 @@ def analytic_step_flops(cfg: HeadConfig, b: int, k: int, memory_len: int) -> int
 
 def test_step_bytes_and_flops_match_the_architecture(tiny_policy, batch):
     head = tiny_policy.head_pos
-    once = [head.cond_proj, head.proprio, *(blk["kv_cross"] for blk in head.blocks)]
-    prepare_only = sum(p.numel() for m in once for p in m.parameters())
-    assert step_weight_bytes(head) == 4 * (sum(p.numel() for p in head.parameters()) - prepare_only)
     cond = tiny_policy.encode(batch)
     p = stack_heads([head])
     with torch.no_grad():
         memory = prepare_branches(head, p, cond.tokens, cond.mask, cond.proprio)
+        # the bytes a step reads, measured: the parameter tensors one denoising step looks up
+        read = Recording(p)
+        denoise_branches(head, read, torch.randn(cond.batch_size, 2, 8, 4), torch.tensor(9), memory)
+        assert step_weight_bytes(head) == sum(p[k].numel() * p[k].element_size() for k in read.keys_read)
+        assert "out.weight" in read.keys_read and "proprio.net.0.weight" not in read.keys_read
         for k in (1, 4):
             x = torch.randn(cond.batch_size, k, 8, 4)
             flops = counted_flops(lambda x=x: denoise_branches(head, p, x, torch.tensor(9), memory))
@@ -69,8 +95,10 @@ def test_openvla_7b_estimate_comes_from_the_config():
     est = estimate_openvla_7b(num_steps=10)
     cfg = HeadConfig(width=1024, depth=12, num_heads=16)
     assert est["head_step_gflop"] * 1e9 == pytest.approx(analytic_step_flops(cfg, 1, 1, est["tokens"] + 1))
-    branch = est["head_prepare_gflop"] + 10 * est["head_step_gflop"]
-    assert est["flops_added"] == pytest.approx(branch / (est["backbone_gflop"] + branch))
+    prepare = analytic_prepare_flops(cfg, 4096, 4 * 8 + 4, est["tokens"] + 1)  # Llama-2 width, 4 ego frames
+    assert est["head_prepare_gflop"] * 1e9 == pytest.approx(prepare)
+    branch = prepare + 10 * analytic_step_flops(cfg, 1, 1, est["tokens"] + 1)
+    assert est["flops_added"] == pytest.approx(branch / (est["backbone_gflop"] * 1e9 + branch))
     # Llama-2-7B alone is ~2 * 6.5e9 FLOPs per token; the vision towers add a few hundred GFLOP per image
     assert (
         2 * 6.4e9 * est["tokens"]

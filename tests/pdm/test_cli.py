@@ -36,7 +36,7 @@ def test_cli_scores_human_agent(pdm_world, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "no_at_fault_collisions" in text and "EPDMS" in text
     rows = list(csv.DictReader(open(out)))
-    assert len(rows) == 5 and rows[-1]["token"] == "average"
+    assert len(rows) == 5 and rows[-1]["token"] == "average_all_frames"
     assert 0.0 <= float(rows[-1]["score"]) <= 1.0
 
 

@@ -100,7 +100,7 @@ def rewrites(out: Path) -> list[Rewrite]:
         ),
         Rewrite(
             "the evaluation split's cache, written the same way before evaluating",
-            r"^(python -m navsim_adapter\.evaluate .*--split (\S+) .*--metric-cache (\S+) .*)$",
+            r"^(python -m navsim_adapter\.evaluation\.evaluate .*--split (\S+) .*--metric-cache (\S+) .*)$",
             lambda m: (
                 f"{py} \"{cache}w('$OPENSCENE_DATA_ROOT', '{m.group(2)}', '{m.group(3)}')\" && {m.group(1)}"
             ),

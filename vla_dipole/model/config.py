@@ -20,6 +20,7 @@ from vla_dipole.model.backbone_config import BackboneConfig
 from vla_dipole.model.obs_encoder import proprio_dim
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+CONFIG_FILE = "policy_config.yaml"  # a saved policy's config, next to its weights
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 
 
@@ -72,6 +73,9 @@ class DiffusionConfig:
     solver: str = "ddim"  # ddim | dpmsolver++ | ddpm
     num_inference_steps: int = 10
     prediction_type: str = "epsilon"  # what the heads predict: epsilon | v_prediction | sample
+    # scale of the starting noise when sampling (every caller: evaluation, agent, online rounds);
+    # below 1 draws closer to the mode, 0 the deterministic DDIM mode of the starting point 0
+    temperature: float = 1.0
 
 
 @dataclass
@@ -100,6 +104,8 @@ class PolicyConfig:
     tokenizer: str = "tiny"
     # OpenVLA checkpoint directory to initialise the backbone from (None: random init, saved in full)
     pretrained_backbone: str | None = None
+    # a `python -m vla_dipole.pretrain` output directory whose backbone weights a fresh policy starts from
+    backbone_init: str | None = None
     backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig.preset("tiny"))
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -133,6 +139,7 @@ class PolicyConfig:
                 "name": "custom",
                 "tokenizer": "tiny",
                 "pretrained_backbone": None,
+                "backbone_init": None,
                 **{k: OmegaConf.structured(v) for k, v in sections.items()},
             },
             flags={"struct": True},
@@ -149,6 +156,7 @@ class PolicyConfig:
             name=merged["name"],
             tokenizer=merged["tokenizer"],
             pretrained_backbone=merged["pretrained_backbone"],
+            backbone_init=merged["backbone_init"],
             backbone=bb,
             **{k: v(**merged[k]) for k, v in sections.items()},
         )
@@ -205,6 +213,7 @@ class PolicyConfig:
             ("head.width", self.head.width % self.head.num_heads == 0, "a multiple of head.num_heads"),
             ("head.action_dim", self.head.action_dim == 4, "4 (x, y, cos yaw, sin yaw)"),
             ("diffusion.num_inference_steps", self.diffusion.num_inference_steps >= 1, ">= 1"),
+            ("diffusion.temperature", self.diffusion.temperature >= 0, ">= 0"),
             (
                 "diffusion.solver",
                 self.diffusion.solver in ("ddim", "dpmsolver++", "ddpm"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vla_dipole.model.config import ObservationConfig, PolicyConfig
+from vla_dipole.model.config import CONFIG_FILE, ObservationConfig, PolicyConfig
 
 
 class ObservationMismatch(ValueError):
@@ -21,8 +21,6 @@ class ObservationMismatch(ValueError):
 
 def load_model_config(model: str | Path) -> PolicyConfig:
     """A preset name, a model YAML, or a saved policy directory (its ``policy_config.yaml``)."""
-    from vla_dipole.model.policy import CONFIG_FILE
-
     path = Path(model)
     if path.is_dir():
         return PolicyConfig.from_yaml(path / CONFIG_FILE)

@@ -30,7 +30,7 @@ from torch import nn
 
 from vla_dipole.model.backbone import PrismaticBackbone
 from vla_dipole.model.checked_safetensors import load_checked, save_checked
-from vla_dipole.model.config import PolicyConfig
+from vla_dipole.model.config import CONFIG_FILE, PolicyConfig
 from vla_dipole.model.head import (
     DiffusionTrajectoryHead,
     denoise_branches,
@@ -44,7 +44,6 @@ from vla_dipole.model.observation_spec import require_complete
 from vla_dipole.model.processor import DrivingProcessor, PolicyInputs, TrajectoryNormalizer
 from vla_dipole.sampling import build_scheduler, sample_dichotomous
 
-CONFIG_FILE = "policy_config.yaml"
 HEADS_FILE = "heads.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 META_FILE = "policy_meta.json"
@@ -104,7 +103,15 @@ class DipolePolicy(nn.Module):
         """A fresh policy from a config or preset name; loads the OpenVLA backbone when one is configured."""
         config = PolicyConfig.preset(config) if isinstance(config, str) else config
         if config.pretrained_backbone is None:
-            return cls(config)
+            policy = cls(config)
+            if config.backbone_init is not None:
+                file = Path(config.backbone_init) / BACKBONE_FILE
+                if not file.is_file():
+                    raise FileNotFoundError(
+                        f"model field 'backbone_init': {file} not found (a python -m vla_dipole.pretrain output)"
+                    )
+                _load_strict(policy.backbone, load_checked(file), file, prefix="")
+            return policy
         from vla_dipole.model.openvla_checkpoint import from_openvla
 
         ckpt = from_openvla(config.pretrained_backbone, config_overrides=_backbone_overrides(config))
@@ -250,6 +257,7 @@ class DipolePolicy(nn.Module):
         noise = randn_tensor(
             (b, best_of, horizon, adim), generator=generator, device=self.device, dtype=dtype
         )
+        noise = noise * self.config.diffusion.temperature
         if branch is not None:
             actions = self._denoise(
                 cond, [1 if branch == "neg" else 0], [0.0] * n_om, noise, steps, generator

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from vla_dipole import tables  # noqa: E402
 from vla_dipole.verify_algo.bandit import Bandit  # noqa: E402
 from vla_dipole.verify_algo.run import VerifyResult  # noqa: E402
 
@@ -31,15 +32,37 @@ def format_tables(res: VerifyResult) -> str:
         f"tolerances: |reward - target| <= {tol['reward']:g}; nearest target (MMD) is its own and "
         f"MMD(model,target)/MMD(mu,target) <= {tol['mmd_ratio']:g}",
         "",
-        f"{'policy':<11}{'R model':>9}{'R target':>10}{'|dR|':>7}{'MMD':>8}{'MMD mu':>8}{'ratio':>7}"
-        f"{'nearest':>11}{'tgt ESS':>9}  result",
+        tables.format_table(
+            [
+                "policy",
+                "R model",
+                "R target",
+                "|dR|",
+                "MMD",
+                "MMD mu",
+                "ratio",
+                "nearest",
+                "tgt ESS",
+                "result",
+            ],
+            [
+                (
+                    r["policy"],
+                    r["reward_model"],
+                    r["reward_target"],
+                    abs(r["reward_model"] - r["reward_target"]),
+                    r["mmd_model"],
+                    r["mmd_mu"],
+                    r["mmd_ratio"],
+                    r["nearest_target"],
+                    r["target_ess"],
+                    _verdict(r["passed"]),
+                )
+                for r in res.rows
+            ],
+            formats=["", ".3f", ".3f", ".3f", ".3f", ".3f", ".2f", "", ".0f", ""],
+        ),
     ]
-    for r in res.rows:
-        lines.append(
-            f"{r['policy']:<11}{r['reward_model']:>9.3f}{r['reward_target']:>10.3f}"
-            f"{abs(r['reward_model'] - r['reward_target']):>7.3f}{r['mmd_model']:>8.3f}{r['mmd_mu']:>8.3f}"
-            f"{r['mmd_ratio']:>7.2f}{r['nearest_target']:>11}{r['target_ess']:>9.0f}  {_verdict(r['passed'])}"
-        )
     m = res.monotone
     lines += [
         "",
@@ -48,13 +71,23 @@ def format_tables(res: VerifyResult) -> str:
         + f"  monotone: {_verdict(m['passed'])}",
         "",
         f"weight explosion (AWR clip={res.config['awr_clip']:g}; grad norm of the weighted loss, 8 batches)",
-        f"{'beta':>6} {'method':<11}{'ESS frac':>9}{'max/mean':>11}{'w max':>11}{'|g| med':>11}{'|g| max':>11}",
+        tables.format_table(
+            ["beta", "method", "ESS frac", "max/mean", "w max", "|g| med", "|g| max"],
+            [
+                (
+                    r["beta"],
+                    r["method"],
+                    r["ess_frac"],
+                    r["max_over_mean"],
+                    r["w_max"],
+                    r["grad_norm_median"],
+                    r["grad_norm_max"],
+                )
+                for r in res.explosion
+            ],
+            formats=["g", "", ".4f", ".3g", ".3g", ".3g", ".3g"],
+        ),
     ]
-    for r in res.explosion:
-        lines.append(
-            f"{r['beta']:>6g} {r['method']:<11}{r['ess_frac']:>9.4f}{r['max_over_mean']:>11.3g}{r['w_max']:>11.3g}"
-            f"{r['grad_norm_median']:>11.3g}{r['grad_norm_max']:>11.3g}"
-        )
     e = res.explosion_check
     lines += [
         f"at beta={e['beta']:g}: DIPOLE bounded={e['dipole_bounded']}  AWR exploded={e['awr_exploded']}  "
