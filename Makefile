@@ -85,6 +85,7 @@ verify-algo: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo  # the floors of the house (pyproject [tool.importlinter])
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

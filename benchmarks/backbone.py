@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from vla_dipole import tables
 from vla_dipole.model.backbone import PrismaticBackbone
 from vla_dipole.model.backbone_config import BackboneConfig
 
@@ -89,17 +90,13 @@ def run_bench(presets=("tiny", "small"), **kwargs) -> list[dict]:
 
 
 def format_table(rows: list[dict], title: str = "backbone") -> str:
-    header = f"{'preset':<12}{'mode':<16}{'params (M)':>12}{'tokens':>8}{'ms / obs':>12}"
-    lines = [
-        f"== {title} ({'cuda' if torch.cuda.is_available() else 'cpu'}, {torch.get_num_threads()} threads) ==",
-        header,
-        "-" * len(header),
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['preset']:<12}{r['mode']:<16}{r['params_m']:>12.1f}{r['seq']:>8d}{r['ms_per_obs']:>12.1f}"
-        )
-    return "\n".join(lines)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return tables.format_table(
+        ["preset", "mode", "params (M)", "tokens", "ms / obs"],
+        [(r["preset"], r["mode"], r["params_m"], r["seq"], r["ms_per_obs"]) for r in rows],
+        title=f"== {title} ({device}, {torch.get_num_threads()} threads) ==",
+        formats=".1f",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from navsim_adapter.evaluation.evaluate import EvalSettings, Evaluator
+from vla_dipole import tables
 from vla_dipole.inference import OBSERVATION_FILE, set_threads
 
 SWEEP = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -89,16 +90,23 @@ def run(
     return rows
 
 
+# row key -> (column, number format)
+COLUMNS = {
+    "case": ("case", ""),
+    "omegas": ("omegas", ""),
+    "scenes": ("scenes", ""),
+    "seconds": ("total s", ".2f"),
+    "scenes_per_s": ("scenes/s", ".2f"),
+    "trajectories_per_s": ("trajs/s", ".1f"),
+    "prepare": ("prepare s", ".2f"),
+    "policy": ("policy s", ".2f"),
+    "score": ("score s", ".2f"),
+}
+
+
 def print_table(rows: Sequence[dict]) -> None:
-    print(
-        f"{'case':<16}{'omegas':>7}{'scenes':>8}{'total s':>9}{'scenes/s':>10}{'trajs/s':>9}"
-        f"{'prepare s':>11}{'policy s':>10}{'score s':>9}"
-    )
-    for r in rows:
-        print(
-            f"{r['case']:<16}{r['omegas']:>7}{r['scenes']:>8}{r['seconds']:>9.2f}{r['scenes_per_s']:>10.2f}"
-            f"{r['trajectories_per_s']:>9.1f}{r['prepare']:>11.2f}{r['policy']:>10.2f}{r['score']:>9.2f}"
-        )
+    header, formats = zip(*COLUMNS.values(), strict=True)
+    print(tables.format_table(header, [[r[k] for k in COLUMNS] for r in rows], formats=formats))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:

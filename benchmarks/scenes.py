@@ -17,6 +17,7 @@ from pathlib import Path
 
 from navsim_adapter.scene import CAMERA_NAMES, Scene
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+from vla_dipole import tables
 
 
 def _touch_images(scene: Scene, cameras: tuple[str, ...]) -> int:
@@ -67,9 +68,10 @@ def run(
 
 
 def format_table(rows: list[tuple[str, int, float]], title: str) -> str:
-    lines = [title, f"{'case':<40}{'scenes':>8}{'seconds':>10}{'scenes/s':>12}"]
-    lines += [f"{case:<40}{n:>8}{s:>10.3f}{n / s if s > 0 else float('inf'):>12.1f}" for case, n, s in rows]
-    return "\n".join(lines)
+    body = [(case, n, s, n / s if s > 0 else float("inf")) for case, n, s in rows]
+    return tables.format_table(
+        ["case", "scenes", "seconds", "scenes/s"], body, title=title, formats=["", "", ".3f", ".1f"]
+    )
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, int, float]]:

@@ -17,12 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vla_dipole.data.shard_io import read_manifest
-
-
-def _table(title: str, header: Sequence[str], rows: list[Sequence]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    line = lambda r: "  ".join(str(x).rjust(w) for x, w in zip(r, widths, strict=True))  # noqa: E731
-    return "\n".join([title, line(header), line(["-" * w for w in widths]), *map(line, rows)])
+from vla_dipole.tables import format_table
 
 
 def bench_build(
@@ -140,15 +135,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                 workers,
                 manifest["num_samples"],
                 manifest["num_candidates"],
-                f"{scenes_s:.2f}",
-                f"{cands_s:.1f}",
+                scenes_s,
+                cands_s,
             )
         )
     print(
-        _table(
-            "build_shards (synthetic split, vocab+perturb, PDM-scored)",
+        format_table(
             ("workers", "scenes", "K", "scenes/s", "candidates/s"),
             rows,
+            title="build_shards (synthetic split, vocab+perturb, PDM-scored)",
+            formats=["", "", "", ".2f", ".1f"],
         )
     )
     step_s = a.train_step_ms / 1000.0 if a.train_step_ms else measure_train_step(out, a.train_batch)
@@ -159,19 +155,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     for workers in (0, 1, 2):
         rate = bench_loader(out, workers, a.samples, a.train_batch)
-        rows.append(
-            (workers, "wall", f"{rate:.0f}", f"{rate / need:.1f}x", "ok" if rate >= 5 * need else "TOO SLOW")
-        )
+        rows.append((workers, "wall", rate, f"{rate / need:.1f}x", "ok" if rate >= 5 * need else "TOO SLOW"))
     cpu_rate = bench_loader_cpu(out, a.samples, a.train_batch)
-    rows.append((0, "per CPU-s", f"{cpu_rate:.0f}", "", ""))
+    rows.append((0, "per CPU-s", cpu_rate, "", ""))
     print()
     print(
-        _table(
-            f"loader ({a.image_size} JPEG, batch {a.train_batch}; training step {step_s * 1000:.0f} ms ({how}) "
-            f"consumes {need:.1f} samples/s; target >= 5x; load average {os.getloadavg()[0]:.1f} "
-            f"on {os.cpu_count()} cores)",
+        format_table(
             ("workers", "clock", "samples/s", "vs train", "status"),
             rows,
+            title=f"loader ({a.image_size} JPEG, batch {a.train_batch}; training step {step_s * 1000:.0f} ms ({how}) "
+            f"consumes {need:.1f} samples/s; target >= 5x; load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores)",
+            formats=["", "", ".0f", "", ""],
         )
     )
 

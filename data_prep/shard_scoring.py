@@ -16,7 +16,12 @@ from data_prep import candidates as cands
 from data_prep.shard_settings import BuildSettings
 from navsim_adapter.pdm import build_context
 from navsim_adapter.pdm.metric_cache import MetricCacheIndex
-from vla_dipole.data.observation import decode_observation, encode_agent_input, scene_agent_input
+from vla_dipole.data.observation import (
+    STATUS_FIELDS,
+    decode_observation,
+    encode_agent_input,
+    scene_agent_input,
+)
 from vla_dipole.data.shard_format import NUM_POSES, SCORE_NAMES, SOURCES, Sample
 
 SCORE_CHUNK = 16  # scenes scored per PDM call
@@ -55,9 +60,7 @@ def scene_sample(scene: Any, settings: BuildSettings) -> Sample:
 
 def decoded_view(sample: Sample) -> dict[str, Any]:
     """What the loader would yield for this sample (the policy source samples from it)."""
-    status = {
-        k: getattr(sample, k) for k in ("ego_pose", "ego_velocity", "ego_acceleration", "driving_command")
-    }
+    status = {k: getattr(sample, k) for k in STATUS_FIELDS}
     return {
         **decode_observation(sample.images, status),
         "human": sample.human,

@@ -7,7 +7,11 @@ arrays of any leading shape so one call converts a whole log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+AngleWrap = Callable[[np.ndarray], np.ndarray]
 
 
 def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
@@ -60,7 +64,7 @@ def rotate(vectors: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
     return np.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]], axis=-1)
 
 
-def global_to_local(poses: np.ndarray, origin: np.ndarray, wrap=wrap_angle) -> np.ndarray:
+def global_to_local(poses: np.ndarray, origin: np.ndarray, wrap: AngleWrap = wrap_angle) -> np.ndarray:
     """Express global poses (..., 3) or points (..., 2) in the frame of `origin` (..., 3) (x, y, heading).
 
     This is NAVSIM's "relative to the current rear axle" transform: the origin pose maps to (0, 0, 0).
@@ -77,7 +81,7 @@ def global_to_local(poses: np.ndarray, origin: np.ndarray, wrap=wrap_angle) -> n
     return _stack(out, poses)
 
 
-def local_to_global(poses: np.ndarray, origin: np.ndarray, wrap=wrap_angle) -> np.ndarray:
+def local_to_global(poses: np.ndarray, origin: np.ndarray, wrap: AngleWrap = wrap_angle) -> np.ndarray:
     """Inverse of `global_to_local`: local poses (..., 3) or points (..., 2) back to global."""
     poses, origin = _check_pose_array(poses, "poses"), _check_origin(origin)
     c, s = np.cos(origin[..., 2]), np.sin(origin[..., 2])

@@ -53,7 +53,7 @@ def add_sampling_args(
         "--omega",
         type=parse_omegas if sweep else parse_omega,
         default=default,
-        help=f"guidance weight{'s, comma-separated,' if sweep else ''} {what}(>= 0; default {shown})",
+        help=f"guidance weight{'s, comma-separated' if sweep else ''} {what}(each >= 0; default {shown})",
     )
     parser.add_argument(
         "--steps",

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_prep.shard_format import read_manifest
 from vla_dipole.data import collate
+from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.model.checked_safetensors import save_checked
 from vla_dipole.model.config import PolicyConfig
 from vla_dipole.model.policy import BACKBONE_FILE, DipolePolicy

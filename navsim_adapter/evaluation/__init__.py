@@ -1,2 +1,3 @@
-"""Evaluation, the top floor: the navsim agent, the evaluator and its report, the submission, the
-two-stage split and the score CLI. It imports the rest of the house; only CLIs and tests import it."""
+"""Evaluation, the top floor: the navsim agent (`agent`), the evaluator (`evaluate`, its `records` and
+`report`), the leaderboard `submission`, the `two_stage` split, the `score` CLI and `visualize`. It
+imports the rest of the house; only CLIs, benchmarks and tests import it."""

@@ -40,6 +40,7 @@ from navsim_adapter.evaluation.records import (
     read_records,
     scored_records,
 )
+from vla_dipole.cli_options import add_sampling_args, positive_int
 from vla_dipole.data.observation import scene_observation
 from vla_dipole.inference import PolicyRunner, consensus_scores, set_threads, to_numpy
 
@@ -68,26 +69,6 @@ class EvalSettings:
     frame_interval: int | None = None
     name: str = "dipole"
     metric_cache: Path | None = None  # real NAVSIM metric cache: contexts come from it
-
-
-def parse_omegas(text: str) -> tuple[float, ...]:
-    try:
-        omegas = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--omega expects comma-separated numbers, got {text!r}") from err
-    if not omegas or any(o < 0 for o in omegas):
-        raise argparse.ArgumentTypeError(f"--omega needs one or more values >= 0, got {text!r}")
-    return omegas
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def parse_chunk(text: str) -> tuple[int, int]:
@@ -272,8 +253,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="dipole", help="row name of --checkpoint in the tables")
     p.add_argument("--data-root", type=Path, default=None, help="default $OPENSCENE_DATA_ROOT")
     p.add_argument("--split", default=None)
-    p.add_argument("--omega", type=parse_omegas, default=(0.0, 0.5, 1.0, 2.0, 4.0))
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    add_sampling_args(p, omega=(0.0, 0.5, 1.0, 2.0, 4.0), sweep=True, what="of --checkpoint ")
     p.add_argument(
         "--best-of",
         type=positive_int,

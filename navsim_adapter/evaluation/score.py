@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from navsim_adapter.baselines import constant_velocity_poses
 from navsim_adapter.evaluation.records import score_fields
 from navsim_adapter.evaluation.report import summarize, write_navsim_csv
 from navsim_adapter.pdm.columns import LABELS, SCORE_NAMES, V1_COLUMNS, V2_COLUMNS
@@ -73,9 +74,7 @@ def agent_trajectory(ctx, agent: str) -> np.ndarray:
         if ctx.human_trajectory is None:
             raise ValueError(f"scene {ctx.token}: no human trajectory (synthetic scene?)")
         return ctx.human_trajectory[None]
-    speed = float(np.hypot(ctx.ego_state[3], ctx.ego_state[4]))
-    t = np.arange(1, 9) * 0.5
-    return np.stack([t * speed, np.zeros(8), np.zeros(8)], -1)[None]
+    return constant_velocity_poses(ctx.ego_state[3:5])[None]  # vx, vy in the ego frame
 
 
 def records_of(result, tokens: list[str], row: str) -> list[dict]:

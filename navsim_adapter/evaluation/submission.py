@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from navsim_adapter.safe_pickle import UNSAFE_FLAG, load_pickle
+from vla_dipole.cli_options import add_sampling_args, positive_int
 
 log = logging.getLogger("navsim_adapter.evaluation.submission")
 META_KEYS = ("team_name", "authors", "email", "institution", "country / region")
@@ -43,6 +44,10 @@ class LocalTrajectory:
     poses: np.ndarray
     time_horizon: float = 4.0
     interval_length: float = 0.5
+
+
+# where pickles find the stand-in (this module's import name, also when it runs as `python -m`)
+LOCAL_TRAJECTORY = ("navsim_adapter.evaluation.submission", "LocalTrajectory")
 
 
 def make_trajectory(poses: np.ndarray):
@@ -130,7 +135,7 @@ def validate_submission(
     `pickle_may_execute_code`. Returns {stage: number of tokens}; raises ValueError naming the file,
     the key and the token.
     """
-    sub = load_pickle(path, pickle_may_execute_code)
+    sub = load_pickle(path, pickle_may_execute_code, also_allowed={LOCAL_TRAJECTORY})
     if not isinstance(sub, dict):
         raise ValueError(f"{path}: top level is {type(sub).__name__}, expected dict")
     missing = [k for k in META_KEYS if not sub.get(k)]
@@ -198,9 +203,10 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
     p.add_argument(
         "--second-stage-split", default=None, help="v2 two-stage: split of the second-stage scenes"
     )
-    p.add_argument("--omega", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--best-of", type=int, default=1, help="N samples, keep the consensus (non-privileged)")
+    add_sampling_args(p, omega=1.0)
+    p.add_argument(
+        "--best-of", type=positive_int, default=1, help="N samples, keep the consensus (non-privileged)"
+    )
     p.add_argument(
         "--selection",
         choices=("consensus", "oracle"),

@@ -28,6 +28,7 @@ import yaml
 from navsim_adapter.pdm.columns import V2_COLUMNS
 from navsim_adapter.scene import Annotations, Camera, Cameras, EgoStatus, Frame, Scene, SceneMetadata
 from vla_dipole import tables
+from vla_dipole.cli_options import add_sampling_args
 
 DELAY_FRAMES = 8  # the second stage starts 4 s later, where the first stage's plan ends
 HISTORY, STAGE_ONE_FUTURE, SYNTHETIC_FUTURE = 4, 8, 10
@@ -462,8 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     s.add_argument("--scenes", type=Path, required=True, help="synthetic scene pickles")
     s.add_argument("--checkpoint", type=Path, default=None)
-    s.add_argument("--omega", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=None)
+    add_sampling_args(s, omega=1.0, what="of --checkpoint ")
     s.add_argument("--metric-cache", type=Path, default=None, help="navsim metric cache of both stages")
     s.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)

@@ -3,6 +3,7 @@ files, no product module over 500 lines. docs/architecture.md draws the layers."
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import grimp
@@ -53,6 +54,18 @@ def file_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
 def graph() -> grimp.ImportGraph:
     # imports under `if TYPE_CHECKING:` never run, so they cannot close a cycle
     return grimp.build_graph(*PACKAGES, exclude_type_checking_imports=True, cache_dir=None)
+
+
+def test_every_module_has_a_floor(graph):
+    """A new module must be placed on a floor, or the layers contract would not constrain it."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    floors = [m.strip() for c in config["contracts"] for layer in c["layers"] for m in layer.split("|")]
+    homeless = sorted(
+        m
+        for m in graph.modules
+        if m not in PACKAGES and not any(m == f or m.startswith(f + ".") for f in floors)
+    )
+    assert not homeless, f"modules on no floor of pyproject's [tool.importlinter] layers: {homeless}"
 
 
 def test_no_import_cycle_between_files(graph):

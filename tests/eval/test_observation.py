@@ -7,10 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+from vla_dipole.data.collate import collate
 from vla_dipole.data.observation import scene_observation
-from vla_dipole.inference import PolicyRunner, checkpoint_spec
+from vla_dipole.inference import PolicyRunner, checkpoint_spec, observation_seed
 
 
 def test_spec_comes_from_the_checkpoint_and_its_training_shards(tiny_bc_policy, synthetic_shards):
@@ -65,5 +67,9 @@ def test_samples_depend_on_the_observation_not_on_the_batch(tiny_bc_policy, synt
     assert np.array_equal(runner.sample(obs[2:3], [1.0])[0, 0], together[2, 1])  # omega sweep = one omega
     renamed = {**obs[1], "token": "another-token", "log_name": "another-log"}
     assert np.array_equal(runner.sample([renamed], [0.0])[0, 0], together[1, 0])  # token-free noise
+    generator = torch.Generator().manual_seed(observation_seed(0, obs[2]))  # the documented convention
+    with torch.no_grad():
+        direct = runner.policy.sample(collate(obs[2:3]), [0.0, 1.0], num_steps=2, generator=generator)
+    assert np.array_equal(direct.float().numpy(), together[2:3])
     reseeded = PolicyRunner.from_checkpoint(tiny_bc_policy, num_steps=2, seed=1).sample(obs[1:2], [0.0])
     assert not np.allclose(reseeded[0, 0], together[1, 0], atol=1e-2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from navsim_adapter.baselines import constant_velocity
 from navsim_adapter.evaluation.score import agent_trajectory
 from navsim_adapter.geometry import local_to_global
 from navsim_adapter.pdm import build_context, score
@@ -61,6 +62,16 @@ def test_human_beats_constant_velocity(contexts):
     cv = score(contexts, np.stack([agent_trajectory(c, "constant_velocity") for c in contexts]))
     assert human.epdms.mean() > 0.8 and human.dac.mean() == 1.0
     assert human.epdms.mean() > cv.epdms.mean()
+
+
+def test_constant_velocity_is_one_rollout_from_scene_or_context(pdm_scenes, contexts):
+    """The score CLI (from a ScoringContext) and the evaluator (from the Scene) drive NAVSIM's CV agent alike."""
+    for scene, ctx in zip(pdm_scenes, contexts, strict=True):
+        plan = constant_velocity(scene)
+        assert plan[-1, 0] > 1.0, scene.token  # the scenes move
+        np.testing.assert_array_equal(
+            agent_trajectory(ctx, "constant_velocity")[0], plan, err_msg=scene.token
+        )
 
 
 def test_unroutable_scene_is_reported(pdm_scenes):

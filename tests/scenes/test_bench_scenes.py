@@ -12,7 +12,7 @@ def test_bench_counts_every_scene_and_formats_rates(arc_split):
     assert [n for _, n, _ in rows] == [expected] * 4
     assert all(seconds > 0 for _, _, seconds in rows)
     table = format_table(rows, "t")
-    assert table.count("\n") == 5 and "scenes + every camera image" in table
+    assert table.count("\n") == 6 and "scenes + every camera image" in table
 
 
 def test_bench_command_reads_every_camera_of_its_own_split(capsys):

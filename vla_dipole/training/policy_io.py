@@ -24,11 +24,13 @@ from accelerate import Accelerator
 from omegaconf import DictConfig
 from torch import nn
 
+from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.model.config import PolicyConfig
 from vla_dipole.model.policy import Conditioning, DipolePolicy
 from vla_dipole.model.processor import batch_speed
 from vla_dipole.training.config import ConfigError
 from vla_dipole.training.distributed import gathered_params
+from vla_dipole.training.indexed_data import IndexedShards
 from vla_dipole.training.objective import Noise
 from vla_dipole.training.stages import STAGES, get_stage
 
@@ -91,9 +93,6 @@ def build_policy(cfg: DictConfig) -> DipolePolicy:
 def set_trajectory_stats(policy: DipolePolicy, dirs: list[Path]) -> None:
     """A fresh policy's action statistics: fitted per waypoint on the shards' human trajectories
     (``action.per_waypoint_stats``), else the x, y statistics of the first manifest."""
-    from vla_dipole.data.shard_io import read_manifest
-    from vla_dipole.training.indexed_data import IndexedShards
-
     if not policy.config.action.per_waypoint_stats:
         policy.set_trajectory_stats(read_manifest(dirs[0])["traj_stats"])
         return
