@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vla_dipole.data import collate
+from vla_dipole.data.collate import collate
 from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.model.checked_safetensors import save_checked
 from vla_dipole.model.config import PolicyConfig

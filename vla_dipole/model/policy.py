@@ -110,7 +110,7 @@ class DipolePolicy(nn.Module):
                     raise FileNotFoundError(
                         f"model field 'backbone_init': {file} not found (a python -m vla_dipole.pretrain output)"
                     )
-                _load_strict(policy.backbone, load_checked(file), file, prefix="")
+                _load_strict(policy.backbone, load_checked(file), file)
             return policy
         from vla_dipole.model.openvla_checkpoint import from_openvla
 
