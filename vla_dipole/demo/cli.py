@@ -73,11 +73,10 @@ SCALES = {
 }
 SPLIT_SEED_OFFSET = {"train": 0, "val": 500, "test": 1000}  # each split its own world seed
 
-# Settings shared by every training stage: the backbone is frozen, so its features are computed once
-# (feature cache) and only the heads train; EMA weights are what gets sampled.
+# Settings shared by every training stage (the demo preset trains its vision towers, so no feature
+# cache); EMA weights are what gets sampled.
 TRAIN_OVERRIDES = (
     "model=demo",
-    "feature_cache.enabled=true",
     "schedule.global_batch=32",
     "schedule.micro_batch=32",
     "optim.lr=1e-3",
@@ -196,7 +195,7 @@ def scene_pictures(out: Path, data: Path, log: Path) -> None:
         )
 
 
-def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, log: Path) -> None:
+def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, log: Path, jobs: int) -> None:
     if (shards / "manifest.json").exists():
         return
     py = sys.executable
@@ -239,6 +238,8 @@ def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, l
             "4",  # the demo preset reads the last 4 ego states
             "--seed",
             str(seed),
+            "--workers",
+            str(jobs),  # byte-identical shards for any number of workers
         ],
         log,
     )
@@ -356,7 +357,7 @@ def run_seed(s: DemoScale, out: Path, seed: int, jobs: int) -> dict:
     t_start = time.time()
     synthesize_splits(s, data, seed, log)
     scene_pictures(out, data, log)
-    build_shards(s, out, data, shards, seed, log)
+    build_shards(s, out, data, shards, seed, log, jobs)
     train_stages(s, shards, runs, seed, log, jobs)
 
     # validation: one evaluation per beta (DIPOLE at every omega, AWR at omega 0)
