@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 class DemoScale:
     """Sizes of one demo run; every stage reads its lengths from here."""
 
-    train_logs: int  # 3 per family: both curve directions, every junction exit (left / straight / right)
+    train_logs: int  # 9 per family: both curve directions, every junction exit (left / straight / right)
     val_logs: int
     test_logs: int  # >= 8 so each evaluation split holds every scenario family
     frames: int
@@ -51,7 +51,7 @@ class DemoScale:
 
 
 SMALL = DemoScale(
-    train_logs=24,
+    train_logs=72,
     val_logs=8,
     test_logs=8,
     frames=40,
