@@ -97,11 +97,14 @@ def test_round_settings_are_the_offline_builds_with_the_policy_source(tmp_path: 
         metric_cache="/cache/navtrain",
         missing_cache="skip",
     )
-    cfg = OmegaConf.create({"seed": 3, "dipole": {"samples_per_scene": 6, "omega": 2.0, "num_steps": 4}})
+    dipole = {"samples_per_scene": 6, "omega": 2.0, "num_steps": 4, "round_frame_interval": 1}
+    cfg = OmegaConf.create({"seed": 3, "dipole": dipole})
     settings = round_settings({"config": offline.to_json()}, tmp_path, cfg, 2, "label")
     keep = ("data_root", "split", "cameras", "image_size", "history_frames", "shard_size", "limit")
     keep += ("frame_interval", "jpeg_quality", "metric_cache", "missing_cache")
     assert all(getattr(settings, k) == getattr(offline, k) for k in keep)
+    sparse = OmegaConf.create({"seed": 3, "dipole": {**dipole, "round_frame_interval": 3}})
+    assert round_settings({"config": offline.to_json()}, tmp_path, sparse, 2, "label").frame_interval == 6
     assert settings.sources == (("policy", 6),) and settings.seed == 5 and settings.vocabulary_sha256 is None
     assert settings.policy == {"checkpoint": "label", "omega": 2.0, "num_steps": 4}
     partial = {k: v for k, v in offline.to_json().items() if k != "history_frames"}

@@ -7,9 +7,11 @@ candidates) -> every choice (DIPOLE's beta and omega, AWR's beta) on the validat
 test split evaluated once. Each stage is run as the command a user would type (printed before it
 runs), so the demo doubles as a tour of the CLI. Re-running skips finished stages.
 
-    python -m vla_dipole.demo --out demo_out [--scale small|demo] [--seed 0]
+    python -m vla_dipole.demo --out demo_out [--scale small|demo] [--seed 0] [--pretrain-steps 4000]
     python -m vla_dipole.demo --out demo_out --seeds 0,1,2 --docs docs   # the README's table
 
+`--pretrain-steps N` first pretrains the backbone on the training split (python -m vla_dipole.pretrain)
+and every learner then keeps it frozen, features cached (the round measured in docs/demo_results.md).
 `--seeds` runs one pipeline per seed (world, shards, training and sampling all re-seeded) and, with
 `--docs DIR`, writes DIR/demo_results.md (mean +- std over seeds, per-seed rows, the validation
 choices, wall time), DIR/demo_omega_curve.png and the README's table (vla_dipole.demo.report).
@@ -48,6 +50,7 @@ class DemoScale:
     betas: tuple[float, ...]  # the one grid AWR and DIPOLE each pick their beta from (on validation)
     omegas: str
     eval_frame_interval: int  # a test / validation scene every N frames
+    pretrain_steps: int = 0  # > 0: python -m vla_dipole.pretrain on the training split before BC, then frozen
 
 
 SMALL = DemoScale(
@@ -86,16 +89,18 @@ TRAIN_OVERRIDES = (
     "logging.tensorboard=false",
 )
 CONTROL = "control"  # the beta = 0 run: uniform weights, so pi+ = pi- and omega does nothing
+PRETRAIN = "pretrain"  # RUNS/pretrain: the backbone every learner starts from
 
 
-def stage_env() -> dict[str, str]:
-    """One torch thread per process: on a busy 2-core machine extra threads only spin (measured ~25x slower)."""
+def stage_env(threads: int = 1) -> dict[str, str]:
+    """One torch thread per process when stages run side by side: on a busy 2-core machine extra
+    threads only spin (measured ~25x slower); a stage that runs alone may use every core."""
     return {
         **os.environ,
         "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"),
         "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
     }
 
 
@@ -103,12 +108,12 @@ def _printable(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd).replace(sys.executable, "python")
 
 
-def run(cmd: list[str], log: Path) -> None:
+def run(cmd: list[str], log: Path, threads: int = 1) -> None:
     """Run one stage like a user would, echoing the command; fail loudly naming the stage."""
-    run_parallel([cmd], log, jobs=1)
+    run_parallel([cmd], log, jobs=1, threads=threads)
 
 
-def run_parallel(cmds: list[list[str]], log: Path, jobs: int) -> None:
+def run_parallel(cmds: list[list[str]], log: Path, jobs: int, threads: int = 1) -> None:
     """Independent stages, `jobs` at a time (one thread each); output of parallel ones goes to files."""
     pending, running = list(cmds), []
     t0 = time.time()
@@ -120,7 +125,7 @@ def run_parallel(cmds: list[list[str]], log: Path, jobs: int) -> None:
             with log.open("a") as f:
                 f.write(f"\n$ {printable}\n")
             out = None if jobs == 1 else open(f"{log}.{len(cmds) - len(pending)}.out", "w")  # noqa: SIM115
-            proc = subprocess.Popen(cmd, cwd=REPO, env=stage_env(), stdout=out, stderr=out)
+            proc = subprocess.Popen(cmd, cwd=REPO, env=stage_env(threads), stdout=out, stderr=out)
             running.append((proc, printable, out))
         done = [item for item in running if item[0].poll() is not None]
         if not done:
@@ -246,6 +251,23 @@ def build_shards(s: DemoScale, out: Path, data: Path, shards: Path, seed: int, l
     run([py, "-m", "data_prep.validate", str(shards)], log)
 
 
+def pretrain_backbone(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path, threads: int) -> None:
+    """The backbone's pretraining (training split only), once per seed; alone on the machine, so it
+    uses every core."""
+    from vla_dipole.pretrain import META_FILE
+
+    if not s.pretrain_steps or (runs / PRETRAIN / META_FILE).is_file():
+        return
+    cmd = [sys.executable, "-m", "vla_dipole.pretrain", "--shards", str(shards), "--model", "demo"]
+    cmd += ["--out", str(runs / PRETRAIN), "--steps", str(s.pretrain_steps), "--seed", str(seed)]
+    run(cmd, log, threads=threads)
+
+
+def backbone_args(s: DemoScale) -> list[str]:
+    """With pretraining, every learner keeps the pretrained backbone frozen and reads cached features."""
+    return ["model.backbone.vision_mode=frozen", "feature_cache.enabled=true"] if s.pretrain_steps else []
+
+
 def beta_name(stage: str, beta: float) -> str:
     return f"{stage}_b{beta:g}"
 
@@ -259,6 +281,7 @@ def rl_stages(s: DemoScale, runs: Path) -> dict[str, list[str]]:
     init = f"init_from={runs / 'bc' / 'policy'}"
     common = [
         init,
+        *backbone_args(s),
         f"schedule.total_samples={s.rl_samples}",
         "dipole.rounds=1",
         f"dipole.round_samples={s.round_samples}",
@@ -289,7 +312,10 @@ def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path, j
         return not (runs / name / "policy" / "training_meta.json").is_file()  # finished runs are skipped
 
     if todo("bc"):
-        run(stage_cmd(shards, runs, seed, "bc", ["stage=bc", f"schedule.total_samples={s.bc_samples}"]), log)
+        args = ["stage=bc", f"schedule.total_samples={s.bc_samples}", *backbone_args(s)]
+        if s.pretrain_steps:
+            args.append(f"model.backbone_init={runs / PRETRAIN}")
+        run(stage_cmd(shards, runs, seed, "bc", args), log)
     rest = [stage_cmd(shards, runs, seed, n, a) for n, a in rl_stages(s, runs).items() if todo(n)]
     run_parallel(rest, log, jobs)
 
@@ -363,6 +389,7 @@ def run_seed(s: DemoScale, out: Path, seed: int, jobs: int) -> dict:
     synthesize_splits(s, data, seed, log)
     scene_pictures(out, data, log)
     build_shards(s, out, data, shards, seed, log, jobs)
+    pretrain_backbone(s, shards, runs, seed, log, threads=jobs)
     train_stages(s, shards, runs, seed, log, jobs)
 
     # validation: one evaluation per beta (DIPOLE at every omega, AWR at omega 0)
@@ -434,12 +461,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--seed", type=int, default=0, help="one run with this seed")
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (overrides --seed)")
     p.add_argument("--jobs", type=int, default=2, help="independent training / evaluation stages at a time")
+    p.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=0,
+        help="pretrain the backbone this many steps first, then keep it frozen (0: towers trained with BC)",
+    )
     p.add_argument("--docs", type=Path, default=None, help="write demo_results.md + the omega curve here")
     p.add_argument(
         "--readme", type=Path, default=REPO / "README.md", help="README whose table --docs updates"
     )
     a = p.parse_args(argv)
-    s = SCALES[a.scale]
+    s = dataclasses.replace(SCALES[a.scale], pretrain_steps=a.pretrain_steps)
     seeds = a.seeds if a.seeds is not None else [a.seed]
     out = a.out.resolve()
     t0 = time.time()

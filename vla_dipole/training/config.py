@@ -236,6 +236,7 @@ _CHECKS: tuple[tuple[str, Any, str], ...] = (
     ("dipole.samples_per_scene", lambda v: int(v) >= 2, "an integer >= 2"),
     ("dipole.omega", lambda v: float(v) >= 0, ">= 0"),
     ("dipole.num_steps", *_POSITIVE),
+    ("dipole.round_frame_interval", *_POSITIVE),
     ("awr.clip", lambda v: float(v) > 0, "> 0"),
     ("logging.every_steps", *_POSITIVE),
 )

@@ -6,7 +6,8 @@ trajectories per scene at guidance `dipole.omega`, scored by the PDM engine insi
 to `<output_dir>/round-<r>/shards`. Training then continues on the replay of every round's shards so far
 (all with the same K, so scene groups and advantages are comparable; the offline shards trained round 0).
 The reference policy mu of round r is thus the policy of round r-1: its samples are the candidates, its
-weights the start. The round's scenes, observation and scoring source are the offline build's own
+weights the start. `dipole.round_frame_interval` N samples only every N-th of the offline build's scenes
+(sampling and scoring K candidates per scene is a round's cost; training on them is cheap). The round's scenes, observation and scoring source are the offline build's own
 settings (its manifest's `config`: on real logs, the same NAVSIM metric cache and rule for scenes it
 lacks). Only rank 0 builds; the builder resumes a killed build, so a preempted round restarts cheaply.
 """
@@ -47,6 +48,7 @@ def round_settings(
         offline,
         sources=(("policy", int(cfg.dipole.samples_per_scene)),),
         seed=int(cfg.seed) + round_,
+        frame_interval=offline.frame_interval * int(cfg.dipole.get("round_frame_interval", 1)),
         vocabulary_sha256=None,
         policy={
             "checkpoint": label,
