@@ -27,7 +27,7 @@ def test_scales_cover_the_issue_settings():
     for scale in demo.SCALES.values():
         assert min(scale.val_logs, scale.test_logs) >= len(FAMILIES)  # every family in val and test
         assert scale.train_logs >= 3 * len(FAMILIES)  # every curve direction and junction exit
-        assert scale.round_samples > 0 and scale.round_candidates > 1  # one online round for every RL stage
+        assert scale.rounds >= 1 and scale.round_samples > 0 and scale.round_candidates > 1  # online rounds
         assert scale.betas and 0.0 not in scale.betas  # beta = 0 is the control, not a candidate
     assert demo.SCALES["demo"].omegas == "0,0.5,1,2,4"
     assert demo.SCALES["small"].omegas.split(",")[0] == "0"

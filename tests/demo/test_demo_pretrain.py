@@ -1,4 +1,4 @@
-"""`python -m vla_dipole.demo --pretrain-steps N`: the demo's own stage commands, at tiny budgets, on
+"""`python -m vla_dipole.demo --scale pretrained`: the demo's own stage commands, at tiny budgets, on
 real shards. The backbone pretrained on the training split is the one BC and every RL stage end with
 (frozen, loaded through `model.backbone_init`), each reading it through the feature cache."""
 
@@ -31,7 +31,7 @@ def test_every_learner_keeps_the_pretrained_backbone(synthetic_root, tmp_path):
     args += ["--num-candidates", "4", "--history-frames", "4", "--frame-interval", "4", "--limit", "12"]
     run_cli(["-m", "data_prep.build_shards", *args, "--shard-size", "8", "--workers", "1"])
     s = dataclasses.replace(
-        demo.SCALES["small"],
+        demo.SCALES["pretrained"],
         pretrain_steps=3,
         bc_samples=32,
         rl_samples=32,

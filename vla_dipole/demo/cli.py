@@ -7,11 +7,12 @@ candidates) -> every choice (DIPOLE's beta and omega, AWR's beta) on the validat
 test split evaluated once. Each stage is run as the command a user would type (printed before it
 runs), so the demo doubles as a tour of the CLI. Re-running skips finished stages.
 
-    python -m vla_dipole.demo --out demo_out [--scale small|demo] [--seed 0] [--pretrain-steps 4000]
+    python -m vla_dipole.demo --out demo_out [--scale small|demo|pretrained] [--seed 0]
     python -m vla_dipole.demo --out demo_out --seeds 0,1,2 --docs docs   # the README's table
 
-`--pretrain-steps N` first pretrains the backbone on the training split (python -m vla_dipole.pretrain)
-and every learner then keeps it frozen, features cached (the round measured in docs/demo_results.md).
+`--scale pretrained` first pretrains the backbone on the training split (python -m vla_dipole.pretrain),
+keeps it frozen with cached features for every learner, and samples DIPOLE's online round at omega 4
+on every second scene (the next round, measured in docs/demo_results.md).
 `--seeds` runs one pipeline per seed (world, shards, training and sampling all re-seeded) and, with
 `--docs DIR`, writes DIR/demo_results.md (mean +- std over seeds, per-seed rows, the validation
 choices, wall time), DIR/demo_omega_curve.png and the README's table (vla_dipole.demo.report).
@@ -45,8 +46,11 @@ class DemoScale:
     candidates: str  # offline candidates per scene (build_shards --num-candidates)
     bc_samples: int
     rl_samples: int  # offline phase (round 0) of every RL stage
-    round_samples: int  # the online round, on the current policy's own samples
-    round_candidates: int  # policy samples per scene in the online round
+    round_samples: int  # each online round, on the current policy's own samples
+    round_candidates: int  # policy samples per scene in an online round
+    rounds: int  # online rounds of every RL stage
+    round_frame_interval: int  # an online round samples every N-th training scene (its cost is sampling)
+    round_omega: float  # DIPOLE samples its rounds at this greediness (AWR at 0: it has pi+ only)
     betas: tuple[float, ...]  # the one grid AWR and DIPOLE each pick their beta from (on validation)
     omegas: str
     eval_frame_interval: int  # a test / validation scene every N frames
@@ -64,6 +68,9 @@ SMALL = DemoScale(
     rl_samples=3072,
     round_samples=1024,
     round_candidates=8,
+    rounds=1,
+    round_frame_interval=1,
+    round_omega=1.0,
     betas=(1.0, 4.0),
     omegas="0,1,2,4",
     eval_frame_interval=4,
@@ -74,6 +81,11 @@ SCALES = {
     # `make demo`: a grid of two betas and twice as many evaluated scenes, at five omegas
     "demo": dataclasses.replace(SMALL, omegas="0,0.5,1,2,4", eval_frame_interval=2),
 }
+# the next round (not yet `make demo`'s): a pretrained, frozen backbone, and DIPOLE's online round
+# sampled from its greedy policy on half the scenes
+SCALES["pretrained"] = dataclasses.replace(
+    SCALES["demo"], pretrain_steps=4000, round_frame_interval=2, round_omega=4.0
+)
 SPLIT_SEED_OFFSET = {"train": 0, "val": 500, "test": 1000}  # each split its own world seed
 
 # Settings shared by every training stage (the demo preset trains its vision towers, so no feature
@@ -273,7 +285,7 @@ def beta_name(stage: str, beta: float) -> str:
 
 
 def rl_stages(s: DemoScale, runs: Path) -> dict[str, list[str]]:
-    """Every stage after BC: same data, same samples, one online round each (K policy samples per scene).
+    """Every stage after BC: same data, same samples, the same online rounds (K policy samples per scene).
 
     Listed longest first (DIPOLE and the control train two heads, ~1.6x an AWR stage), so `jobs`
     workers finish together: on 2 cores this takes ~70 s off `make demo`.
@@ -283,15 +295,21 @@ def rl_stages(s: DemoScale, runs: Path) -> dict[str, list[str]]:
         init,
         *backbone_args(s),
         f"schedule.total_samples={s.rl_samples}",
-        "dipole.rounds=1",
+        f"dipole.rounds={s.rounds}",
+        f"dipole.round_frame_interval={s.round_frame_interval}",
         f"dipole.round_samples={s.round_samples}",
         f"dipole.samples_per_scene={s.round_candidates}",
     ]
     stages = {
-        beta_name("dipole", beta): ["stage=dipole", *common, f"dipole.beta={beta}", "dipole.omega=1"]
+        beta_name("dipole", beta): [
+            "stage=dipole",
+            *common,
+            f"dipole.beta={beta}",
+            f"dipole.omega={s.round_omega:g}",
+        ]
         for beta in s.betas
     }
-    stages[CONTROL] = ["stage=dipole", *common, "dipole.beta=0", "dipole.omega=1"]
+    stages[CONTROL] = ["stage=dipole", *common, "dipole.beta=0", f"dipole.omega={s.round_omega:g}"]
     for beta in s.betas:  # AWR trains pi+ only, so its online candidates are sampled at omega 0
         stages[beta_name("awr", beta)] = ["stage=awr", *common, f"awr.beta={beta}", "dipole.omega=0"]
     return stages
@@ -461,18 +479,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--seed", type=int, default=0, help="one run with this seed")
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (overrides --seed)")
     p.add_argument("--jobs", type=int, default=2, help="independent training / evaluation stages at a time")
-    p.add_argument(
-        "--pretrain-steps",
-        type=int,
-        default=0,
-        help="pretrain the backbone this many steps first, then keep it frozen (0: towers trained with BC)",
-    )
     p.add_argument("--docs", type=Path, default=None, help="write demo_results.md + the omega curve here")
     p.add_argument(
         "--readme", type=Path, default=REPO / "README.md", help="README whose table --docs updates"
     )
     a = p.parse_args(argv)
-    s = dataclasses.replace(SCALES[a.scale], pretrain_steps=a.pretrain_steps)
+    s = SCALES[a.scale]
     seeds = a.seeds if a.seeds is not None else [a.seed]
     out = a.out.resolve()
     t0 = time.time()
