@@ -21,6 +21,7 @@ from navsim_adapter.evaluation.report import omega_row
 from navsim_adapter.pdm.columns import SCORE_NAMES
 from vla_dipole.demo import cli as demo
 from vla_dipole.demo import report as demo_report
+from vla_dipole.demo import runner
 
 
 def test_scales_cover_the_issue_settings():
@@ -127,7 +128,7 @@ def test_swapped_weights_fail_the_floors(small_demo, tmp_path, monkeypatch):
     ckpt = tmp_path / "swapped" / "policy"
     cmd = demo.evaluate_cmd(s, small_demo / "data", "test", tmp_path / "eval", 0, ckpt, "dipole", {})
     cmd[cmd.index("--omega") + 1] = f"{omega:g}"
-    subprocess.run(cmd, env=demo.stage_env(), check=True, cwd=demo.REPO, stdout=sys.stderr)
+    subprocess.run(cmd, env=runner.stage_env(), check=True, cwd=runner.REPO, stdout=sys.stderr)
     row = json.loads((tmp_path / "eval" / "summary.json").read_text())[omega_row("dipole", omega)]
     swapped = {**summary, "table": {**summary["table"], omega_row("dipole", omega): row}}
     failures = demo_report.outcome_failures(swapped, (demo_report.FLOOR_DIPOLE, demo_report.FLOOR_CONTROL))
