@@ -86,7 +86,8 @@ def add_candidates(
     for name, n in s.sources:
         if name == "policy":
             seed = int(scene_rng(s.seed, samples[0].token).integers(2**31))
-            trajs = runner.sample_batch([decoded_view(x) for x in samples], [omega] * n, seed)
+            views = [decoded_view(x) for x in samples]
+            trajs = runner.sample_batch(views, [omega], seed, num_samples=n).reshape(len(samples), n, 8, 3)
             for j in range(len(samples)):
                 per_source[j].append(trajs[j])
             continue

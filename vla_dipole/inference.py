@@ -158,11 +158,13 @@ class PolicyRunner:
         observations: Sequence[dict[str, Any]],
         omegas: Sequence[float],
         best_of: int = 1,
-        score_fn: ScoreFn | Sequence[ScoreFn] | None = None,
+        score_fn: ScoreFn | str | Sequence[ScoreFn] | None = None,
     ) -> np.ndarray:
         """Trajectories [B, len(omegas), 8, 3], each observation alone with its own `observation_seed`;
-        `score_fn` picks best-of-N (one function, or one per observation)."""
-        fns = list(score_fn) if isinstance(score_fn, Sequence) else [score_fn] * len(observations)
+        `score_fn` picks best-of-N (one function, one per observation, or `LOG_RATIO`: the policy's
+        own pi+ / pi- ratio)."""
+        many = isinstance(score_fn, Sequence) and not isinstance(score_fn, str)
+        fns = list(score_fn) if many else [score_fn] * len(observations)
         if len(fns) != len(observations):
             raise ValueError(f"{len(fns)} score functions for {len(observations)} observations")
         out = []
@@ -175,10 +177,15 @@ class PolicyRunner:
         return np.concatenate(out) if out else np.zeros((0, len(omegas), 8, 3), np.float32)
 
     def sample_batch(
-        self, observations: Sequence[dict[str, Any]], omegas: Sequence[float], seed: int
+        self,
+        observations: Sequence[dict[str, Any]],
+        omegas: Sequence[float],
+        seed: int,
+        num_samples: int = 1,
     ) -> np.ndarray:
-        """Trajectories [B, len(omegas), 8, 3] from ONE batched call with one generator seeded `seed`."""
-        return self._call(list(observations), omegas, seed, num_steps=self.num_steps)
+        """Trajectories [B, len(omegas), 8, 3] from ONE batched call with one generator seeded `seed`;
+        [B, len(omegas), N, 8, 3] with `num_samples` N > 1 independent draws per observation."""
+        return self._call(list(observations), omegas, seed, num_steps=self.num_steps, num_samples=num_samples)
 
     def _call(
         self, observations: list[dict[str, Any]], omegas: Sequence[float], seed: int, **kwargs: Any

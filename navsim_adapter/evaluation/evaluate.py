@@ -43,6 +43,7 @@ from navsim_adapter.evaluation.records import (
 from vla_dipole.cli_options import add_sampling_args, positive_int
 from vla_dipole.data.observation import scene_observation
 from vla_dipole.inference import PolicyRunner, consensus_scores, set_threads, to_numpy
+from vla_dipole.model.policy import LOG_RATIO
 
 log = logging.getLogger("navsim_adapter.evaluation.evaluate")
 
@@ -56,9 +57,7 @@ class EvalSettings:
     omegas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
     steps: int | None = None
     best_of: int = 1
-    selection: str = (
-        "consensus"  # best-of-N pick: consensus (non-privileged) | oracle (PDM of the logged future)
-    )
+    selection: str = "consensus"  # best-of-N pick: consensus | log_ratio (non-privileged) | oracle (PDM of the logged future)
     compare: dict[str, Path] = field(default_factory=dict)  # name -> checkpoint, sampled at omega 0
     batch_size: int = 8
     chunk: tuple[int, int] = (0, 1)
@@ -223,8 +222,9 @@ class Evaluator:
         ]
         score_fn = None
         if self.s.best_of > 1:
-            oracle = self.s.selection == "oracle"
-            score_fn = [self._oracle([c]) for c in contexts] if oracle else consensus_scores
+            score_fn = {"consensus": consensus_scores, LOG_RATIO: LOG_RATIO}.get(self.s.selection)
+            if self.s.selection == "oracle":
+                score_fn = [self._oracle([c]) for c in contexts]
         for name, runner in self.runners.items():
             omegas = self.s.omegas if name == self.s.name else (0.0,)
             own = [o[runner.spec] for o in obs]
@@ -262,9 +262,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--selection",
-        choices=("consensus", "oracle"),
+        choices=("consensus", LOG_RATIO, "oracle"),
         default="consensus",
         help="best-of-N pick: consensus = the sample closest to the others (what DipoleAgent does); "
+        f"{LOG_RATIO} = highest pi+ / pi- density ratio (DIPOLE's implicit advantage; no critic); "
         "oracle = best PDM score against the logged future (privileged upper bound)",
     )
     p.add_argument("--bc-checkpoint", type=Path, default=None, help="adds a 'bc' row (omega 0)")

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from data_prep.build_shards import BUILD_DIR, build_shards
 from data_prep.validate import main as validate_main
@@ -169,4 +170,8 @@ def test_policy_source_samples_a_checkpoint(split_root, tmp_path):
     batch = read_batch(tmp_path / "p", 3)
     assert (batch["sources"][:, 2:] == SOURCES.index("policy")).all()
     assert batch["candidates"].shape == (3, 5, 8, 3)
+    # K independent draws per scene, not one draw repeated K times (a round's advantages need contrast)
+    policy_cands = batch["candidates"][:, 2:]
+    gaps = (policy_cands[:, :, None] - policy_cands[:, None]).abs().amax(dim=(-1, -2))  # [B, K, K]
+    assert (gaps + torch.eye(3) * 1e9 > 1e-3).all(), gaps
     assert validate(tmp_path / "p", progress=False).ok

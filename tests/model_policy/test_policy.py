@@ -245,3 +245,73 @@ def test_prediction_type_sets_the_regression_target(tiny_config, batch, kind):
         type(cfg).from_dict(
             {**cfg.to_dict(), "diffusion": {**cfg.to_dict()["diffusion"], "prediction_type": "x"}}
         )
+
+
+def _dichotomous_fit(policy, batch, steps: int = 40):
+    """pi+ fitted to the logged trajectory, pi- to a copy drifting 3 m left: (cond, good, bad actions)."""
+    policy.train()
+    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=3e-3)
+    good = batch["human"]
+    bad = good.clone()
+    bad[..., 1] += torch.linspace(0.4, 3.0, 8)
+    actions = policy.processor.trajectory_to_actions(torch.stack([good, bad], 1))  # [B, 2, 8, A]
+    w_pos = torch.tensor([1.0, 0.0]).expand(actions.shape[:2])  # the advantage's sigmoid, saturated
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        cond = policy.encode(batch)
+        err_pos, err_neg = policy.branch_errors(cond, actions, generator=g)
+        loss = (w_pos * err_pos + (1 - w_pos) * err_neg).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    policy.eval()
+    with torch.no_grad():
+        return policy.encode(batch), actions
+
+
+def test_log_ratio_scores_rank_pi_plus_data_above_pi_minus_data(tiny_policy, batch):
+    cond, actions = _dichotomous_fit(tiny_policy, batch)
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    scores = tiny_policy.log_ratio_scores(cond, actions, probes=8, generator=gen())
+    assert scores.shape == (3, 2) and (scores[:, 0] > scores[:, 1]).all(), scores
+    # the heads swapped: the same estimate with its sign flipped (both heads see the same noise)
+    swapped = DipolePolicy(tiny_policy.config)
+    swapped.load_state_dict(tiny_policy.state_dict())
+    swapped.head_pos.load_state_dict(tiny_policy.head_neg.state_dict())
+    swapped.head_neg.load_state_dict(tiny_policy.head_pos.state_dict())
+    flipped = swapped.eval().log_ratio_scores(cond, actions, probes=8, generator=gen())
+    torch.testing.assert_close(flipped, -scores, rtol=1e-4, atol=1e-6)
+    # equal heads (BC, the beta = 0 control): no preference at all
+    tiny_policy.copy_pos_to_neg()
+    assert tiny_policy.log_ratio_scores(cond, actions, generator=gen()).abs().max() == 0
+
+
+def test_best_of_n_by_log_ratio_keeps_the_highest_ratio(tiny_policy, batch):
+    from vla_dipole.model.policy import LOG_RATIO
+
+    cond, _ = _dichotomous_fit(tiny_policy, batch, steps=10)
+    seen, scored = [], []
+    rate = tiny_policy.log_ratio_scores
+
+    def spy(*args, **kwargs):
+        scored.append(rate(*args, **kwargs))
+        return scored[-1]
+
+    tiny_policy.log_ratio_scores = spy
+    kw = dict(num_steps=3, best_of=4)
+    out = tiny_policy.sample(
+        cond, [0.0, 1.0], score_fn=LOG_RATIO, generator=torch.Generator().manual_seed(0), **kw
+    )
+    tiny_policy.sample(  # the same candidates, handed to a recording score_fn
+        cond,
+        [0.0, 1.0],
+        score_fn=lambda t: seen.append(t) or t[..., 0, 0],
+        generator=torch.Generator().manual_seed(0),
+        **kw,
+    )
+    cands = seen[0].reshape(3, 2, 4, 8, 3)
+    best = scored[0].reshape(3, 2, 4).argmax(-1)
+    assert torch.equal(out, cands[torch.arange(3)[:, None], torch.arange(2)[None], best])
+    assert not (best == 0).all()  # the pick is not simply the first sample
+    with pytest.raises(ValueError, match="score_fn"):
+        tiny_policy.sample(cond, [0.0], best_of=2, score_fn="best")

@@ -14,7 +14,7 @@ import pytest
 
 from data_prep.build_shards import build_shards
 from data_prep.synthesize import synthesize
-from vla_dipole.data.shard_format import SOURCES
+from vla_dipole.data.shard_format import SCORE_NAMES, SOURCES
 from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.train import main
 from vla_dipole.training.indexed_data import IndexedShards
@@ -73,6 +73,12 @@ def test_bc_then_dipole_with_one_online_round(tmp_path: Path) -> None:
     assert all(0.0 <= m["reward_mean"] <= 1.0 and 0.0 < m["w_pos_mean"] < 1.0 for m in metrics)
     replay = IndexedShards([out / "round-01" / "shards"], decode_images=False)
     assert all((replay[i]["sources"] == SOURCES.index("policy")).all() for i in range(len(replay)))
+    # the K samples of a scene are different trajectories with different scores: the round has contrast
+    for i in range(len(replay)):
+        cands = replay[i]["candidates"]
+        assert len({c.tobytes() for c in cands}) == len(cands), f"scene {i}: repeated policy samples"
+    pdms = SCORE_NAMES.index("pdms")
+    assert any(np.ptp(replay[i]["candidate_scores"][:, pdms]) > 0 for i in range(len(replay)))
     assert (out / "policy" / "heads.safetensors").is_file()
 
 

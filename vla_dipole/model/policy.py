@@ -51,6 +51,8 @@ TOKENIZER_DIR = "tokenizer"
 FORMAT_VERSION = 1
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # trajectories [B, M, 8, 3] -> scores [B, M]
+# best-of-N by the policy's own pi+ / pi- density ratio (`log_ratio_scores`): pass as `score_fn`
+LOG_RATIO = "log_ratio"
 
 
 @dataclass
@@ -232,18 +234,25 @@ class DipolePolicy(nn.Module):
         num_steps: int | None = None,
         generator: torch.Generator | None = None,
         best_of: int = 1,
-        score_fn: ScoreFn | None = None,
+        score_fn: ScoreFn | str | None = None,
         branch: str | None = None,
+        ratio_probes: int = 8,
+        num_samples: int = 1,
     ) -> torch.Tensor:
-        """Trajectories [B, len(omegas), 8, 3] (local x, y, heading).
+        """Trajectories [B, len(omegas), 8, 3] (local x, y, heading); [B, len(omegas), N, 8, 3] with
+        ``num_samples = N > 1`` independent draws (each its own start noise; every omega of one draw
+        shares it, so repeating an omega never gives a second sample).
 
         ``best_of = N`` draws N samples per observation and omega and keeps the one ``score_fn``
-        (trajectories [B, M, 8, 3] -> scores [B, M]) rates highest. ``branch="pos"`` / ``"neg"`` samples
+        (trajectories [B, M, 8, 3] -> scores [B, M]) rates highest; ``score_fn=LOG_RATIO`` rates them by
+        ``log_ratio_scores`` (``ratio_probes`` noise levels), DIPOLE's own critic. ``branch="pos"`` / ``"neg"`` samples
         one head alone (omegas are then ignored but set the output size); an omega = 0 row reproduces
         ``branch="pos"`` bit for bit, alone or inside a sweep (with a deterministic solver).
         """
-        if best_of < 1:
-            raise ValueError(f"best_of={best_of}: expected >= 1")
+        if best_of < 1 or num_samples < 1:
+            raise ValueError(f"best_of={best_of}, num_samples={num_samples}: expected >= 1")
+        if best_of > 1 and num_samples > 1:
+            raise ValueError("best_of and num_samples: set one of them (keep one of N, or keep all N)")
         if best_of > 1 and score_fn is None:
             raise ValueError("best_of > 1 needs a score_fn (trajectories [B, M, 8, 3] -> scores [B, M])")
         omegas = [float(w) for w in omegas]
@@ -254,9 +263,8 @@ class DipolePolicy(nn.Module):
         horizon, adim = self.config.head.horizon, self.config.head.action_dim
         steps = num_steps or self.config.diffusion.num_inference_steps
         dtype = self.head_pos.out.weight.dtype
-        noise = randn_tensor(
-            (b, best_of, horizon, adim), generator=generator, device=self.device, dtype=dtype
-        )
+        draws = max(best_of, num_samples)
+        noise = randn_tensor((b, draws, horizon, adim), generator=generator, device=self.device, dtype=dtype)
         noise = noise * self.config.diffusion.temperature
         if branch is not None:
             actions = self._denoise(
@@ -280,13 +288,53 @@ class DipolePolicy(nn.Module):
         # actions [O, B, N, L, 4]
         speed = current_speed(cond.proprio, self.config.observation.ego_history)
         traj = self.normalizer.denormalize(actions.float().permute(1, 0, 2, 3, 4), speed)  # [B, O, N, L, 3]
+        if num_samples > 1:
+            return traj
         if best_of == 1:
             return traj[:, :, 0]
-        scores = torch.as_tensor(score_fn(traj.reshape(b, n_om * best_of, horizon, 3)), device=traj.device)
+        if score_fn == LOG_RATIO:
+            flat = actions.permute(1, 0, 2, 3, 4).reshape(b, n_om * best_of, horizon, adim)
+            scores = self.log_ratio_scores(cond, flat, ratio_probes, generator)
+        elif callable(score_fn):
+            scores = torch.as_tensor(
+                score_fn(traj.reshape(b, n_om * best_of, horizon, 3)), device=traj.device
+            )
+        else:
+            raise ValueError(f"score_fn={score_fn!r}: expected a callable or {LOG_RATIO!r}")
         if scores.shape != (b, n_om * best_of):
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected {(b, n_om * best_of)}")
         best = scores.reshape(b, n_om, best_of).argmax(dim=-1)
         return traj.gather(2, best[:, :, None, None, None].expand(b, n_om, 1, horizon, 3)).squeeze(2)
+
+    @torch.no_grad()
+    def log_ratio_scores(
+        self,
+        cond: Conditioning,
+        actions: torch.Tensor,
+        probes: int = 8,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """log pi+(a) - log pi-(a) of normalised actions [B, M, L, A], up to a per-observation constant: [B, M].
+
+        DIPOLE fits pi+ ∝ mu·sigmoid(beta A + k) and pi- ∝ mu·(1 - sigmoid(beta A + k)), so their ratio is
+        exp(beta A + k) / Z(s): the two heads hold an advantage estimate for free, with no critic to train.
+        Each log density is read through its denoising ELBO: the difference of the heads' errors at
+        ``probes`` noise levels spread over the schedule, with the same noise for every candidate and
+        both heads (common random numbers: the estimate's noise cancels in the comparison). For a policy
+        whose heads are equal (BC, the beta = 0 control) every score is 0 and the pick is the first sample.
+        """
+        if probes < 1:
+            raise ValueError(f"ratio_probes={probes}: expected >= 1")
+        b, m, horizon, adim = actions.shape
+        n = self.train_scheduler.config.num_train_timesteps
+        t = ((torch.arange(probes, device=actions.device) + 0.5) * n / probes).long().clamp(max=n - 1)
+        noise = randn_tensor(
+            (b, 1, probes, horizon, adim), generator=generator, device=self.device, dtype=actions.dtype
+        )
+        noise = noise.expand(b, m, probes, horizon, adim).reshape(b, m * probes, horizon, adim)
+        x = actions[:, :, None].expand(b, m, probes, horizon, adim).reshape(b, m * probes, horizon, adim)
+        err_pos, err_neg = self.branch_errors(cond, x, noise, t.repeat(m)[None])
+        return (err_neg - err_pos).float().reshape(b, m, probes).mean(dim=-1)
 
     def _denoise(
         self,
