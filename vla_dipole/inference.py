@@ -31,7 +31,7 @@ from vla_dipole.data.collate import collate
 from vla_dipole.data.observation import POLICY_INPUTS, ObservationSpec
 from vla_dipole.data.shard_format import JPEG_QUALITY
 from vla_dipole.model.config import ObservationConfig, PolicyConfig
-from vla_dipole.model.policy import CONFIG_FILE, DipolePolicy
+from vla_dipole.model.policy import CONFIG_FILE, LOG_RATIO, DipolePolicy
 
 OBSERVATION_FILE = "observation.json"  # stored image size of a policy never trained on shards
 ScoreFn = Callable[[Any], np.ndarray]
@@ -95,6 +95,18 @@ def consensus_scores(trajs: Any) -> np.ndarray:
     xy = to_numpy(trajs)[..., :2]
     dist = np.linalg.norm(xy[:, :, None] - xy[:, None, :], axis=-1).mean(axis=-1)  # [B, N, N] mean over poses
     return -dist.mean(axis=-1)
+
+
+# non-privileged best-of-N picks (the agent, the submission and the evaluator take the same names)
+SELECTIONS = ("consensus", LOG_RATIO)
+
+
+def selection_score_fn(selection: str) -> ScoreFn | str:
+    """The `score_fn` of a best-of-N pick: consensus (the sample nearest the others) or `LOG_RATIO`
+    (highest pi+ / pi- density ratio: DIPOLE's own advantage estimate, no critic)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection={selection!r}: expected one of {SELECTIONS}")
+    return consensus_scores if selection == "consensus" else LOG_RATIO
 
 
 def to_numpy(x: Any) -> np.ndarray:

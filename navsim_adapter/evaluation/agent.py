@@ -26,11 +26,12 @@ except ImportError as _err:  # pragma: no cover - exercised by the no-navsim tes
     ) from _err
 
 from vla_dipole.data.observation import agent_input_observation
-from vla_dipole.inference import PolicyRunner, checkpoint_spec, consensus_scores
+from vla_dipole.inference import PolicyRunner, checkpoint_spec, selection_score_fn
 
 
 class DipoleAgent(AbstractAgent):
-    """DIPOLE policy sampled at greediness `omega` (eps = (1+omega) eps+ - omega eps-)."""
+    """DIPOLE policy sampled at greediness `omega` (eps = (1+omega) eps+ - omega eps-); with `best_of`
+    N > 1 it keeps one of N samples by `selection` (consensus | log_ratio, as the evaluator's)."""
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class DipoleAgent(AbstractAgent):
         best_of: int = 1,
         device: str = "cpu",
         seed: int = 0,
+        selection: str = "consensus",
     ):
         if "trajectory_sampling" in inspect.signature(AbstractAgent.__init__).parameters:
             super().__init__(trajectory_sampling, requires_scene=False)
@@ -61,6 +63,7 @@ class DipoleAgent(AbstractAgent):
             device,
             seed,
         )
+        self.score_fn = selection_score_fn(selection) if self.best_of > 1 else None
         self.spec = checkpoint_spec(Path(self.checkpoint_path))
         self._runner: PolicyRunner | None = None
 
@@ -85,6 +88,5 @@ class DipoleAgent(AbstractAgent):
         if self._runner is None:
             self.initialize()
         obs = agent_input_observation(agent_input, self.spec)
-        score_fn = consensus_scores if self.best_of > 1 else None
-        poses = self._runner.sample([obs], [self.omega], best_of=self.best_of, score_fn=score_fn)[0, 0]
+        poses = self._runner.sample([obs], [self.omega], best_of=self.best_of, score_fn=self.score_fn)[0, 0]
         return Trajectory(poses.astype(np.float32), self._trajectory_sampling)

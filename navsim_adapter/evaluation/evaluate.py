@@ -42,8 +42,7 @@ from navsim_adapter.evaluation.records import (
 )
 from vla_dipole.cli_options import add_sampling_args, positive_int
 from vla_dipole.data.observation import scene_observation
-from vla_dipole.inference import PolicyRunner, consensus_scores, set_threads, to_numpy
-from vla_dipole.model.policy import LOG_RATIO
+from vla_dipole.inference import SELECTIONS, PolicyRunner, selection_score_fn, set_threads, to_numpy
 
 log = logging.getLogger("navsim_adapter.evaluation.evaluate")
 
@@ -222,9 +221,10 @@ class Evaluator:
         ]
         score_fn = None
         if self.s.best_of > 1:
-            score_fn = {"consensus": consensus_scores, LOG_RATIO: LOG_RATIO}.get(self.s.selection)
             if self.s.selection == "oracle":
                 score_fn = [self._oracle([c]) for c in contexts]
+            else:
+                score_fn = selection_score_fn(self.s.selection)
         for name, runner in self.runners.items():
             omegas = self.s.omegas if name == self.s.name else (0.0,)
             own = [o[runner.spec] for o in obs]
@@ -262,10 +262,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--selection",
-        choices=("consensus", LOG_RATIO, "oracle"),
+        choices=(*SELECTIONS, "oracle"),
         default="consensus",
-        help="best-of-N pick: consensus = the sample closest to the others (what DipoleAgent does); "
-        f"{LOG_RATIO} = highest pi+ / pi- density ratio (DIPOLE's implicit advantage; no critic); "
+        help="best-of-N pick: consensus = the sample closest to the others; log_ratio = highest "
+        "pi+ / pi- density ratio (DIPOLE's implicit advantage; no critic): both non-privileged, as "
+        "DipoleAgent's `selection`; "
         "oracle = best PDM score against the logged future (privileged upper bound)",
     )
     p.add_argument("--bc-checkpoint", type=Path, default=None, help="adds a 'bc' row (omega 0)")

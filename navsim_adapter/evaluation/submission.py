@@ -59,14 +59,16 @@ def make_trajectory(poses: np.ndarray):
     return Trajectory(np.asarray(poses, np.float32), TrajectorySampling(time_horizon=4, interval_length=0.5))
 
 
-def _predict(runner, loader, omega: float, batch_size: int, best_of: int = 1) -> dict:
+def _predict(
+    runner, loader, omega: float, batch_size: int, best_of: int = 1, selection: str = "consensus"
+) -> dict:
     """{token: Trajectory} for every scene of `loader`, from cameras + ego status only (non-privileged)."""
     from vla_dipole.data.observation import scene_observation
-    from vla_dipole.inference import consensus_scores
+    from vla_dipole.inference import selection_score_fn
 
     out = {}
     tokens = loader.tokens
-    score_fn = consensus_scores if best_of > 1 else None
+    score_fn = selection_score_fn(selection) if best_of > 1 else None
     for start in tqdm(range(0, len(tokens), batch_size), desc=f"predict {loader.split}", unit="batch"):
         batch = tokens[start : start + batch_size]
         obs = [scene_observation(loader.get_scene(t), runner.spec) for t in batch]
@@ -89,6 +91,7 @@ def create_submission(
     batch_size: int = 8,
     device: str = "cpu",
     best_of: int = 1,
+    selection: str = "consensus",
 ) -> Path:
     """Predict every scene of `split` (and `second_stage_split` for the v2 two-stage format) and pickle it."""
     from navsim_adapter.scene_loader import SceneFilter, SceneLoader
@@ -111,13 +114,13 @@ def create_submission(
     first = SceneLoader(split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1))
     sub: dict = dict(meta)
     if second_stage_split is None:
-        sub["predictions"] = [_predict(runner, first, omega, batch_size, best_of)]
+        sub["predictions"] = [_predict(runner, first, omega, batch_size, best_of, selection)]
     else:
         second = SceneLoader(
             second_stage_split, data_root=data_root, scene_filter=SceneFilter(frame_interval=1)
         )
-        sub["first_stage_predictions"] = [_predict(runner, first, omega, batch_size, best_of)]
-        sub["second_stage_predictions"] = [_predict(runner, second, omega, batch_size, best_of)]
+        sub["first_stage_predictions"] = [_predict(runner, first, omega, batch_size, best_of, selection)]
+        sub["second_stage_predictions"] = [_predict(runner, second, omega, batch_size, best_of, selection)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("wb") as f:
@@ -185,6 +188,8 @@ def expected_tokens(
 
 
 def main(argv: Sequence[str] | None = None) -> Path | dict:
+    from vla_dipole.inference import SELECTIONS
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(
         prog="python -m navsim_adapter.evaluation.submission", description=__doc__.split("\n\n")[0]
@@ -204,14 +209,13 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
         "--second-stage-split", default=None, help="v2 two-stage: split of the second-stage scenes"
     )
     add_sampling_args(p, omega=1.0)
-    p.add_argument(
-        "--best-of", type=positive_int, default=1, help="N samples, keep the consensus (non-privileged)"
-    )
+    p.add_argument("--best-of", type=positive_int, default=1, help="N samples, keep one (see --selection)")
     p.add_argument(
         "--selection",
-        choices=("consensus", "oracle"),
+        choices=(*SELECTIONS, "oracle"),
         default="consensus",
-        help="oracle (PDM score against the logged future) is privileged and refused",
+        help="best-of-N pick: consensus or log_ratio (non-privileged); oracle (PDM score against the "
+        "logged future) is privileged and refused",
     )
     p.add_argument("--team-name")
     p.add_argument("--authors")
@@ -264,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> Path | dict:
             second_stage_split=a.second_stage_split,
             device=a.device,
             best_of=a.best_of,
+            selection=a.selection,
         )
     except ValueError as err:
         raise SystemExit(str(err)) from None

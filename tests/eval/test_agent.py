@@ -161,3 +161,27 @@ def test_best_of_uses_non_privileged_consensus(navsim, tiny_bc_policy, synthetic
     agent_input = navsim_agent_input(synthetic_root, "test", token, agent.get_sensor_config(), AgentInput)
     assert agent.requires_scene is False
     assert agent.compute_trajectory(agent_input).poses.shape == (8, 3)
+
+
+@pytest.mark.navsim
+def test_best_of_by_log_ratio_matches_the_runner(navsim, tiny_bc_policy, synthetic_root):
+    """`agent.selection=log_ratio` picks what the evaluator's `--selection log_ratio` picks."""
+    from vla_dipole.data.observation import agent_input_observation
+    from vla_dipole.inference import PolicyRunner, consensus_scores
+    from vla_dipole.model.policy import LOG_RATIO
+
+    _, AgentInput, _ = navsim
+    agent = compose_agent(tiny_bc_policy, "agent.best_of=4", "agent.num_steps=2", "agent.selection=log_ratio")
+    loader = SceneLoader("test", data_root=synthetic_root, scene_filter=SceneFilter(frame_interval=1))
+    runner = PolicyRunner.from_checkpoint(tiny_bc_policy, num_steps=2)
+    differs = []
+    for token in loader.tokens[:4]:
+        agent_input = navsim_agent_input(synthetic_root, "test", token, agent.get_sensor_config(), AgentInput)
+        obs = agent_input_observation(agent_input, agent.spec)
+        ours = runner.sample([obs], [agent.omega], best_of=4, score_fn=LOG_RATIO)[0, 0]
+        consensus = runner.sample([obs], [agent.omega], best_of=4, score_fn=consensus_scores)[0, 0]
+        assert np.array_equal(agent.compute_trajectory(agent_input).poses, ours.astype(np.float32))
+        differs.append(not np.array_equal(ours, consensus))
+    assert any(differs)  # the selection is applied: not the consensus pick on every scene
+    with pytest.raises(Exception, match="selection='oracle'"):  # hydra wraps the agent's ValueError
+        compose_agent(tiny_bc_policy, "agent.best_of=4", "agent.selection=oracle")

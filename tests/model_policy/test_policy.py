@@ -315,3 +315,13 @@ def test_best_of_n_by_log_ratio_keeps_the_highest_ratio(tiny_policy, batch):
     assert not (best == 0).all()  # the pick is not simply the first sample
     with pytest.raises(ValueError, match="score_fn"):
         tiny_policy.sample(cond, [0.0], best_of=2, score_fn="best")
+
+
+def test_num_samples_draws_independent_trajectories(tiny_policy, batch):
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    many = tiny_policy.sample(batch, [0.0, 1.0], num_steps=3, num_samples=4, generator=gen())
+    assert many.shape == (3, 2, 4, 8, 3)
+    ends = many[..., -1, :2].reshape(3, 2, 4, 2)
+    assert (torch.cdist(ends, ends) + torch.eye(4) * 1e9 > 1e-4).all()  # no draw repeats another
+    with pytest.raises(ValueError, match="num_samples"):
+        tiny_policy.sample(batch, [0.0], num_samples=2, best_of=2, score_fn=lambda t: t[..., 0, 0])
