@@ -320,8 +320,9 @@ class DipolePolicy(nn.Module):
         exp(beta A + k) / Z(s): the two heads hold an advantage estimate for free, with no critic to train.
         Each log density is read through its denoising ELBO: the difference of the heads' errors at
         ``probes`` noise levels spread over the schedule, with the same noise for every candidate and
-        both heads (common random numbers: the estimate's noise cancels in the comparison). For a policy
-        whose heads are equal (BC, the beta = 0 control) every score is 0 and the pick is the first sample.
+        both heads (common random numbers: the estimate's noise cancels in the comparison). Equal heads
+        (pi- just copied from pi+) give 0 everywhere, so the pick is the first sample; a BC policy's
+        untrained pi- makes the scores meaningless (use consensus there).
         """
         if probes < 1:
             raise ValueError(f"ratio_probes={probes}: expected >= 1")
