@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from data_prep import candidates as cands
 from data_prep.shard_manifest import write_build_manifest
 from data_prep.shard_plan import (
@@ -186,11 +188,14 @@ def build(
     max_shards: int | None = None,
     part: int | None = None,
     num_parts: int = 1,
+    reference_plans: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Plan, build and (when every shard is done) write the manifest of `settings` into OUT.
 
     `runner` serves the policy source (`settings.policy` records its source, omega and steps); an
-    in-memory one builds in this process (`workers` must be 1). See `build_shards` for the rest.
+    in-memory one builds in this process (`workers` must be 1). `reference_plans` (token -> poses, from
+    `data_prep.reference_plans.load_plans` of an earlier build of the same scenes) skips re-planning
+    them. See `build_shards` for the rest.
     """
     out = Path(out)
     if settings.policy is not None and runner is None:
@@ -240,7 +245,7 @@ def build(
 
     records = {job.index: done_record(out, shard_name(s.split, job.index)) for job in jobs}
     todo = [job for job in mine if records[job.index] is None][:max_shards]
-    run_jobs(todo, records, jobs, settings, out, vocab, workers, runner)
+    run_jobs(todo, records, jobs, settings, out, vocab, workers, runner, reference_plans)
     if part is not None or any(r is None for r in records.values()):
         return {
             "complete": False,

@@ -8,6 +8,7 @@ the same scene gets the same candidates whatever worker builds it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -105,17 +106,27 @@ def add_candidates(
 
 class ContextSource:
     """ScoringContexts: read from the metric cache when the build has one (real logs), else built from
-    the scene and its JSON map. The cache's csv and pickles are opened on first use, in the worker."""
+    the scene and its JSON map, reusing an earlier build's reference plan of the scene when given one
+    (`data_prep.reference_plans`). The cache's csv and pickles are opened on first use, in the worker."""
 
-    def __init__(self, metric_cache: str | None):
+    def __init__(self, metric_cache: str | None, reference_plans: Mapping[str, np.ndarray] | None = None):
         self.path, self.cache = metric_cache, None
+        self.reference_plans = reference_plans or {}
 
     def __call__(self, scenes: list) -> list:
         if self.path is None:
-            return [build_context(scene) for scene in scenes]
+            return [self._from_scene(scene) for scene in scenes]
         if self.cache is None:
             self.cache = MetricCacheIndex(self.path, "scoring shard candidates")
         return [self.cache.context(scene.token, scene.metadata.log_name) for scene in scenes]
+
+    def _from_scene(self, scene: Any):
+        plan = self.reference_plans.get(scene.token)
+        if plan is None:
+            return build_context(scene)
+        ctx = build_context(scene, reference=False)
+        ctx.reference_poses = np.array(plan, dtype=np.float64)
+        return ctx
 
 
 def add_scores(samples: list[Sample], contexts: list, score_fn) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from data_prep.reference_plans import plans_path, save_plans
 from data_prep.shard_plan import ShardJob
 from data_prep.shard_scoring import SCORE_CHUNK, ContextSource, add_candidates, add_scores, scene_sample
 from data_prep.shard_settings import BUILD_DIR, BuildSettings
@@ -36,11 +37,12 @@ class _WorkerState:
     vocab: np.ndarray | None
     runner: Any = None  # vla_dipole.inference.PolicyRunner of the policy source
     omega: float = 0.0
+    reference_plans: Mapping[str, np.ndarray] | None = None  # an earlier build's, by scene token
     contexts: ContextSource = field(init=False)
     loaders: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.contexts = ContextSource(self.settings.metric_cache)
+        self.contexts = ContextSource(self.settings.metric_cache, self.reference_plans)
 
     def loader(self, logs: list[str]):
         key = tuple(logs)
@@ -60,6 +62,7 @@ def _init_worker(
     vocab: np.ndarray | None,
     runner: Any = None,
     parent_pid: int | None = None,
+    reference_plans: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Per-process state; a pool worker loads the policy source's checkpoint itself (`settings.policy`)."""
     global _STATE
@@ -72,7 +75,7 @@ def _init_worker(
 
         runner = PolicyRunner.from_checkpoint(policy["checkpoint"], policy.get("num_steps"), need_spec=False)
     omega = float(policy["omega"]) if policy else 0.0
-    _STATE = _WorkerState(settings, Path(out), vocab, runner, omega)
+    _STATE = _WorkerState(settings, Path(out), vocab, runner, omega, reference_plans)
 
 
 def _build_shard(job: ShardJob) -> dict[str, Any]:
@@ -84,13 +87,16 @@ def _build_shard(job: ShardJob) -> dict[str, Any]:
     name = shard_name(s.split, job.index)
     final, tmp = state.out / name, state.out / f"{name}.tmp"
     histogram = {src: np.zeros(10, np.int64) for src, _ in s.sources}
+    plans: dict[str, np.ndarray] = {}
 
     def samples():
         for start in range(0, len(job.scenes), SCORE_CHUNK):
             scenes = [loader.get_scene(tok) for _, tok in job.scenes[start : start + SCORE_CHUNK]]
             chunk = [scene_sample(scene, s) for scene in scenes]
             add_candidates(chunk, s, state.vocab, state.runner, state.omega)
-            add_scores(chunk, state.contexts(scenes), score)
+            contexts = state.contexts(scenes)
+            add_scores(chunk, contexts, score)
+            plans.update((ctx.token, ctx.reference_poses) for ctx in contexts)
             for sample in chunk:
                 pdms = sample.candidate_scores[:, SCORE_NAMES.index("pdms")]
                 for src, _ in s.sources:
@@ -100,6 +106,8 @@ def _build_shard(job: ShardJob) -> dict[str, Any]:
 
     record = write_shard(tmp, samples())
     record["pdms_histogram"] = {k: v.tolist() for k, v in histogram.items()}
+    if s.metric_cache is None and plans:  # scene-built contexts: keep their plans for later builds
+        save_plans(plans_path(state.out, name), plans)
     sidecar = state.out / BUILD_DIR / f"{name}.json"
     sidecar.with_suffix(".tmp").write_text(json.dumps(record, sort_keys=True))
     sidecar.with_suffix(".tmp").replace(sidecar)
@@ -125,6 +133,7 @@ def run_jobs(
     vocab: np.ndarray | None,
     workers: int = 1,
     runner: Any = None,
+    reference_plans: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Build `todo` and fill `records` (job index -> sidecar record); progress counts every planned scene.
 
@@ -138,7 +147,7 @@ def run_jobs(
         unit="scene",
     )
     if workers <= 1 or len(todo) <= 1:
-        _init_worker(settings, str(out), vocab, runner)
+        _init_worker(settings, str(out), vocab, runner, reference_plans=reference_plans)
         for job in todo:
             records[job.index] = _build_shard(job)
             bar.update(len(job.scenes))
@@ -147,7 +156,7 @@ def run_jobs(
             min(workers, len(todo)),
             mp_context=get_context("spawn"),
             initializer=_init_worker,
-            initargs=(settings, str(out), vocab, None, os.getpid()),
+            initargs=(settings, str(out), vocab, None, os.getpid(), reference_plans),
         ) as pool:
             futures = {pool.submit(_build_shard, job): job for job in todo}
             for future in as_completed(futures):

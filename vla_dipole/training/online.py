@@ -7,9 +7,11 @@ to `<output_dir>/round-<r>/shards`. Training then continues on the replay of eve
 (all with the same K, so scene groups and advantages are comparable; the offline shards trained round 0).
 The reference policy mu of round r is thus the policy of round r-1: its samples are the candidates, its
 weights the start. `dipole.round_frame_interval` N samples only every N-th of the offline build's scenes
-(sampling and scoring K candidates per scene is a round's cost; training on them is cheap). The round's scenes, observation and scoring source are the offline build's own
-settings (its manifest's `config`: on real logs, the same NAVSIM metric cache and rule for scenes it
-lacks). Only rank 0 builds; the builder resumes a killed build, so a preempted round restarts cheaply.
+(sampling and scoring K candidates per scene is a round's cost; training on them is cheap). The round's
+scenes, observation and scoring source are the offline build's own settings (its manifest's `config`: on
+real logs, the same NAVSIM metric cache and rule for scenes it lacks); scenes scored from their logs
+reuse the offline build's PDM reference plans. Only rank 0 builds; the builder resumes a killed build,
+so a preempted round restarts cheaply.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from accelerate import Accelerator
 from omegaconf import DictConfig
 
 from data_prep.build_shards import BuildSettings, build
+from data_prep.reference_plans import load_plans
 from vla_dipole.data.shard_io import read_manifest
 from vla_dipole.inference import PolicyRunner
 from vla_dipole.training import policy_io
@@ -66,12 +69,13 @@ def run_online_round(accelerator: Accelerator, cfg: DictConfig, policy: Any, ema
     if accelerator.is_main_process:
         source = shard_dirs(cfg.data.shards)[0]
         settings = round_settings(read_manifest(source), source, cfg, round_, label)
+        plans = load_plans(source)
         print(
             f"[train] online round {round_}: sampling {cfg.dipole.samples_per_scene} candidates/scene "
             f"at omega={cfg.dipole.omega} from the current policy",
             flush=True,
         )
         runner = PolicyRunner(copy, num_steps=int(cfg.dipole.num_steps), source=label)
-        build(settings, out, runner=runner, workers=1)
+        build(settings, out, runner=runner, workers=1, reference_plans=plans)
     accelerator.wait_for_everyone()
     return out
