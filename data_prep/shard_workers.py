@@ -96,7 +96,8 @@ def _build_shard(job: ShardJob) -> dict[str, Any]:
             add_candidates(chunk, s, state.vocab, state.runner, state.omega)
             contexts = state.contexts(scenes)
             add_scores(chunk, contexts, score)
-            plans.update((ctx.token, ctx.reference_poses) for ctx in contexts)
+            given = state.reference_plans or {}
+            plans.update((ctx.token, ctx.reference_poses) for ctx in contexts if ctx.token not in given)
             for sample in chunk:
                 pdms = sample.candidate_scores[:, SCORE_NAMES.index("pdms")]
                 for src, _ in s.sources:
@@ -106,7 +107,7 @@ def _build_shard(job: ShardJob) -> dict[str, Any]:
 
     record = write_shard(tmp, samples())
     record["pdms_histogram"] = {k: v.tolist() for k, v in histogram.items()}
-    if s.metric_cache is None and plans:  # scene-built contexts: keep their plans for later builds
+    if s.metric_cache is None and plans:  # plans this build computed: kept for later builds
         save_plans(plans_path(state.out, name), plans)
     sidecar = state.out / BUILD_DIR / f"{name}.json"
     sidecar.with_suffix(".tmp").write_text(json.dumps(record, sort_keys=True))

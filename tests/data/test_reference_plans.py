@@ -37,6 +37,7 @@ def test_a_later_build_reuses_the_plans_and_scores_the_same(split_root, tmp_path
     monkeypatch.setattr(planner, "plan_reference", lambda *a, **k: pytest.fail("re-planned a given scene"))
     reused = build(settings, tmp_path / "reused", reference_plans=plans)
     assert reused["num_samples"] == planned["num_samples"] == len(tokens)
+    assert not list((tmp_path / "reused" / BUILD_DIR).glob(f"*{SUFFIX}"))  # given plans are not written again
     for a, b in zip(_rows(tmp_path / "planned"), _rows(tmp_path / "reused"), strict=True):
         assert a["token"] == b["token"] and np.array_equal(a["candidates"], b["candidates"])
         assert np.array_equal(a["candidate_scores"], b["candidate_scores"])
