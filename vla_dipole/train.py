@@ -164,7 +164,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plan = plan_batches(cfg.schedule.global_batch, cfg.schedule.micro_batch, world, phase_samples)
         state.phase_total_samples = phase_samples
         dataset = IndexedShards(
-            round_data_dirs(cfg, round_), verify=cfg.data.verify, on_damaged=cfg.data.on_damaged
+            round_data_dirs(cfg, round_),
+            verify=cfg.data.verify,
+            on_damaged=cfg.data.on_damaged,
+            image_frames=policy.config.observation.history_frames,
         )
         if is_main:
             record_integrity(out, round_, dataset)

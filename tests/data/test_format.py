@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -12,6 +13,7 @@ from vla_dipole.data.shard_format import (
     SampleFormatError,
     decode_sample,
     encode_arrays,
+    encode_jpeg,
     encode_sample,
 )
 from vla_dipole.data.shard_io import ShardWriter, read_manifest, sha256_file
@@ -39,6 +41,23 @@ def test_round_trip_keeps_every_field():
     np.testing.assert_array_equal(out["sources"], sample.sources)
     assert out["images"].shape == (3, 24, 32, 3) and out["images"].dtype == np.uint8
     assert out["meta"]["history_frames"] == 3 and out["meta"]["image_size"] == [32, 24]
+
+
+def test_image_frames_keeps_the_last_frames_of_every_camera():
+    """Training decodes only the frames the model reads: the same images, in the order the full decode has."""
+    rng = np.random.default_rng(6)
+    cams = ["cam_f0", "cam_l0"]
+    images = [encode_jpeg(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), (32, 24)) for _ in range(3 * 2)]
+    sample = dataclasses.replace(make_sample("abcdef0123456706", rng, history=3), cameras=cams, images=images)
+    raw = {**encode_sample(sample), "__url__": "x.tar"}
+    full = decode_sample(raw)["images"]
+    assert full.shape == (6, 24, 32, 3)
+    for n in (1, 2, 3):
+        np.testing.assert_array_equal(decode_sample(raw, image_frames=n)["images"], full[-2 * n :])
+    assert len(decode_sample(raw, decode_images=False, image_frames=1)["images"]) == 2
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=r"image_frames: expected 1 \.\. 3"):
+            decode_sample(raw, image_frames=bad)
 
 
 def test_missing_member_names_shard_sample_and_member():

@@ -92,8 +92,9 @@ def test_summary_has_every_agent_and_column(small_demo):
     s = demo.SCALES["small"]
     assert choice["dipole_beta"] in s.betas and choice["awr_beta"] in s.betas
     assert choice["omega"] in [float(w) for w in s.omegas.split(",")]
+    assert all(set(summary["by_family"][a]) == set(FAMILIES) for a in demo_report.AGENTS)
     text = demo_report.results_markdown([summary], "small", 1.0)
-    assert "DIPOLE (val beta, omega)" in text and "| 0 |" in text
+    assert "DIPOLE (val beta, omega)" in text and "| 0 |" in text and "| red_light |" in text
 
 
 @pytest.mark.slow
@@ -167,3 +168,34 @@ def test_docs_and_readme_table_are_generated(tmp_path):
     assert (tmp_path / "docs" / "demo_omega_curve.png").stat().st_size > 1000
     new = readme.read_text()
     assert "old" not in new and demo_report.mean_table(results) in new and new.endswith("rest\n")
+
+
+def test_family_table_groups_each_agents_records_by_the_worlds_family(tmp_path):
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    for log, family in (("log_a", "red_light"), ("log_b", "red_light"), ("log_c", "lane_follow_curve")):
+        (truth / f"{log}.json").write_text(json.dumps({"family": family}))
+    records = [  # (row, log, pdms, valid)
+        ("human", "log_a", 1.0, True),
+        ("human", "log_b", 0.8, True),
+        ("human", "log_c", 0.9, True),
+        ("bc@omega=0", "log_a", 0.5, True),
+        ("bc@omega=0", "log_b", 0.0, False),  # invalid: left out, as the summary's means do
+        ("bc@omega=0", "log_c", 0.3, True),
+        ("dipole@omega=2", "log_a", 0.7, True),
+        ("dipole@omega=1", "log_a", 0.1, True),  # not the chosen omega
+    ]
+    path = tmp_path / "records.jsonl"
+    path.write_text(
+        "".join(json.dumps({"row": r, "log_name": g, "pdms": p, "valid": v}) + "\n" for r, g, p, v in records)
+    )
+    got = demo_report.family_pdms(path, truth, demo_report.agent_rows({"omega": 2.0}))
+    assert got["human"] == pytest.approx({"red_light": 90.0, "lane_follow_curve": 90.0})
+    assert got["bc"] == pytest.approx({"red_light": 50.0, "lane_follow_curve": 30.0})
+    assert got["dipole"] == pytest.approx({"red_light": 70.0})
+    other = {**got, "bc": {"red_light": 60.0, "lane_follow_curve": 40.0}}
+    table = demo_report.family_table([{"by_family": got}, {"by_family": other}])
+    assert "| red_light | – | 90.0 ± 0.0 | 55.0 ± 7.1 | – | – | 70.0 ± 0.0 | -35.0 ± 7.1 |" in table
+    (truth / "log_c.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"log log_c has no ground truth"):
+        demo_report.family_pdms(path, truth, demo_report.agent_rows({"omega": 2.0}))

@@ -231,9 +231,14 @@ def check_arrays(arrays: Mapping[str, np.ndarray], where: str) -> tuple[int, int
     return sizes["H"], sizes["K"]
 
 
-def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[str, Any]:
+def decode_sample(
+    raw: Mapping[str, Any], decode_images: bool = True, image_frames: int | None = None
+) -> dict[str, Any]:
     """webdataset dict of bytes -> dict of numpy arrays (+ `images` uint8 (N, h, w, 3) or raw JPEG list).
 
+    `image_frames`: keep only the images of the last N history frames (every camera), the ones a model
+    reads; a shard stores as many frames as the longest ego history needs, and JPEG decoding of the
+    unread ones was a fifth of a demo training step. `data_prep.validate` still decodes every image.
     Raises SampleFormatError naming the shard (`__url__`), the sample key and the member at fault.
     """
     where = f"shard {raw.get('__url__', '?')} sample {raw.get('__key__', '?')}"
@@ -262,6 +267,12 @@ def decode_sample(raw: Mapping[str, Any], decode_images: bool = True) -> dict[st
             if name not in raw:
                 raise SampleFormatError(f"{where}: missing member {name!r}")
             jpegs.append(raw[name])
+    if image_frames is not None:
+        if not 1 <= image_frames <= h:
+            raise ValueError(
+                f"image_frames: expected 1 .. {h} (the stored history frames), got {image_frames}"
+            )
+        jpegs = jpegs[(h - image_frames) * len(meta["cameras"]) :]
     out: dict[str, Any] = dict(arrays)
     out["meta"] = meta
     out["token"] = meta["token"]

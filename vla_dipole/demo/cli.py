@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vla_dipole.demo import report as demo_report
 from vla_dipole.demo.runner import REPO, run, run_parallel
 
 
@@ -397,11 +398,15 @@ def run_seed(s: DemoScale, out: Path, seed: int, jobs: int) -> dict:
     table = json.loads((test / "summary.json").read_text())
     previous = out / "demo_summary.json"  # a resumed run adds its time to the earlier runs'
     before = json.loads(previous.read_text())["minutes"] if previous.is_file() else 0.0
+    rows = demo_report.agent_rows(choice)
     summary = {
         "seed": seed,
         "minutes": round(before + (time.time() - t_start) / 60, 2),
         "choice": choice,
         "table": table,
+        "by_family": demo_report.family_pdms(
+            test / "records.jsonl", data / "synthetic_ground_truth" / "test", rows
+        ),
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -438,8 +443,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         seed_out = out if len(seeds) == 1 else out / f"seed-{seed}"
         results.append(run_seed(s, seed_out, seed, a.jobs))
     minutes = max((time.time() - t0) / 60, sum(r["minutes"] for r in results))
-
-    from vla_dipole.demo import report as demo_report
 
     print("\n" + demo_report.results_markdown(results, a.scale, minutes))
     print(f"vla-dipole demo ({a.scale}, seeds {seeds}) finished in {minutes:.1f} min. Outputs in {out}")

@@ -8,7 +8,9 @@ The outcome checks (`outcome_failures`) are the floors tests/demo asserts.
 
 from __future__ import annotations
 
+import json
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -113,6 +115,61 @@ def seed_table(results: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def agent_rows(choice: dict) -> dict[str, str]:
+    """Agent -> its row name in an evaluation's records.jsonl (DIPOLE at its validation-chosen omega)."""
+    rows = {agent: agent for agent in ("constant_velocity", "human")}
+    for agent in ("bc", "awr", "control"):
+        rows[agent] = omega_row(agent, 0.0)
+    rows["dipole"] = omega_row("dipole", choice["omega"])
+    return rows
+
+
+def family_pdms(records: Path, ground_truth: Path, rows: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Agent -> {scenario family: mean PDMS x100 over its valid scenes} of one evaluation.
+
+    The family of a log is what the synthetic world wrote in its ground truth
+    (`<ground_truth>/<log_name>.json`); the split means hide where an agent loses to the driver.
+    """
+    families: dict[str, str] = {}
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    wanted = {row: agent for agent, row in rows.items()}
+    for line in records.read_text().splitlines():
+        rec = json.loads(line)
+        agent = wanted.get(rec["row"])
+        if agent is None or not rec["valid"]:
+            continue
+        log = rec["log_name"]
+        if log not in families:
+            truth = ground_truth / f"{log}.json"
+            if not truth.is_file():
+                raise FileNotFoundError(
+                    f"{records}: log {log} has no ground truth {truth} (not a synthetic split?)"
+                )
+            families[log] = json.loads(truth.read_text())["family"]
+        scores[agent, families[log]].append(100.0 * rec["pdms"])
+    out: dict[str, dict[str, float]] = {agent: {} for agent in rows}
+    for (agent, family), values in sorted(scores.items()):
+        out[agent][family] = float(np.mean(values))
+    return out
+
+
+def family_table(results: Sequence[dict]) -> str:
+    """Per scenario family: every agent's test PDMS, mean ± std over the seeds that hold `by_family`."""
+    held = [r["by_family"] for r in results if r.get("by_family")]
+    families = sorted({f for bf in held for f in bf["human"]})
+    lines = [
+        "| family | " + " | ".join(AGENT_LABELS[a] for a in AGENTS) + " | BC - driver |",
+        "|---|" + "---:|" * (len(AGENTS) + 1),
+    ]
+    for family in families:
+        cells = [_fmt([bf[a].get(family, float("nan")) for bf in held]) for a in AGENTS]
+        gap = _fmt(
+            [bf["bc"].get(family, float("nan")) - bf["human"].get(family, float("nan")) for bf in held]
+        )
+        lines.append(f"| {family} | " + " | ".join(cells) + f" | {gap} |")
+    return "\n".join(lines)
+
+
 def plot_curve(results: Sequence[dict], path: Path) -> Path:
     """DIPOLE test PDMS over omega: mean with min-max band over seeds, BC and the control as lines."""
     import matplotlib
@@ -154,12 +211,18 @@ def results_markdown(results: Sequence[dict], scale: str, minutes: float) -> str
         if not failing
         else "Floors missed: " + "; ".join(f"seed {s}: {', '.join(f)}" for s, f in failing.items()) + "."
     )
+    by_family = ""
+    if any(r.get("by_family") for r in results):
+        by_family = (
+            "\nTest PDMS by scenario family (mean ± std over seeds; DIPOLE at its chosen omega): where each "
+            f"agent loses to the logged driver.\n\n{family_table(results)}\n"
+        )
     return (
         f"Mean ± std over seeds {seeds} (`--scale {scale}`), held-out test split; scores x100, "
         "PDMS = NAVSIM v1 PDM score, EPDMS = v2.\n\n"
         f"{mean_table(results)}\n\nPer seed (test PDMS; beta and omega chosen on the validation split):\n\n"
         f"{seed_table(results)}\n\n{outcome} Wall time: {minutes:.1f} min for all seeds "
-        f"(the `min` column: each seed's own, summed over resumed runs).\n"
+        f"(the `min` column: each seed's own, summed over resumed runs).\n{by_family}"
     )
 
 

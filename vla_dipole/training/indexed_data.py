@@ -58,7 +58,8 @@ class IndexedShards(Dataset):
 
     `verify`: check every shard's sha256 against its manifest (parallel reads; about 1 s per GB and
     core). `on_damaged`: "refuse" raises DamagedShardError naming the shard, "skip" leaves it out and
-    records it in `skipped` ({shard: {"samples", "reason"}}).
+    records it in `skipped` ({shard: {"samples", "reason"}}). `image_frames`: return only the images
+    of the last N history frames (the ones the model reads; see `shard_format.decode_sample`).
     """
 
     def __init__(
@@ -67,12 +68,14 @@ class IndexedShards(Dataset):
         decode_images: bool = True,
         verify: bool = True,
         on_damaged: str = "refuse",
+        image_frames: int | None = None,
     ) -> None:
         if on_damaged not in ON_DAMAGED:
             raise ConfigError(
                 f"config field 'data.on_damaged': expected one of {ON_DAMAGED}, got {on_damaged!r}"
             )
         self.decode_images = decode_images
+        self.image_frames = image_frames
         self.manifests = [shard_io.read_manifest(d) for d in dirs]
         entries: list[tuple[str, dict[str, Any]]] = []
         for d, m in zip(dirs, self.manifests, strict=True):
@@ -131,7 +134,9 @@ class IndexedShards(Dataset):
         return raw
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return shard_format.decode_sample(self.raw(int(i)), decode_images=self.decode_images)
+        return shard_format.decode_sample(
+            self.raw(int(i)), decode_images=self.decode_images, image_frames=self.image_frames
+        )
 
     def __getstate__(self) -> dict[str, Any]:  # file handles do not cross worker processes
         state = self.__dict__.copy()
