@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"config field 'data.shards': {err}") from None
     if not cfg.init_from:  # a fresh policy normalises trajectories with the training data's statistics
         policy_io.set_trajectory_stats(policy, shard_dirs(cfg.data.shards))
-    module = policy_io.TrainModule(policy, cfg.stage, zero3=zero_stage(accelerator) == 3)
+    module = policy_io.TrainModule(
+        policy, cfg.stage, zero3=zero_stage(accelerator) == 3, aux_probe=cfg.bc.aux_weight > 0
+    )
     params = [p for p in module.parameters() if p.requires_grad]
     num_trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     write_describe(describe(accelerator, model, optimizer), out)
     ema = (
-        HeadEMA(accelerator, [p for p in model.parameters() if p.requires_grad], cfg.ema.decay)
+        HeadEMA(accelerator, [p for p in policy.parameters() if p.requires_grad], cfg.ema.decay)
         if cfg.ema.enabled
         else None
     )

@@ -102,6 +102,47 @@ def test_dipole_from_bc(bc_run: Path, shards: Path, tmp_path: Path) -> None:
     assert "w_pos" in events.Tags()["histograms"] and "loss_pos" in events.Tags()["scalars"]
 
 
+def test_bc_trajectory_probe_trains_and_stays_out_of_the_export(
+    bc_run: Path, shards: Path, tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "aux"
+    main(tiny_args(shards, out, **{"optim.lr": 3e-3, "bc.aux_weight": 1.0, "ema.enabled": True}))
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert metrics[-1]["loss_aux"] < 0.5 * metrics[0]["loss_aux"]  # the probe learns the logged trajectory
+    assert all(m["loss"] == pytest.approx(m["loss_bc"] + m["loss_aux"], rel=1e-5) for m in metrics)
+    for name in ("heads.safetensors", "backbone.safetensors"):  # same tensors as a plain BC export
+        with safe_open(out / "policy" / name, "pt") as a, safe_open(bc_run / "policy" / name, "pt") as b:
+            assert set(a.keys()) == set(b.keys()), name
+    DipolePolicy.from_pretrained(out / "policy")
+
+
+def test_trajectory_probe_sends_a_gradient_to_the_vision_towers(shards: Path) -> None:
+    from vla_dipole.data.collate import collate
+    from vla_dipole.data.shard_io import read_manifest
+    from vla_dipole.model.processor import batch_speed
+    from vla_dipole.training.policy_io import TrainModule
+
+    torch.manual_seed(0)
+    config = PolicyConfig.preset("tiny")
+    config.backbone.vision_mode = "full"  # the demo preset's trainable towers
+    policy = DipolePolicy.from_config(config)
+    policy.set_trajectory_stats(read_manifest(shards)["traj_stats"])
+    module = TrainModule(policy, "bc", aux_probe=True)
+    data = IndexedShards([shards])
+    batch = collate([data[i] for i in range(4)])
+    actions = policy.processor.trajectory_to_actions(batch["human"], batch_speed(batch))
+    module.probe.error(policy.encode(batch), actions).mean().backward()
+    towers = [
+        p
+        for n, p in policy.named_parameters()
+        if n.startswith("backbone.vision_backbone") and p.requires_grad
+    ]
+    assert towers and sum(float(p.grad.abs().sum()) for p in towers if p.grad is not None) > 0
+    assert all(p.grad is None for p in policy.head_pos.parameters())  # the probe reads the tokens only
+
+
 def test_awr_stage(shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "awr"
     main(
@@ -126,6 +167,11 @@ def test_feature_cache_gives_identical_losses(shards: Path, tmp_path: Path) -> N
         ({"data.shards": "/nonexistent/shards"}, r"data\.shards.*not a shard directory"),
         ({"optim.learning_rate": 1}, r"unknown key 'optim.learning_rate'"),
         ({"schedule.global_batch": 5}, r"schedule.global_batch.*multiple of schedule.micro_batch=2"),
+        (
+            {"stage": "dipole", "bc.aux_weight": 1.0},
+            r"config field 'stage': expected bc when bc.aux_weight > 0",
+        ),
+        ({"bc.aux_weight": -1.0}, r"config field 'bc.aux_weight': expected >= 0"),
     ],
 )
 def test_config_mistakes_fail_before_training(

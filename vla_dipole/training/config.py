@@ -253,6 +253,9 @@ def validate(cfg: DictConfig) -> None:
         f"a multiple of schedule.micro_batch={s.micro_batch}",
         s.global_batch,
     )
+    _require(cfg.bc.aux_weight >= 0, "bc.aux_weight", ">= 0 (0: no trajectory probe)", cfg.bc.aux_weight)
+    if cfg.bc.aux_weight > 0:  # the probe regresses the logged trajectory: a BC objective
+        _require(cfg.stage == "bc", "stage", "bc when bc.aux_weight > 0", cfg.stage)
     if cfg.dipole.rounds > 0:  # online rounds resample the candidates of a candidate-weighted stage
         resampled = [name for name, stage in STAGES.items() if stage.candidates]
         _require(

@@ -33,6 +33,7 @@ from vla_dipole.training.distributed import gathered_params
 from vla_dipole.training.indexed_data import IndexedShards
 from vla_dipole.training.objective import Noise
 from vla_dipole.training.stages import STAGES, get_stage
+from vla_dipole.training.trajectory_probe import TrajectoryProbe
 
 TRAINING_META = "training_meta.json"
 
@@ -106,10 +107,20 @@ def set_trajectory_stats(policy: DipolePolicy, dirs: list[Path]) -> None:
 class TrainModule(nn.Module):
     """The module DeepSpeed wraps: backbone (or cached features) + heads -> per-sample errors."""
 
-    def __init__(self, policy: DipolePolicy, stage: str, zero3: bool = False) -> None:
+    def __init__(
+        self, policy: DipolePolicy, stage: str, zero3: bool = False, aux_probe: bool = False
+    ) -> None:
         super().__init__()
         self.policy = policy
         self.stage = get_stage(stage)
+        # registered after the policy, so the policy's parameters come first (the EMA covers only those)
+        self.probe = (
+            TrajectoryProbe(
+                policy.backbone.hidden_size, policy.config.observation.proprio_dim, *action_shape(policy)
+            )
+            if aux_probe
+            else None
+        )
         if zero3:
             import deepspeed
 
@@ -131,7 +142,10 @@ class TrainModule(nn.Module):
         """Actions are normalised [B, K, 8, 4]; `cond` (cached features) replaces running the backbone."""
         if cond is None:
             cond = self.policy.encode(batch)
-        return self.stage.errors(self.policy, cond, human, noise_h, t_h, candidates, noise_c, t_c)
+        errors = self.stage.errors(self.policy, cond, human, noise_h, t_h, candidates, noise_c, t_c)
+        if self.probe is not None:
+            errors["aux"] = self.probe.error(cond, human[:, 0])
+        return errors
 
 
 def forward_inputs(

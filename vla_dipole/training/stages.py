@@ -1,6 +1,7 @@
 """The ONE table of training stages: what each trains, on which inputs, with which loss.
 
-- bc:     mean ||eps - eps+||^2 on the human trajectory (the reference policy mu); pi- stays frozen.
+- bc:     mean ||eps - eps+||^2 on the human trajectory (the reference policy mu); pi- stays frozen;
+          + bc.aux_weight * the trajectory probe's regression error when that weight is > 0.
 - dipole: mean(w+ err+ + w- err-) over every candidate, w+ = sigmoid(beta A + k), w- = 1 - w+
           (stop-gradient), plus an optional BC anchor on the human trajectory for both heads.
 - awr:    mean(min(exp(beta A), clip) err+) over every candidate, one head (the baseline DIPOLE replaces).
@@ -52,7 +53,12 @@ def _awr_errors(policy: Any, cond: Any, human, noise_h, t_h, candidates, noise_c
 
 def _bc_loss(cfg: DictConfig, errors: Errors, batch: dict) -> LossResult:
     loss, stats = weighted_loss(errors["human_pos"], torch.ones_like(errors["human_pos"]))
-    return loss, {"loss": stats["loss"], "loss_bc": stats["loss"]}, {}
+    logged = {"loss_bc": stats["loss"]}
+    if "aux" in errors:  # the trajectory probe of bc.aux_weight (training/trajectory_probe.py)
+        aux = errors["aux"].mean()
+        loss = loss + float(cfg.bc.aux_weight) * aux
+        logged["loss_aux"] = aux.detach()
+    return loss, {"loss": loss.detach(), **logged}, {}
 
 
 def _reward_stats(batch: dict, cfg: DictConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
