@@ -56,6 +56,13 @@ def fake_summary(pdms: dict[str, float], omega: float = 1.0) -> dict:
     return {"table": table, "choice": {"omega": omega}}
 
 
+def test_bc_trains_the_probe_unless_the_backbone_is_pretrained(tmp_path):
+    # the towers trained from scratch get the probe's gradient; a frozen pretrained backbone has no use for it
+    assert "bc.aux_weight=1" in demo.bc_args(demo.SCALES["demo"], tmp_path)
+    assert "bc.aux_weight=1" in demo.bc_args(demo.SCALES["small"], tmp_path)
+    assert not any(a.startswith("bc.aux_weight") for a in demo.bc_args(demo.SCALES["pretrained"], tmp_path))
+
+
 def test_outcome_floors_are_the_issue_floors():
     ok = {"cv": 50.0, "bc": 60.0, "control": 61.0, "dipole": 63.0}
     assert demo_report.outcome_failures(fake_summary(ok)) == []

@@ -53,6 +53,7 @@ class DemoScale:
     omegas: str
     eval_frame_interval: int  # a test / validation scene every N frames
     pretrain_steps: int = 0  # > 0: python -m vla_dipole.pretrain on the training split before BC, then frozen
+    bc_aux_weight: float = 0.0  # BC's trajectory probe (train.py bc.aux_weight): a gradient for the towers
 
 
 SMALL = DemoScale(
@@ -72,6 +73,7 @@ SMALL = DemoScale(
     betas=(1.0, 4.0),
     omegas="0,1,2,4",
     eval_frame_interval=4,
+    bc_aux_weight=1.0,
 )
 SCALES = {
     # the outcome test: one beta in the grid (one DIPOLE and one AWR run besides the control)
@@ -83,7 +85,13 @@ SCALES = {
 # sampled from its greedy policy on half the scenes. Its gains over BC are a few PDMS, below what an
 # 8-log split resolves, so validation reads 48 logs and test 32 (evaluation is ~1 min of the run).
 SCALES["pretrained"] = dataclasses.replace(
-    SCALES["demo"], val_logs=48, test_logs=32, pretrain_steps=4000, round_frame_interval=2, round_omega=4.0
+    SCALES["demo"],
+    val_logs=48,
+    test_logs=32,
+    pretrain_steps=4000,
+    round_frame_interval=2,
+    round_omega=4.0,
+    bc_aux_weight=0.0,  # the backbone is pretrained on the same target and frozen: nothing for a probe to train
 )
 SPLIT_SEED_OFFSET = {"train": 0, "val": 500, "test": 1000}  # each split its own world seed
 
@@ -269,6 +277,16 @@ def stage_cmd(
     return [*base, *args, f"output_dir={out or runs / name}", "logging.progress=false"]
 
 
+def bc_args(s: DemoScale, runs: Path) -> list[str]:
+    """The BC stage's own overrides: its length, the backbone's mode, the trajectory probe."""
+    args = ["stage=bc", f"schedule.total_samples={s.bc_samples}", *backbone_args(s)]
+    if s.bc_aux_weight:
+        args.append(f"bc.aux_weight={s.bc_aux_weight:g}")
+    if s.pretrain_steps:
+        args.append(f"model.backbone_init={runs / PRETRAIN}")
+    return args
+
+
 def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path, jobs: int) -> None:
     """BC, then every RL stage from the BC policy (independent of each other: `jobs` at a time)."""
 
@@ -276,10 +294,7 @@ def train_stages(s: DemoScale, shards: Path, runs: Path, seed: int, log: Path, j
         return not (runs / name / "policy" / "training_meta.json").is_file()  # finished runs are skipped
 
     if todo("bc"):
-        args = ["stage=bc", f"schedule.total_samples={s.bc_samples}", *backbone_args(s)]
-        if s.pretrain_steps:
-            args.append(f"model.backbone_init={runs / PRETRAIN}")
-        run(stage_cmd(shards, runs, seed, "bc", args), log)
+        run(stage_cmd(shards, runs, seed, "bc", bc_args(s, runs)), log)
     rest = [stage_cmd(shards, runs, seed, n, a) for n, a in rl_stages(s, runs).items() if todo(n)]
     run_parallel(rest, log, jobs)
 
