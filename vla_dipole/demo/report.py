@@ -37,11 +37,7 @@ DIPOLE_OVER_BC = 3.0
 
 def agent_row(summary: dict, agent: str) -> dict[str, float]:
     """One agent's test scores in one seed's summary (DIPOLE at its validation-chosen omega)."""
-    table = summary["table"]
-    if agent in ("constant_velocity", "human"):
-        return table[agent]
-    omega = summary["choice"]["omega"] if agent == "dipole" else 0.0
-    return table[omega_row(agent, omega)]
+    return summary["table"][agent_rows(summary["choice"])[agent]]
 
 
 def omega_curve(summary: dict) -> tuple[list[float], list[float]]:
