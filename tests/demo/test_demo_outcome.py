@@ -34,6 +34,37 @@ def test_scales_cover_the_issue_settings():
     assert demo.SCALES["small"].omegas.split(",")[0] == "0"
 
 
+def test_demo_evaluation_splits_spread_their_scenes_over_many_logs(tmp_path):
+    # a split's mean is only as trustworthy as its number of logs (a log's scenes are 0.5 s apart):
+    # `make demo` reads 4 logs of every family, with no more scenes than the 8-log split every 2nd frame
+    from collections import Counter
+
+    from data_prep.synthesize import synthesize
+    from navsim_adapter.scene_loader import SceneFilter, SceneLoader
+
+    s = demo.SCALES["demo"]
+    synthesize(
+        tmp_path,
+        "val",
+        s.val_logs,
+        500,
+        frames_per_log=s.frames,
+        image_size=(32, 18),
+        cameras=("CAM_F0",),
+        driver_noise=s.driver_noise,
+        workers=1,
+        progress=False,
+    )
+    loader = SceneLoader(
+        "val", data_root=tmp_path, scene_filter=SceneFilter(frame_interval=s.eval_frame_interval)
+    )
+    per_log = Counter(loader.get_scene(t).metadata.log_name for t in loader.tokens)
+    per_family = Counter(name.split("_", 4)[-1] for name in per_log)
+    assert set(per_family) == set(FAMILIES) and min(per_family.values()) >= 4, per_family
+    assert max(per_log.values()) <= 4 and len(loader.tokens) <= 128, (len(loader.tokens), per_log)
+    assert s.test_logs == s.val_logs
+
+
 def test_every_rl_stage_gets_the_same_data_and_budget(tmp_path):
     stages = demo.rl_stages(demo.SCALES["small"], tmp_path)
     assert demo.CONTROL in stages and {"dipole.beta=0"} <= set(stages[demo.CONTROL])
