@@ -47,7 +47,7 @@ def test_demo_evaluation_splits_spread_their_scenes_over_many_logs(tmp_path):
         tmp_path,
         "val",
         s.val_logs,
-        500,
+        demo.SPLIT_SEED_OFFSET["val"],
         frames_per_log=s.frames,
         image_size=(32, 18),
         cameras=("CAM_F0",),
@@ -59,7 +59,8 @@ def test_demo_evaluation_splits_spread_their_scenes_over_many_logs(tmp_path):
         "val", data_root=tmp_path, scene_filter=SceneFilter(frame_interval=s.eval_frame_interval)
     )
     per_log = Counter(loader.get_scene(t).metadata.log_name for t in loader.tokens)
-    per_family = Counter(name.split("_", 4)[-1] for name in per_log)
+    truth = tmp_path / "synthetic_ground_truth" / "val"  # the world's own record of each log's family
+    per_family = Counter(json.loads((truth / f"{name}.json").read_text())["family"] for name in per_log)
     assert set(per_family) == set(FAMILIES) and min(per_family.values()) >= 4, per_family
     assert max(per_log.values()) <= 4 and len(loader.tokens) <= 128, (len(loader.tokens), per_log)
     assert s.test_logs == s.val_logs
