@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.synthesize import GROUND_TRUTH_DIR
 from data_prep.world.scenarios import FAMILIES
 from navsim_adapter.evaluation.report import omega_row
 from navsim_adapter.pdm.columns import SCORE_NAMES
@@ -59,8 +60,8 @@ def test_demo_evaluation_splits_spread_their_scenes_over_many_logs(tmp_path):
         "val", data_root=tmp_path, scene_filter=SceneFilter(frame_interval=s.eval_frame_interval)
     )
     per_log = Counter(loader.get_scene(t).metadata.log_name for t in loader.tokens)
-    truth = tmp_path / "synthetic_ground_truth" / "val"  # the world's own record of each log's family
-    per_family = Counter(json.loads((truth / f"{name}.json").read_text())["family"] for name in per_log)
+    truth = tmp_path / GROUND_TRUTH_DIR / "val"
+    per_family = Counter(demo_report.log_family(truth, name) for name in per_log)
     assert set(per_family) == set(FAMILIES) and min(per_family.values()) >= 4, per_family
     assert max(per_log.values()) <= 4 and len(loader.tokens) <= 128, (len(loader.tokens), per_log)
     assert s.test_logs == s.val_logs

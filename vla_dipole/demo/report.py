@@ -136,12 +136,7 @@ def family_pdms(records: Path, ground_truth: Path, rows: dict[str, str]) -> dict
             continue
         log = rec["log_name"]
         if log not in families:
-            truth = ground_truth / f"{log}.json"
-            if not truth.is_file():
-                raise FileNotFoundError(
-                    f"{records}: log {log} has no ground truth {truth} (not a synthetic split?)"
-                )
-            families[log] = json.loads(truth.read_text())["family"]
+            families[log] = log_family(ground_truth, log, source=records)
         scores[agent, families[log]].append(100.0 * rec["pdms"])
     out: dict[str, dict[str, float]] = {agent: {} for agent in rows}
     for (agent, family), values in sorted(scores.items()):
@@ -245,3 +240,13 @@ def write_docs(
             tail = rest.split(README_END, 1)[1]
             readme.write_text(f"{head}{README_BEGIN}\n{mean_table(results)}\n{README_END}{tail}")
     return page
+
+
+def log_family(ground_truth: Path, log: str, source: Path | str = "") -> str:
+    """A synthetic log's scenario family, from the world's own record (not parsed from the log name)."""
+    truth = ground_truth / f"{log}.json"
+    if not truth.is_file():
+        raise FileNotFoundError(
+            f"{source or ground_truth}: log {log} has no ground truth {truth} (not a synthetic split?)"
+        )
+    return json.loads(truth.read_text())["family"]
